@@ -1,0 +1,1 @@
+//! Batch verification of cheque manifests.

@@ -1,0 +1,158 @@
+//! The command line: global options, one subcommand per file in this folder, and the exit codes.
+//!
+//! With no subcommand the binary starts the GUI. Every command returns `anyhow::Result`; `main`
+//! prints the cause chain and maps the error's kind to a documented exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::device::DeviceChoice;
+
+pub mod info;
+
+/// Exit codes, also listed in `--help`.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other error.
+    pub const FAILURE: u8 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// An input file could not be used: unreadable, corrupt, too large, or no signature in it.
+    pub const BAD_INPUT: u8 = 3;
+    /// The model could not be loaded (missing, wrong card, wrong shapes, hash mismatch).
+    pub const MODEL: u8 = 4;
+    /// The database is locked, damaged, read-only, or newer than this binary.
+    pub const DATABASE: u8 = 5;
+    /// The operator lacks the role, or the PIN was wrong.
+    pub const DENIED: u8 = 6;
+    /// `audit verify` found the hash chain broken.
+    pub const CHAIN_BROKEN: u8 = 7;
+    /// No display for the GUI.
+    pub const NO_DISPLAY: u8 = 8;
+}
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  any other error
+  2  bad command line
+  3  an input file could not be used (unreadable, corrupt, too large, no signature found)
+  4  the model could not be loaded (missing, card or shapes do not match, hash mismatch)
+  5  the database is locked, damaged, read-only or from a newer version
+  6  permission denied (the operator lacks the role, or a wrong PIN)
+  7  audit verify found the hash chain broken
+  8  no display for the GUI (use the subcommands instead)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "countersign",
+    version,
+    about = "Offline verification of handwritten signatures on cheques.",
+    long_about = "Offline verification of handwritten signatures on cheques.\n\nWith no subcommand, starts the desktop application.",
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every command understands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalOpts {
+    /// Where the network runs: auto picks CUDA when a GPU is usable.
+    #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// The audit database (default: the user's data directory).
+    #[arg(long, global = true, env = crate::paths::DB_ENV)]
+    pub db: Option<PathBuf>,
+    /// Model weights (.safetensors, with its .json card beside it); default: the active model, else the bundled one.
+    #[arg(long, global = true, env = crate::paths::MODEL_ENV)]
+    pub model: Option<PathBuf>,
+    /// Operator name for audited actions.
+    #[arg(long, global = true, env = "COUNTERSIGN_OPERATOR")]
+    pub operator: Option<String>,
+    /// Operator PIN (prefer the environment variable; never logged).
+    #[arg(long, global = true, env = "COUNTERSIGN_PIN", hide_env_values = true)]
+    pub pin: Option<String>,
+    /// CPU threads for libtorch and image work (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+}
+
+impl GlobalOpts {
+    /// The database path in force.
+    pub fn db_path(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(crate::paths::default_db)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the desktop application (the default).
+    Gui,
+    /// Show version, libtorch, device, model and database.
+    Info(info::InfoArgs),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(n) = cli.global.threads {
+        tch::set_num_threads(n as i32);
+        // A second call fails harmlessly when the pool already exists.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+    match cli.command {
+        None | Some(Command::Gui) => crate::gui::run(&cli.global),
+        Some(Command::Info(args)) => info::run(&cli.global, &args),
+    }
+}
+
+/// Maps an error to its documented exit code by looking through the cause chain for a known kind.
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<ExitError>() {
+            return e.code;
+        }
+        if cause.downcast_ref::<crate::imaging::ImagingError>().is_some() {
+            return exit::BAD_INPUT;
+        }
+        if cause.downcast_ref::<crate::model::ModelError>().is_some() {
+            return exit::MODEL;
+        }
+        if cause.downcast_ref::<crate::device::DeviceError>().is_some() {
+            return exit::FAILURE;
+        }
+        if let Some(e) = cause.downcast_ref::<crate::store::StoreError>() {
+            return e.exit_code();
+        }
+    }
+    exit::FAILURE
+}
+
+/// An error that carries its own exit code (for outcomes such as "chain broken" that are not faults).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl ExitError {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// Prints an error with its causes, one per line, and returns its exit code.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    ExitCode::from(exit_code_for(err))
+}

@@ -1,0 +1,1 @@
+//! Scores, calibration, decisions and evaluation metrics.

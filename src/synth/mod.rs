@@ -1,0 +1,1 @@
+//! Synthetic writers, genuine signatures, skilled forgeries and cheque scans (sigma-lognormal model).

@@ -1,0 +1,1 @@
+//! Offline training: dataset layouts, pair/triplet sampling, losses, the training loop.
