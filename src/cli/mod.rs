@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::device::DeviceChoice;
 
 pub mod info;
+pub mod train;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {
@@ -97,6 +98,8 @@ pub enum Command {
     Gui,
     /// Show version, libtorch, device, model and database.
     Info(info::InfoArgs),
+    /// Train or fine-tune the signature network offline on labelled signatures.
+    Train(train::TrainArgs),
 }
 
 /// Runs the parsed command line.
@@ -111,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Gui) => crate::gui::run(&cli.global),
         Some(Command::Info(args)) => info::run(&cli.global, &args),
+        Some(Command::Train(args)) => train::run(&cli.global, &args),
     }
 }
 
