@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::device::DeviceChoice;
 
 pub mod info;
+pub mod synth;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {
@@ -97,6 +98,8 @@ pub enum Command {
     Gui,
     /// Show version, libtorch, device, model and database.
     Info(info::InfoArgs),
+    /// Generate synthetic writers, forgeries and cheque scans (demo data, pretraining).
+    Synth(synth::SynthArgs),
 }
 
 /// Runs the parsed command line.
@@ -111,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Gui) => crate::gui::run(&cli.global),
         Some(Command::Info(args)) => info::run(&cli.global, &args),
+        Some(Command::Synth(args)) => synth::run(&cli.global, &args),
     }
 }
 
