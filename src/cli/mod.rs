@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand};
 
 use crate::device::DeviceChoice;
 
+pub mod account;
+pub mod audit;
 pub mod info;
+pub mod operator;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {
@@ -97,6 +100,12 @@ pub enum Command {
     Gui,
     /// Show version, libtorch, device, model and database.
     Info(info::InfoArgs),
+    /// Accounts and their reference signatures.
+    Account(account::AccountArgs),
+    /// Verify, export and anchor the audit log.
+    Audit(audit::AuditArgs),
+    /// Operators, roles and PINs.
+    Operator(operator::OperatorArgs),
 }
 
 /// Runs the parsed command line.
@@ -104,11 +113,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(n) = cli.global.threads {
         tch::set_num_threads(n as i32);
         // A second call fails harmlessly when the pool already exists.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
     match cli.command {
         None | Some(Command::Gui) => crate::gui::run(&cli.global),
         Some(Command::Info(args)) => info::run(&cli.global, &args),
+        Some(Command::Account(args)) => account::run(&cli.global, &args),
+        Some(Command::Audit(args)) => audit::run(&cli.global, &args),
+        Some(Command::Operator(args)) => operator::run(&cli.global, &args),
     }
 }
 
@@ -118,7 +132,10 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<ExitError>() {
             return e.code;
         }
-        if cause.downcast_ref::<crate::imaging::ImagingError>().is_some() {
+        if cause
+            .downcast_ref::<crate::imaging::ImagingError>()
+            .is_some()
+        {
             return exit::BAD_INPUT;
         }
         if cause.downcast_ref::<crate::model::ModelError>().is_some() {
@@ -144,7 +161,10 @@ pub struct ExitError {
 
 impl ExitError {
     pub fn new(code: u8, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 

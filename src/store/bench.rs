@@ -1,0 +1,1 @@
+//! Store benchmarks: insert rate, export rate, file size, verify rate, paged queries.
