@@ -327,6 +327,13 @@ impl Store {
         }
     }
 
+    /// Copies the WAL into the main file (`PRAGMA wal_checkpoint(TRUNCATE)`), e.g. before a backup.
+    pub fn checkpoint_wal(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| self.map(e))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
