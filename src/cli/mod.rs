@@ -93,6 +93,32 @@ impl GlobalOpts {
     pub fn db_path(&self) -> PathBuf {
         self.db.clone().unwrap_or_else(crate::paths::default_db)
     }
+
+    /// The model weights in force, and where that choice came from: `--model` (or its environment
+    /// variable), else the model a supervisor activated in the store, else the bundled default.
+    pub fn model_path(&self) -> Result<(PathBuf, &'static str), crate::model::ModelError> {
+        if let Some(p) = &self.model {
+            return Ok((p.clone(), "--model"));
+        }
+        let db = self.db_path();
+        if db.is_file() {
+            // A store that cannot be read here is reported by the command that needs it; the
+            // model choice falls back to the bundled default rather than failing twice.
+            if let Ok(store) = crate::store::Store::open_read_only(&db) {
+                if let Ok(Some(p)) = store.current_settings().map(|s| s.model_path) {
+                    return Ok((PathBuf::from(p), "activated in the store"));
+                }
+            }
+        }
+        crate::paths::default_model()
+            .map(|p| (p, "bundled default"))
+            .ok_or_else(|| {
+                crate::model::ModelError::NotFound(format!(
+                    "models/{}.safetensors (the bundled default; pass --model PATH)",
+                    crate::paths::DEFAULT_MODEL_STEM
+                ))
+            })
+    }
 }
 
 #[derive(Debug, Subcommand)]
