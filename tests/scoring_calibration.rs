@@ -217,10 +217,16 @@ fn policy() -> DecisionPolicy {
     let mut per_account = BTreeMap::new();
     per_account.insert(
         "ACC-STRICT".to_string(),
-        Thresholds::new(0.95, 0.5).unwrap(),
+        Thresholds {
+            accept: 0.95,
+            reject: 0.5,
+        },
     );
     DecisionPolicy {
-        thresholds: Thresholds::new(0.8, 0.3).unwrap(),
+        thresholds: Thresholds {
+            accept: 0.8,
+            reject: 0.3,
+        },
         amount_rule: Some(AmountRule {
             above_cents: 1_000_000,
             accept: 0.9,
@@ -232,6 +238,7 @@ fn policy() -> DecisionPolicy {
 #[test]
 fn decide_covers_every_branch() {
     let p = policy();
+    p.validate().unwrap();
     let d = |prob, acc, amt| decide(prob, acc, amt, &p);
     // Global thresholds: accept >= 0.8 (inclusive), reject < 0.3, refer between.
     assert_eq!(d(Some(0.8), None, None).decision, Decision::Accept);
