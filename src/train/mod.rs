@@ -211,15 +211,15 @@ impl TrainConfig {
         if self.writers_per_batch < 2 || self.genuine_per_writer < 2 {
             return bad("a batch needs at least 2 writers with at least 2 genuine samples each");
         }
-        if !(self.lr.is_finite() && self.lr > 0.0)
-            || !(self.weight_decay.is_finite() && self.weight_decay >= 0.0)
-        {
+        let lr_ok = self.lr.is_finite() && self.lr > 0.0;
+        let wd_ok = self.weight_decay.is_finite() && self.weight_decay >= 0.0;
+        if !(lr_ok && wd_ok) {
             return bad("the learning rate must be positive and the weight decay non-negative");
         }
-        if let Holdout::Fold(k, n) = self.holdout {
-            if n < 2 || k >= n {
-                return bad("a holdout fold k/n needs n >= 2 and k < n");
-            }
+        if let Holdout::Fold(k, n) = self.holdout
+            && (n < 2 || k >= n)
+        {
+            return bad("a holdout fold k/n needs n >= 2 and k < n");
         }
         if self.margin.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
             return bad("the margin must be positive");
