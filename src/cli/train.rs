@@ -217,7 +217,9 @@ pub fn config(global: &GlobalOpts, args: &TrainArgs) -> anyhow::Result<TrainConf
     } else {
         Holdout::Fifth
     };
-    let command_line = std::env::args()
+    // The program's own path says nothing about the run; it is recorded as plain `countersign`.
+    let command_line = std::iter::once("countersign".to_string())
+        .chain(std::env::args().skip(1))
         .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
         .collect::<Vec<_>>()
         .join(" ");
