@@ -48,6 +48,7 @@ impl std::fmt::Display for Decision {
     }
 }
 
+pub mod bench;
 mod calibration;
 mod decision;
 mod error;
