@@ -344,3 +344,21 @@ fn policy_round_trips_through_json() {
     assert_eq!(out.decision, Decision::Refer);
     assert_eq!(serde_json::to_string(&out.decision).unwrap(), "\"REFER\"");
 }
+
+#[test]
+fn platt_on_constant_scores_gives_the_base_rate() {
+    // No information in the score: the fit must stay finite and predict the (smoothed) base rate.
+    let s = [0.5; 10];
+    let l = [
+        true, true, true, false, false, false, false, false, false, false,
+    ];
+    let c = fit_platt(&s, &l).unwrap();
+    assert!(c.a.is_finite() && c.b.is_finite(), "{c:?}");
+    // Mean smoothed target: (3 * 4/5 + 7 * 1/9) / 10.
+    let base = (3.0 * 4.0 / 5.0 + 7.0 / 9.0) / 10.0;
+    assert!(
+        (c.probability(0.5) - base).abs() < 1e-3,
+        "{}",
+        c.probability(0.5)
+    );
+}
