@@ -13,10 +13,10 @@
 //! - [`decide`]: ACCEPT / REFER / REJECT against a [`DecisionPolicy`].
 //!
 //! For supervisors and model cards: [`evaluate`] runs the fixed evaluation protocol (documented in
-//! the `evaluation` module) into an [`EvaluationReport`]; [`evaluation_scores`] +
+//! the [`evaluation`] module) into an [`EvaluationReport`]; [`evaluation_scores`] +
 //! [`labelled_scores`] give the labelled scores that [`fit_platt`] and [`choose_thresholds`] take.
 //! Metric conventions (FAR/FRR, ROC ties, AUC, EER interpolation, DET clamping) are documented in
-//! the `metrics` module and on [`eer`].
+//! the [`metrics`] module and on [`eer`].
 
 use serde::{Deserialize, Serialize};
 
@@ -64,13 +64,13 @@ impl std::fmt::Display for Decision {
 }
 
 pub mod bench;
-mod calibration;
-mod decision;
-mod error;
-mod evaluation;
-mod metrics;
-mod similarity;
-mod thresholds;
+pub mod calibration;
+pub mod decision;
+pub mod error;
+pub mod evaluation;
+pub mod metrics;
+pub mod similarity;
+pub mod thresholds;
 
 pub use calibration::{
     CalibrationModel, ISOTONIC_MIN_PAIRS, ISOTONIC_MIN_PER_CLASS, IsotonicCalibration,
