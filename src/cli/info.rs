@@ -49,17 +49,7 @@ pub fn run(global: &GlobalOpts, args: &InfoArgs) -> anyhow::Result<()> {
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-<<<<<<< HEAD
         return Ok(());
-=======
-    } else {
-        println!("countersign {}", env!("CARGO_PKG_VERSION"));
-        println!("libtorch     {}", env!("COUNTERSIGN_LIBTORCH_VERSION"));
-        println!("CUDA         {}", if tch::Cuda::is_available() { "available" } else { "not available" });
-        println!("device       {}", crate::device::describe(device));
-        println!("CPU threads  {}", tch::get_num_threads());
-        println!("database     {}", global.db_path().display());
->>>>>>> scoring
     }
     println!("countersign  {}", env!("CARGO_PKG_VERSION"));
     println!("libtorch     {}", env!("COUNTERSIGN_LIBTORCH_VERSION"));
