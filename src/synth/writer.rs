@@ -66,12 +66,12 @@ impl WriterParams {
         let n = |rng: &mut R| -> f32 { rng.sample(StandardNormal) };
         WriterParams {
             stability: rng.random_range(0.5..0.95),
-            x_height_px: rng.random_range(38.0..62.0),
+            x_height_px: rng.random_range(48.0..85.0),
             width: rng.random_range(0.95..1.7),
             y_scale: rng.random_range(0.8..1.3),
             slant_deg: (12.0 + 10.0 * n(rng)).clamp(-15.0, 35.0),
             baseline_deg: (2.0 + 3.0 * n(rng)).clamp(-7.0, 10.0),
-            pen_width_px: rng.random_range(2.6..5.8),
+            pen_width_px: rng.random_range(3.0..7.0),
             ink: rng.random_range(0.55..0.95),
             stroke_time_s: rng.random_range(0.07..0.13),
             sigma: rng.random_range(0.22..0.36),
