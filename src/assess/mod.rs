@@ -11,9 +11,9 @@ use crate::imaging::decode::{DecodeLimits, decode_path};
 use crate::imaging::normalise::normalise;
 use crate::model::{ModelError, SignatureModel};
 use crate::scoring::{
-    Calibration, EvalConfig, EvaluationReport, Forgeries, LabelledEmbedding, OperatingPoint, ScoredPair,
-    ScoringError, ThresholdChoice, Thresholds, choose_thresholds, evaluation_scores, fit_platt,
-    labelled_scores,
+    Calibration, EvalConfig, EvaluationReport, Forgeries, LabelledEmbedding, OperatingPoint,
+    ScoredPair, ScoringError, ThresholdChoice, Thresholds, choose_thresholds, evaluation_scores,
+    fit_platt, labelled_scores,
 };
 use crate::train::dataset::Dataset;
 
@@ -82,8 +82,14 @@ pub fn embed_dataset(
         progress(out.samples.len() + out.failures.len(), total);
     }
     if out.samples.is_empty() {
-        let first = out.failures.first().map(|(p, e)| format!("{}: {e}", p.display()));
-        return Err(AssessError::NothingUsable(total, first.unwrap_or_else(|| "empty dataset".into())));
+        let first = out
+            .failures
+            .first()
+            .map(|(p, e)| format!("{}: {e}", p.display()));
+        return Err(AssessError::NothingUsable(
+            total,
+            first.unwrap_or_else(|| "empty dataset".into()),
+        ));
     }
     Ok(out)
 }
@@ -143,11 +149,17 @@ pub fn operating_point(
     settings: Option<&crate::store::Settings>,
 ) -> Option<OperatingPoint> {
     if let Some(s) = settings.filter(|s| s.version > 0) {
-        return Some(OperatingPoint { calibration: s.calibration, thresholds: s.thresholds });
+        return Some(OperatingPoint {
+            calibration: s.calibration,
+            thresholds: s.thresholds,
+        });
     }
     let card = model.card();
     match (card.calibration, card.thresholds) {
-        (Some(calibration), Some(thresholds)) => Some(OperatingPoint { calibration, thresholds }),
+        (Some(calibration), Some(thresholds)) => Some(OperatingPoint {
+            calibration,
+            thresholds,
+        }),
         _ => None,
     }
 }

@@ -42,14 +42,26 @@ impl DataArgs {
     pub fn dataset(&self) -> anyhow::Result<Dataset> {
         let ds = dataset::scan(&self.data, self.layout)
             .with_context(|| format!("reading labelled data from {}", self.data.display()))?;
-        let Some(spec) = &self.writers else { return Ok(ds) };
+        let Some(spec) = &self.writers else {
+            return Ok(ds);
+        };
         let wanted: Vec<String> = match spec.strip_prefix('@') {
             Some(file) => dataset::read_writer_list(Path::new(file))?,
-            None => spec.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect(),
+            None => spec
+                .split(',')
+                .map(|w| w.trim().to_string())
+                .filter(|w| !w.is_empty())
+                .collect(),
         };
-        let missing: Vec<&String> = wanted.iter().filter(|w| !ds.samples.iter().any(|s| &s.writer == *w)).collect();
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|w| !ds.samples.iter().any(|s| &s.writer == *w))
+            .collect();
         if !missing.is_empty() {
-            anyhow::bail!("--writers names writers not in {}: {missing:?}", self.data.display());
+            anyhow::bail!(
+                "--writers names writers not in {}: {missing:?}",
+                self.data.display()
+            );
         }
         Ok(ds.only_writers(&wanted))
     }
@@ -75,13 +87,19 @@ pub fn load_model(global: &GlobalOpts) -> anyhow::Result<SignatureModel> {
 }
 
 /// Embeds a dataset with a progress bar on stderr (hidden when stderr is not a terminal).
-pub fn embed_with_progress(model: &SignatureModel, ds: &Dataset) -> anyhow::Result<crate::assess::EmbeddedSet> {
+pub fn embed_with_progress(
+    model: &SignatureModel,
+    ds: &Dataset,
+) -> anyhow::Result<crate::assess::EmbeddedSet> {
     let bar = indicatif::ProgressBar::new(ds.samples.len() as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("embedding {bar:40} {pos}/{len} images, {per_sec}, ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "embedding {bar:40} {pos}/{len} images, {per_sec}, ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let set = crate::assess::embed_dataset(model, ds, &mut |done, _| bar.set_position(done as u64))?;
+    let set =
+        crate::assess::embed_dataset(model, ds, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     for (path, why) in set.failures.iter().take(10) {
         eprintln!("skipped {}: {why}", path.display());

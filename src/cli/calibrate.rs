@@ -44,11 +44,26 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
     let ds = args.data.dataset()?;
     let set = embed_with_progress(&model, &ds)?;
     let cfg = args.data.eval_config();
-    let (result, _) = crate::assess::calibrate(&set.samples, &cfg, args.target_far, args.refer_band)?;
+    let (result, _) =
+        crate::assess::calibrate(&set.samples, &cfg, args.target_far, args.refer_band)?;
     let c = &result.choice;
-    println!("model {}  data {} ({}), {} pairs ({} genuine, {} forgery)", model.id(), ds.root.display(), ds.layout, result.pairs, result.genuine_pairs, result.forgery_pairs);
-    println!("calibration  P(genuine) = sigmoid({:.4} * score + {:.4})", result.calibration.a, result.calibration.b);
-    println!("thresholds   {}", crate::assess::describe_thresholds(&c.thresholds));
+    println!(
+        "model {}  data {} ({}), {} pairs ({} genuine, {} forgery)",
+        model.id(),
+        ds.root.display(),
+        ds.layout,
+        result.pairs,
+        result.genuine_pairs,
+        result.forgery_pairs
+    );
+    println!(
+        "calibration  P(genuine) = sigmoid({:.4} * score + {:.4})",
+        result.calibration.a, result.calibration.b
+    );
+    println!(
+        "thresholds   {}",
+        crate::assess::describe_thresholds(&c.thresholds)
+    );
     println!(
         "on this data FAR {:.2}% (target {:.2}%), FRR {:.2}%, genuine rejected {:.2}%, referred {:.2}%",
         100.0 * c.far,
@@ -75,9 +90,17 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
         let mut store = super::operator::open_store(global)?;
         let op = super::operator::sign_in(&mut store, global)?;
         let reason = args.reason.as_deref().unwrap_or_default();
-        store.change_settings(&op, &SettingsChange::Calibration(result.calibration), reason)?;
+        store.change_settings(
+            &op,
+            &SettingsChange::Calibration(result.calibration),
+            reason,
+        )?;
         let s = store.change_settings(&op, &SettingsChange::Thresholds(c.thresholds), reason)?;
-        println!("saved by {} as settings version {} (audited)", op.name(), s.version);
+        println!(
+            "saved by {} as settings version {} (audited)",
+            op.name(),
+            s.version
+        );
     } else {
         println!("not saved: add --save --reason \"...\" to put these thresholds into use");
     }

@@ -12,9 +12,9 @@ use crate::device::DeviceChoice;
 
 pub mod account;
 pub mod assess_args;
+pub mod audit;
 pub mod calibrate;
 pub mod evaluate;
-pub mod audit;
 pub mod info;
 pub mod operator;
 pub mod synth;
