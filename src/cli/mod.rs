@@ -14,6 +14,8 @@ pub mod account;
 pub mod audit;
 pub mod info;
 pub mod operator;
+pub mod synth;
+pub mod train;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {
@@ -92,6 +94,32 @@ impl GlobalOpts {
     pub fn db_path(&self) -> PathBuf {
         self.db.clone().unwrap_or_else(crate::paths::default_db)
     }
+
+    /// The model weights in force, and where that choice came from: `--model` (or its environment
+    /// variable), else the model a supervisor activated in the store, else the bundled default.
+    pub fn model_path(&self) -> Result<(PathBuf, &'static str), crate::model::ModelError> {
+        if let Some(p) = &self.model {
+            return Ok((p.clone(), "--model"));
+        }
+        let db = self.db_path();
+        if db.is_file() {
+            // A store that cannot be read here is reported by the command that needs it; the
+            // model choice falls back to the bundled default rather than failing twice.
+            if let Ok(store) = crate::store::Store::open_read_only(&db) {
+                if let Ok(Some(p)) = store.current_settings().map(|s| s.model_path) {
+                    return Ok((PathBuf::from(p), "activated in the store"));
+                }
+            }
+        }
+        crate::paths::default_model()
+            .map(|p| (p, "bundled default"))
+            .ok_or_else(|| {
+                crate::model::ModelError::NotFound(format!(
+                    "models/{}.safetensors (the bundled default; pass --model PATH)",
+                    crate::paths::DEFAULT_MODEL_STEM
+                ))
+            })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,12 +128,16 @@ pub enum Command {
     Gui,
     /// Show version, libtorch, device, model and database.
     Info(info::InfoArgs),
+    /// Generate synthetic writers, forgeries and cheque scans (demo data, pretraining).
+    Synth(synth::SynthArgs),
     /// Accounts and their reference signatures.
     Account(account::AccountArgs),
     /// Verify, export and anchor the audit log.
     Audit(audit::AuditArgs),
     /// Operators, roles and PINs.
     Operator(operator::OperatorArgs),
+    /// Train or fine-tune the signature network offline on labelled signatures.
+    Train(train::TrainArgs),
 }
 
 /// Runs the parsed command line.
@@ -120,9 +152,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Gui) => crate::gui::run(&cli.global),
         Some(Command::Info(args)) => info::run(&cli.global, &args),
+        Some(Command::Synth(args)) => synth::run(&cli.global, &args),
         Some(Command::Account(args)) => account::run(&cli.global, &args),
         Some(Command::Audit(args)) => audit::run(&cli.global, &args),
         Some(Command::Operator(args)) => operator::run(&cli.global, &args),
+        Some(Command::Train(args)) => train::run(&cli.global, &args),
     }
 }
 
