@@ -126,7 +126,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 enum Sink<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Jsonl(W),
 }
 
@@ -180,9 +180,9 @@ impl Store {
                 source: std::io::Error::other(e.to_string()),
             };
             let mut sink = match format {
-                ExportFormat::Csv => {
-                    Sink::Csv(csv::WriterBuilder::new().has_headers(false).from_writer(w))
-                }
+                ExportFormat::Csv => Sink::Csv(Box::new(
+                    csv::WriterBuilder::new().has_headers(false).from_writer(w),
+                )),
                 ExportFormat::Jsonl => Sink::Jsonl(w),
             };
             if let Sink::Csv(c) = &mut sink {
