@@ -15,6 +15,7 @@ pub mod audit;
 pub mod info;
 pub mod operator;
 pub mod synth;
+pub mod train;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {
@@ -135,6 +136,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Operators, roles and PINs.
     Operator(operator::OperatorArgs),
+    /// Train or fine-tune the signature network offline on labelled signatures.
+    Train(train::TrainArgs),
 }
 
 /// Runs the parsed command line.
@@ -153,6 +156,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Account(args)) => account::run(&cli.global, &args),
         Some(Command::Audit(args)) => audit::run(&cli.global, &args),
         Some(Command::Operator(args)) => operator::run(&cli.global, &args),
+        Some(Command::Train(args)) => train::run(&cli.global, &args),
     }
 }
 
