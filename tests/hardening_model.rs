@@ -142,9 +142,11 @@ fn faults(good: &Path, dir: &Path) -> Vec<Fault> {
     }
     Tensor::write_safetensors(&ts, &p).expect("write tensors");
     rehash_card(&p);
-    out.push(("NaN weights with a valid card", p, |e| {
-        matches!(e, ModelError::Corrupt { detail, .. } if detail.contains("non-finite"))
-    }));
+    out.push((
+        "NaN weights with a valid card",
+        p,
+        |e| matches!(e, ModelError::Corrupt { detail, .. } if detail.contains("non-finite")),
+    ));
 
     let p = copy_model(good, dir, "no-card");
     std::fs::remove_file(card_path(&p)).expect("rm card");
@@ -263,10 +265,17 @@ fn mutated_weights_files_are_refused_with_a_typed_error() {
                 Ok(_) => {
                     // Only a change the parser cannot see (inside a float) with a rehashed card
                     // loads: that is a different, well-formed model.
-                    prop_assert!(rehash, "damaged weights loaded under the original card: {d:?}");
+                    prop_assert!(
+                        rehash,
+                        "damaged weights loaded under the original card: {d:?}"
+                    );
                     "loaded (float changed, card rehashed)".to_string()
                 }
-                Err(e) => format!("{e:?}").split([' ', '{', '(']).next().unwrap_or("?").to_string(),
+                Err(e) => format!("{e:?}")
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap_or("?")
+                    .to_string(),
             };
             *tally.borrow_mut().entry(key).or_default() += 1;
             Ok(())

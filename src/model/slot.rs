@@ -92,9 +92,10 @@ fn load_checked(path: &Path, device: Device) -> Result<SignatureModel, ModelErro
     if !ok {
         return Err(ModelError::Corrupt {
             path: path.display().to_string(),
-            detail: "the weights give non-finite embeddings (NaN or infinite values); the model in use \
+            detail:
+                "the weights give non-finite embeddings (NaN or infinite values); the model in use \
                      was kept"
-                .into(),
+                    .into(),
         });
     }
     Ok(model)
