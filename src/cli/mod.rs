@@ -14,6 +14,7 @@ pub mod account;
 pub mod audit;
 pub mod info;
 pub mod operator;
+pub mod settings;
 pub mod synth;
 pub mod train;
 
@@ -138,6 +139,8 @@ pub enum Command {
     Operator(operator::OperatorArgs),
     /// Train or fine-tune the signature network offline on labelled signatures.
     Train(train::TrainArgs),
+    /// Supervisor settings (thresholds, active model) and decision confirm/override.
+    Settings(settings::SettingsArgs),
 }
 
 /// Runs the parsed command line.
@@ -156,6 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Account(args)) => account::run(&cli.global, &args),
         Some(Command::Audit(args)) => audit::run(&cli.global, &args),
         Some(Command::Operator(args)) => operator::run(&cli.global, &args),
+        Some(Command::Settings(args)) => settings::run(&cli.global, &args),
         Some(Command::Train(args)) => train::run(&cli.global, &args),
     }
 }
