@@ -154,7 +154,10 @@ fn headers_claiming_huge_images_are_refused_before_allocating() {
     ];
     for (name, bytes) in &within {
         let (out, peak) = measured(bytes, &small);
-        println!("{name:32} -> {out:?}, peak heap +{peak} bytes (cap {})", cap(&small));
+        println!(
+            "{name:32} -> {out:?}, peak heap +{peak} bytes (cap {})",
+            cap(&small)
+        );
         assert!(out.is_err(), "{name}: a file without pixel data decoded");
         assert!(
             peak <= cap(&small),
@@ -166,6 +169,35 @@ fn headers_claiming_huge_images_are_refused_before_allocating() {
         }
         rows.push((name.clone(), out, peak));
     }
+    // The worst image for normalisation's connected-component labelling: a checkerboard, one run per
+    // ink pixel, all in one 8-connected component. It compresses to a few kilobytes as PNG.
+    let side = 6000u32;
+    let board = image::GrayImage::from_fn(side, side, |x, y| {
+        image::Luma([if (x + y) % 2 == 0 { 0 } else { 255 }])
+    });
+    let png = common::encode(&board, image::ImageFormat::Png, false);
+    drop(board);
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let img = decode_bytes(&png, "checkerboard", &limits).expect("decodes");
+    let out = countersign::imaging::normalise::normalise(
+        &img,
+        &countersign::imaging::normalise::NormaliseParams::default(),
+    );
+    drop(img);
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    let pixels = u64::from(side) * u64::from(side);
+    println!(
+        "checkerboard {side}x{side} ({} byte PNG): normalise -> {:?}, peak heap +{peak} bytes ({:.1} bytes per pixel)",
+        png.len(),
+        out.as_ref().map(|_| ()).map_err(common::variant),
+        peak as f64 / pixels as f64
+    );
+    // Labelling keeps one 16-byte run and two 4-byte indices per run at most: bounded per pixel.
+    assert!(
+        peak as u64 <= 32 * pixels,
+        "normalising used {peak} bytes for {pixels} pixels"
+    );
     println!(
         "{} crafted headers, largest peak {} bytes",
         rows.len(),

@@ -29,7 +29,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngSeed, TestError, TestRunner};
 
-/// Cases per property unless `COUNTERSIGN_FUZZ_CASES` says otherwise.
+/// Cases for the arbitrary-bytes property unless `COUNTERSIGN_FUZZ_CASES` says otherwise; the
+/// magic-prefixed property runs twice as many and the mutation property three times as many.
 const DEFAULT_CASES: u32 = 2000;
 
 fn cases() -> u32 {
@@ -39,9 +40,9 @@ fn cases() -> u32 {
         .unwrap_or(DEFAULT_CASES)
 }
 
-fn config(seed: u64) -> Config {
+fn config(seed: u64, cases: u32) -> Config {
     Config {
-        cases: cases(),
+        cases,
         // A fixed seed makes every CI run try the same inputs, so a failure is reproducible; no
         // persistence file is written into the source tree.
         rng_seed: RngSeed::Fixed(seed),
@@ -150,7 +151,13 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
 
 /// A valid small image: format, colour or gray, size and drawing seed.
 fn valid_image() -> impl Strategy<Value = (usize, bool, u32, u32, u64)> {
-    (0..FORMATS.len(), any::<bool>(), 8u32..96, 8u32..64, any::<u64>())
+    (
+        0..FORMATS.len(),
+        any::<bool>(),
+        8u32..96,
+        8u32..64,
+        any::<u64>(),
+    )
 }
 
 fn build(spec: &(usize, bool, u32, u32, u64)) -> Vec<u8> {
@@ -188,19 +195,21 @@ impl Tally {
 }
 
 /// Runs a property over inputs; on failure, saves the shrunk input for the regression corpus.
-fn check<S>(name: &str, seed: u64, strategy: S, to_bytes: impl Fn(&S::Value) -> Vec<u8>)
+fn check<S>(name: &str, seed: u64, cases: u32, strategy: S, to_bytes: impl Fn(&S::Value) -> Vec<u8>)
 where
     S: Strategy,
     S::Value: std::fmt::Debug,
 {
     let limits = DecodeLimits::default();
     let tally = RefCell::new(Tally::default());
-    let mut runner = TestRunner::new(config(seed));
+    let mut runner = TestRunner::new(config(seed, cases));
     let result = runner.run(&strategy, |value| {
         let bytes = to_bytes(&value);
         let t0 = Instant::now();
         let outcome = run_pipeline(&bytes, &limits);
-        tally.borrow_mut().record(outcome, t0.elapsed(), bytes.len());
+        tally
+            .borrow_mut()
+            .record(outcome, t0.elapsed(), bytes.len());
         Ok(())
     });
     tally.borrow().print(name);
@@ -230,6 +239,7 @@ fn arbitrary_bytes_give_a_result_or_a_typed_error() {
     check(
         "arbitrary",
         0x0c0f_fee1,
+        cases(),
         prop::collection::vec(any::<u8>(), 0..4096),
         Clone::clone,
     );
@@ -248,6 +258,7 @@ fn arbitrary_bytes_behind_format_magic_give_a_result_or_a_typed_error() {
     check(
         "magic",
         0x0c0f_fee2,
+        2 * cases(),
         (
             prop::sample::select(magics),
             prop::collection::vec(any::<u8>(), 0..2048),
@@ -265,6 +276,7 @@ fn mutated_valid_images_give_a_result_or_a_typed_error() {
     check(
         "mutated",
         0x0c0f_fee3,
+        3 * cases(),
         (
             valid_image(),
             prop::collection::vec(mutation(), 1..6),
@@ -288,15 +300,41 @@ fn unmutated_generated_images_all_normalise() {
     // The control for the mutation test: without mutations every generated file is a real
     // signature, so the refusals counted above come from the mutations and not the generator.
     let limits = DecodeLimits::default();
-    let mut runner = TestRunner::new(Config {
-        cases: 200,
-        ..config(0x0c0f_fee4)
-    });
+    let mut runner = TestRunner::new(config(0x0c0f_fee4, 200));
     runner
-        .run(&(0..FORMATS.len(), any::<bool>(), 32u32..96, 24u32..64, any::<u64>()), |spec| {
-            let bytes = build(&spec);
-            prop_assert_eq!(run_pipeline(&bytes, &limits), Outcome::Normalised);
-            Ok(())
-        })
+        .run(
+            &(
+                0..FORMATS.len(),
+                any::<bool>(),
+                32u32..96,
+                24u32..64,
+                any::<u64>(),
+            ),
+            |spec| {
+                let bytes = build(&spec);
+                prop_assert_eq!(run_pipeline(&bytes, &limits), Outcome::Normalised);
+                Ok(())
+            },
+        )
         .unwrap();
+}
+
+#[test]
+fn a_jpeg_frame_larger_than_its_scans_is_refused() {
+    use common::jpeg_claiming;
+    use countersign::imaging::ImagingError;
+    use countersign::imaging::decode::decode_bytes;
+    let limits = DecodeLimits::default();
+    // The honest frame (the picture is 32x16) decodes.
+    let img = decode_bytes(&jpeg_claiming(32, 16), "honest.jpg", &limits).expect("honest frame");
+    assert_eq!(img.dimensions(), (32, 16));
+    // Frames far larger than the scans hold are refused as truncated, before any pixel is decoded.
+    for (w, h) in [(2000u16, 2000u16), (20_000, 2_000), (4_000, 64)] {
+        match decode_bytes(&jpeg_claiming(w, h), "claims.jpg", &limits) {
+            Err(e @ ImagingError::Truncated { .. }) => {
+                assert!(e.to_string().contains("scan data"), "{e}")
+            }
+            other => panic!("{w}x{h}: expected Truncated, got {other:?}"),
+        }
+    }
 }

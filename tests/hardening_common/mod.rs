@@ -197,7 +197,9 @@ pub fn run_pipeline(bytes: &[u8], limits: &DecodeLimits) -> Outcome {
             assert_eq!((n.width, n.height), (params.width, params.height));
             assert_eq!(n.pixels.len(), (n.width * n.height) as usize);
             assert!(
-                n.pixels.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
+                n.pixels
+                    .iter()
+                    .all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
                 "normalised values must lie in [0, 1]"
             );
             Outcome::Normalised
