@@ -68,8 +68,11 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+/// The decoded size, or the error variant's name.
+type Decoded = Result<(u32, u32), &'static str>;
+
 /// Decodes and returns the outcome with the peak heap growth during the call, in bytes.
-fn measured(bytes: &[u8], limits: &DecodeLimits) -> (Result<(u32, u32), &'static str>, usize) {
+fn measured(bytes: &[u8], limits: &DecodeLimits) -> (Decoded, usize) {
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let out = decode_bytes(bytes, "bomb", limits)
@@ -91,7 +94,7 @@ const REFUSED_SMALL: usize = 2 << 20;
 #[test]
 fn headers_claiming_huge_images_are_refused_before_allocating() {
     let limits = DecodeLimits::default();
-    let mut rows: Vec<(String, Result<(u32, u32), &'static str>, usize)> = Vec::new();
+    let mut rows: Vec<(String, Decoded, usize)> = Vec::new();
 
     // Beyond the limits in every format, both by side and by area: refused before any pixel buffer.
     let over: Vec<(String, Vec<u8>)> = vec![

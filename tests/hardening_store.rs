@@ -323,3 +323,66 @@ fn a_really_full_disk_fails_writes_clearly_and_loses_no_committed_decision() {
     );
     assert!(store.verify_chain().expect("verify").is_intact());
 }
+
+#[test]
+fn an_export_or_checkpoint_aimed_at_the_database_itself_is_refused_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("audit.sqlite3");
+    let mut f = fixture(&db);
+    let ds: Vec<_> = (0..50).map(|i| decision(&f.clerk, i)).collect();
+    f.store.insert_decisions(&f.clerk, &ds).expect("decisions");
+    let wal = dir.path().join("audit.sqlite3-wal");
+    assert!(wal.exists(), "the committed rows are in the WAL");
+    let sneaky = dir.path().join("sub/../audit.sqlite3");
+    std::fs::create_dir_all(dir.path().join("sub")).expect("mkdir");
+    for target in [&db, &wal, &sneaky, &dir.path().join("audit.sqlite3-shm")] {
+        let err = f
+            .store
+            .export_decisions(
+                &f.auditor,
+                &DecisionFilter::default(),
+                countersign::store::ExportFormat::Csv,
+                target,
+                &mut |_| {},
+            )
+            .expect_err("exporting over the database must be refused");
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+        assert!(err.to_string().contains("audit database"), "{err}");
+        let err = f
+            .store
+            .write_checkpoint(&f.auditor, target)
+            .expect_err("a checkpoint over the database must be refused");
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    }
+    drop(f);
+    // The CLI says so too (exit code 1), and nothing was lost.
+    let out = cli()
+        .arg("--db")
+        .arg(&db)
+        .args([
+            "--operator",
+            "aude",
+            "--pin",
+            "3333",
+            "audit",
+            "export",
+            "--out",
+        ])
+        .arg(&db)
+        .output()
+        .expect("run cli");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = open(&db);
+    assert_eq!(
+        store
+            .count_decisions(&DecisionFilter::default())
+            .expect("count"),
+        50
+    );
+    assert!(store.verify_chain().expect("verify").is_intact());
+}

@@ -237,7 +237,7 @@ fn jpeg_scans_too_short(bytes: &[u8]) -> Option<(u64, u64)> {
             // Entropy-coded data runs to the next marker other than a stuffed 00 or a restart.
             let start = pos;
             while pos + 1 < bytes.len()
-                && !(bytes[pos] == 0xff && !matches!(bytes[pos + 1], 0x00 | 0xd0..=0xd7))
+                && (bytes[pos] != 0xff || matches!(bytes[pos + 1], 0x00 | 0xd0..=0xd7))
             {
                 pos += 1;
             }
