@@ -17,6 +17,7 @@ pub mod calibrate;
 pub mod evaluate;
 pub mod info;
 pub mod operator;
+pub mod settings;
 pub mod synth;
 pub mod train;
 
@@ -145,6 +146,8 @@ pub enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Train or fine-tune the signature network offline on labelled signatures.
     Train(train::TrainArgs),
+    /// Supervisor settings (thresholds, active model) and decision confirm/override.
+    Settings(settings::SettingsArgs),
 }
 
 /// Runs the parsed command line.
@@ -165,6 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Account(args)) => account::run(&cli.global, &args),
         Some(Command::Audit(args)) => audit::run(&cli.global, &args),
         Some(Command::Operator(args)) => operator::run(&cli.global, &args),
+        Some(Command::Settings(args)) => settings::run(&cli.global, &args),
         Some(Command::Train(args)) => train::run(&cli.global, &args),
     }
 }
