@@ -109,10 +109,10 @@ impl GlobalOpts {
         if db.is_file() {
             // A store that cannot be read here is reported by the command that needs it; the
             // model choice falls back to the bundled default rather than failing twice.
-            if let Ok(store) = crate::store::Store::open_read_only(&db) {
-                if let Ok(Some(p)) = store.current_settings().map(|s| s.model_path) {
-                    return Ok((PathBuf::from(p), "activated in the store"));
-                }
+            if let Ok(store) = crate::store::Store::open_read_only(&db)
+                && let Ok(Some(p)) = store.current_settings().map(|s| s.model_path)
+            {
+                return Ok((PathBuf::from(p), "activated in the store"));
             }
         }
         crate::paths::default_model()
