@@ -19,3 +19,4 @@ pub mod scoring;
 pub mod store;
 pub mod synth;
 pub mod train;
+pub mod verify;

@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand};
 
 use crate::device::DeviceChoice;
 
+pub mod batch;
+pub mod bench;
 pub mod info;
+pub mod verify;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {
@@ -97,6 +100,12 @@ pub enum Command {
     Gui,
     /// Show version, libtorch, device, model and database.
     Info(info::InfoArgs),
+    /// Verify one cheque (or signature) against reference signatures; records an audit row.
+    Verify(verify::VerifyArgs),
+    /// Verify a manifest of cheques (resumable), writing a results CSV and audit rows.
+    Batch(batch::BatchArgs),
+    /// Measure latency, throughput, memory and model speed; prints figures.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command line.
@@ -109,6 +118,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Gui) => crate::gui::run(&cli.global),
         Some(Command::Info(args)) => info::run(&cli.global, &args),
+        Some(Command::Verify(args)) => verify::run(&cli.global, &args),
+        Some(Command::Batch(args)) => batch::run(&cli.global, &args),
+        Some(Command::Bench(args)) => bench::run(&cli.global, &args),
     }
 }
 
