@@ -63,6 +63,8 @@ pub enum BatchError {
     Verify(#[from] crate::verify::VerifyError),
     #[error("cannot start {workers} worker threads: {detail}")]
     Workers { workers: usize, detail: String },
+    #[error("the results file {path} is the manifest itself; choose another --out")]
+    OutIsManifest { path: PathBuf },
     #[error("the manifest reader thread failed unexpectedly")]
     ReaderPanicked,
 }
@@ -205,6 +207,12 @@ pub fn run(
 ) -> Result<BatchSummary, BatchError> {
     let started = Instant::now();
     let mut reader = ManifestReader::open(&opts.manifest)?;
+    // Creating the results file truncates it: refuse to overwrite the manifest with its own results.
+    if let (Ok(a), Ok(b)) = (opts.manifest.canonicalize(), opts.out.canonicalize())
+        && a == b
+    {
+        return Err(BatchError::OutIsManifest { path: opts.out.clone() });
+    }
     let mut writer =
         ResultWriter::create(&opts.out).map_err(|source| BatchError::Output { path: opts.out.clone(), source })?;
     let decided: HashSet<String> = store.decided_cheque_ids()?.into_iter().collect();
