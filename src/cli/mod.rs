@@ -10,9 +10,13 @@ use clap::{Parser, Subcommand};
 
 use crate::device::DeviceChoice;
 
+pub mod account;
+pub mod audit;
+pub mod info;
+pub mod synth;
+pub mod operator;
 pub mod batch;
 pub mod bench;
-pub mod info;
 pub mod verify;
 
 /// Exit codes, also listed in `--help`.
@@ -100,6 +104,14 @@ pub enum Command {
     Gui,
     /// Show version, libtorch, device, model and database.
     Info(info::InfoArgs),
+    /// Generate synthetic writers, forgeries and cheque scans (demo data, pretraining).
+    Synth(synth::SynthArgs),
+    /// Accounts and their reference signatures.
+    Account(account::AccountArgs),
+    /// Verify, export and anchor the audit log.
+    Audit(audit::AuditArgs),
+    /// Operators, roles and PINs.
+    Operator(operator::OperatorArgs),
     /// Verify one cheque (or signature) against reference signatures; records an audit row.
     Verify(verify::VerifyArgs),
     /// Verify a manifest of cheques (resumable), writing a results CSV and audit rows.
@@ -113,11 +125,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(n) = cli.global.threads {
         tch::set_num_threads(n as i32);
         // A second call fails harmlessly when the pool already exists.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
     match cli.command {
         None | Some(Command::Gui) => crate::gui::run(&cli.global),
         Some(Command::Info(args)) => info::run(&cli.global, &args),
+        Some(Command::Synth(args)) => synth::run(&cli.global, &args),
+        Some(Command::Account(args)) => account::run(&cli.global, &args),
+        Some(Command::Audit(args)) => audit::run(&cli.global, &args),
+        Some(Command::Operator(args)) => operator::run(&cli.global, &args),
         Some(Command::Verify(args)) => verify::run(&cli.global, &args),
         Some(Command::Batch(args)) => batch::run(&cli.global, &args),
         Some(Command::Bench(args)) => bench::run(&cli.global, &args),
@@ -130,7 +148,10 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<ExitError>() {
             return e.code;
         }
-        if cause.downcast_ref::<crate::imaging::ImagingError>().is_some() {
+        if cause
+            .downcast_ref::<crate::imaging::ImagingError>()
+            .is_some()
+        {
             return exit::BAD_INPUT;
         }
         if cause.downcast_ref::<crate::model::ModelError>().is_some() {
@@ -156,7 +177,10 @@ pub struct ExitError {
 
 impl ExitError {
     pub fn new(code: u8, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 

@@ -5,7 +5,9 @@ use crate::cli::GlobalOpts;
 /// Starts the GUI, or explains how to use the CLI when there is no display.
 pub fn run(_global: &GlobalOpts) -> anyhow::Result<()> {
     if !has_display() {
-        return Err(crate::cli::ExitError::new(crate::cli::exit::NO_DISPLAY, NO_DISPLAY_MESSAGE).into());
+        return Err(
+            crate::cli::ExitError::new(crate::cli::exit::NO_DISPLAY, NO_DISPLAY_MESSAGE).into(),
+        );
     }
     anyhow::bail!("the desktop application is not built yet")
 }
