@@ -34,9 +34,18 @@ pub fn setup(dir: &Path, model: Option<PathBuf>, quick: bool) -> anyhow::Result<
     let fixture = fixture::build(&dir.join("fixture"), 4, 3, 8, 2026)?;
     let (model_path, model_note) = match model.or_else(crate::paths::default_model) {
         Some(p) => (p, String::new()),
-        None => (random_model(dir)?, " (random weights: no trained model found)".to_string()),
+        None => (
+            random_model(dir)?,
+            " (random weights: no trained model found)".to_string(),
+        ),
     };
-    Ok(BenchSetup { dir: dir.to_path_buf(), model_path, model_note, fixture, quick })
+    Ok(BenchSetup {
+        dir: dir.to_path_buf(),
+        model_path,
+        model_note,
+        fixture,
+        quick,
+    })
 }
 
 /// Saves a randomly initialised model with a plausible calibration and thresholds in `dir`; returns
@@ -47,7 +56,10 @@ pub fn random_model(dir: &Path) -> anyhow::Result<PathBuf> {
     tch::manual_seed(7);
     let mut m = SignatureModel::new(Default::default(), tch::Device::Cpu);
     m.card_mut().calibration = Some(Calibration { a: 12.0, b: -9.0 });
-    m.card_mut().thresholds = Some(Thresholds { accept: 0.9, reject: 0.3 });
+    m.card_mut().thresholds = Some(Thresholds {
+        accept: 0.9,
+        reject: 0.3,
+    });
     m.save(&path)?;
     Ok(path)
 }
@@ -63,7 +75,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn verifier(s: &BenchSetup, device: tch::Device, store: &Store) -> anyhow::Result<Verifier> {
     let model = SignatureModel::load(&s.model_path, device)
         .with_context(|| format!("loading {}", s.model_path.display()))?;
-    Ok(Verifier::from_store(Arc::new(model), ChequeLayout::default(), Some(store))?)
+    Ok(Verifier::from_store(
+        crate::verify::shared_model(model),
+        ChequeLayout::default(),
+        Some(store),
+    )?)
 }
 
 /// Single verification, file to decision, with the account's reference embeddings cached: p50/p99.
@@ -80,7 +96,10 @@ pub fn latency(s: &BenchSetup, device: tch::Device) -> anyhow::Result<Vec<(Strin
         let cheque = &fw.cheques[i % fw.cheques.len()];
         let req = |references| VerifyRequest {
             references,
-            questioned: Questioned { kind: QuestionedKind::Cheque, image: ImageSource::Path(cheque.clone()) },
+            questioned: Questioned {
+                kind: QuestionedKind::Cheque,
+                image: ImageSource::Path(cheque.clone()),
+            },
             manual_crop: None,
             account: Some(fw.account.clone()),
             amount_cents: Some(12_345),
@@ -114,17 +133,29 @@ pub fn latency(s: &BenchSetup, device: tch::Device) -> anyhow::Result<Vec<(Strin
         ),
         (
             format!("verify latency, references from the store's cache, {dev}"),
-            format!("p50 {:.2} ms, p99 {:.2} ms", percentile(&from_store, 0.5), percentile(&from_store, 0.99)),
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms",
+                percentile(&from_store, 0.5),
+                percentile(&from_store, 0.99)
+            ),
         ),
     ])
 }
 
 /// Batch throughput on a generated manifest (account references, cached), in this process.
-pub fn throughput(s: &BenchSetup, device: tch::Device, rows: u64) -> anyhow::Result<(Vec<(String, String)>, BatchSummary)> {
+pub fn throughput(
+    s: &BenchSetup,
+    device: tch::Device,
+    rows: u64,
+) -> anyhow::Result<(Vec<(String, String)>, BatchSummary)> {
     let mut store = Store::open(&s.fixture.db)?;
     let operator = store.authenticate(fixture::OPERATOR, fixture::PIN)?;
     let v = verifier(s, device, &store)?;
-    let tag = format!("tp-{}-{}", crate::device::describe(device).replace([' ', ':', '(', ')'], ""), rows);
+    let tag = format!(
+        "tp-{}-{}",
+        crate::device::describe(device).replace([' ', ':', '(', ')'], ""),
+        rows
+    );
     let manifest = s.dir.join(format!("{tag}.csv"));
     // Unique ids per run: a rerun of the benchmark in the same folder must not be skipped as resumed.
     let prefix = format!("{tag}-{}-", std::process::id());
@@ -135,7 +166,14 @@ pub fn throughput(s: &BenchSetup, device: tch::Device, rows: u64) -> anyhow::Res
     }
     let opts = BatchOptions::new(&manifest, &s.dir.join(format!("{tag}-results.csv")));
     let stop = AtomicBool::new(false);
-    let summary = super::run(&v, &mut store, &operator, &opts, &stop, &indicatif::ProgressBar::hidden())?;
+    let summary = super::run(
+        &v,
+        &mut store,
+        &operator,
+        &opts,
+        &stop,
+        &indicatif::ProgressBar::hidden(),
+    )?;
     let t = &summary.timings;
     let n = (summary.decided() + summary.errors).max(1) as f64;
     let dev = crate::device::describe(device);
@@ -179,7 +217,16 @@ pub fn peak_memory(s: &BenchSetup, exe: &Path, rows: u64) -> anyhow::Result<Vec<
         .arg(&s.fixture.db)
         .arg("--model")
         .arg(&s.model_path)
-        .args(["--operator", fixture::OPERATOR, "--pin", fixture::PIN, "--device", "cpu", "batch", "--manifest"])
+        .args([
+            "--operator",
+            fixture::OPERATOR,
+            "--pin",
+            fixture::PIN,
+            "--device",
+            "cpu",
+            "batch",
+            "--manifest",
+        ])
         .arg(&manifest)
         .arg("--out")
         .arg(s.dir.join(format!("mem-{rows}-results.csv")))
@@ -193,9 +240,16 @@ pub fn peak_memory(s: &BenchSetup, exe: &Path, rows: u64) -> anyhow::Result<Vec<
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary_path)?)?;
-    let peak = summary.get("peak_rss_mb").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
-    let rate = summary.get("per_second").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path)?)?;
+    let peak = summary
+        .get("peak_rss_mb")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(f64::NAN);
+    let rate = summary
+        .get("per_second")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(f64::NAN);
     Ok(vec![(
         format!("peak memory, batch of {rows} cheques (CPU, separate process)"),
         format!("{peak:.0} MiB (VmHWM), {rate:.0} cheques/s"),

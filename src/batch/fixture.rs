@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use image::GrayImage;
+use image::{GrayImage, Luma};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -35,7 +35,13 @@ pub struct FixtureWriter {
 
 /// Builds the fixture in `dir`: `writers` synthetic writers with `refs` references each, enrolled as
 /// accounts `ACC-000..`, and `cheques` cheques per writer (every other one a skilled forgery).
-pub fn build(dir: &Path, writers: u32, refs: u32, cheques: u32, seed: u64) -> anyhow::Result<Fixture> {
+pub fn build(
+    dir: &Path,
+    writers: u32,
+    refs: u32,
+    cheques: u32,
+    seed: u64,
+) -> anyhow::Result<Fixture> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let db = dir.join("audit.sqlite3");
     let mut store = open_store(&db)?;
@@ -49,27 +55,45 @@ pub fn build(dir: &Path, writers: u32, refs: u32, cheques: u32, seed: u64) -> an
         for r in 0..refs {
             let img = writer.genuine(&mut rng);
             let p = dir.join(format!("ref-{w:03}-{r}.png"));
-            img.save(&p).with_context(|| format!("writing {}", p.display()))?;
+            img.save(&p)
+                .with_context(|| format!("writing {}", p.display()))?;
             references.push(p);
         }
         enrol(&mut store, &operator, &account, &references)?;
         let mut cheque_paths = Vec::new();
         for c in 0..cheques {
-            let sig = if c % 2 == 0 { writer.genuine(&mut rng) } else { writer.forgery(&mut rng, 0.6) };
+            let sig = if c % 2 == 0 {
+                writer.genuine(&mut rng)
+            } else {
+                writer.forgery(&mut rng, 0.6)
+            };
             let cheque = compose_cheque(&sig, &format!("{w:03}{c:03}"));
             let p = dir.join(format!("cheque-{w:03}-{c}.png"));
-            cheque.save(&p).with_context(|| format!("writing {}", p.display()))?;
+            cheque
+                .save(&p)
+                .with_context(|| format!("writing {}", p.display()))?;
             cheque_paths.push(p);
         }
-        out.push(FixtureWriter { account, references, cheques: cheque_paths });
+        out.push(FixtureWriter {
+            account,
+            references,
+            cheques: cheque_paths,
+        });
     }
-    Ok(Fixture { dir: dir.to_path_buf(), db, writers: out })
+    Ok(Fixture {
+        dir: dir.to_path_buf(),
+        db,
+        writers: out,
+    })
 }
 
 /// Opens (creating) a store whose new PINs use the cheap test cost: the fixture's operator exists only
 /// for benchmarks and tests.
 pub fn open_store(db: &Path) -> anyhow::Result<Store> {
-    let opts = OpenOptions { kdf: KdfCost::Test, ..OpenOptions::default() };
+    let opts = OpenOptions {
+        kdf: KdfCost::Test,
+        ..OpenOptions::default()
+    };
     Ok(Store::open_with(db, &opts)?)
 }
 
@@ -83,7 +107,12 @@ pub fn operator(store: &mut Store) -> anyhow::Result<Operator> {
 }
 
 /// Creates the account (if new) and enrols the reference images (skipping ones already enrolled).
-pub fn enrol(store: &mut Store, by: &Operator, account: &str, references: &[PathBuf]) -> anyhow::Result<()> {
+pub fn enrol(
+    store: &mut Store,
+    by: &Operator,
+    account: &str,
+    references: &[PathBuf],
+) -> anyhow::Result<()> {
     match store.add_account(by, account, &format!("Holder of {account}")) {
         Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
         Err(e) => return Err(e.into()),
@@ -98,9 +127,56 @@ pub fn enrol(store: &mut Store, by: &Operator, account: &str, references: &[Path
     Ok(())
 }
 
-/// A cheque scan with `signature` in the signature zone.
+/// A plain cheque scan (1600x720, about 200 dpi) with `signature` in the default layout's signature
+/// zone: a border, the payee and amount rules, an amount box, a signature rule and a code-line band.
+/// `serial` varies the printed marks a little so that no two cheques have the same bytes.
 pub fn compose_cheque(signature: &GrayImage, serial: &str) -> GrayImage {
-    crate::synth::cheque::render_cheque(signature, serial)
+    let (w, h) = (1600u32, 720u32);
+    let mut img = GrayImage::from_pixel(w, h, Luma([246]));
+    let mut rect = |x0: u32, y0: u32, x1: u32, y1: u32, v: u8| {
+        for y in y0..y1.min(h) {
+            for x in x0..x1.min(w) {
+                img.put_pixel(x, y, Luma([v]));
+            }
+        }
+    };
+    // Border, payee and amount-in-words rules, the amount box and the signature rule.
+    rect(10, 10, w - 10, 13, 90);
+    rect(10, h - 13, w - 10, h - 10, 90);
+    rect(10, 10, 13, h - 10, 90);
+    rect(w - 13, 10, w - 10, h - 10, 90);
+    rect(120, 200, 1150, 202, 110);
+    rect(60, 280, 1150, 282, 110);
+    rect(1200, 230, 1540, 232, 110);
+    rect(1200, 300, 1540, 302, 110);
+    rect(1200, 230, 1202, 302, 110);
+    rect(1538, 230, 1540, 302, 110);
+    rect(880, 590, 1520, 592, 110);
+    // A code line of printed blocks whose pattern depends on the serial.
+    let mut x = 200u32;
+    for (i, b) in serial.bytes().cycle().take(40).enumerate() {
+        let width = 6 + u32::from(b % 7);
+        rect(x, 660, x + width, 690, 40);
+        x += width + 8 + (i as u32 % 3);
+    }
+    // The signature, scaled to fit above the signature rule, ink laid over the paper.
+    let (sw, sh) = signature.dimensions();
+    let (zw, zh) = (600.0f32, 210.0f32);
+    let scale = (zw / sw.max(1) as f32).min(zh / sh.max(1) as f32).min(1.5);
+    let (tw, th) = (
+        ((sw as f32 * scale) as u32).max(1),
+        ((sh as f32 * scale) as u32).max(1),
+    );
+    let sig = image::imageops::resize(signature, tw, th, image::imageops::FilterType::Triangle);
+    let (ox, oy) = (900 + (620 - tw.min(620)) / 2, 585u32.saturating_sub(th));
+    for (sx, sy, p) in sig.enumerate_pixels() {
+        let (x, y) = (ox + sx, oy + sy);
+        if x < w && y < h {
+            let paper = img.get_pixel(x, y)[0];
+            img.put_pixel(x, y, Luma([paper.min(p[0])]));
+        }
+    }
+    img
 }
 
 /// How a manifest row names its references.
@@ -113,15 +189,29 @@ pub enum RefMode {
 }
 
 /// Writes a manifest of `rows` rows cycling over the fixture's cheques, with ids `{prefix}{n}`.
-pub fn write_manifest(fx: &Fixture, path: &Path, rows: u64, prefix: &str, mode: RefMode) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+pub fn write_manifest(
+    fx: &Fixture,
+    path: &Path,
+    rows: u64,
+    prefix: &str,
+    mode: RefMode,
+) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
     writeln!(w, "cheque_id,cheque_path,account_id,reference_paths,amount")?;
-    let all: Vec<(&FixtureWriter, &PathBuf)> =
-        fx.writers.iter().flat_map(|fw| fw.cheques.iter().map(move |c| (fw, c))).collect();
+    let all: Vec<(&FixtureWriter, &PathBuf)> = fx
+        .writers
+        .iter()
+        .flat_map(|fw| fw.cheques.iter().map(move |c| (fw, c)))
+        .collect();
     anyhow::ensure!(!all.is_empty(), "the fixture has no cheques");
     let base = path.parent().unwrap_or(Path::new("."));
-    let rel = |p: &Path| p.strip_prefix(base).map(Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf());
+    let rel = |p: &Path| {
+        p.strip_prefix(base)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
     for n in 0..rows {
         let (fw, cheque) = all[(n % all.len() as u64) as usize];
         let cheque = rel(cheque).display().to_string();
@@ -129,7 +219,11 @@ pub fn write_manifest(fx: &Fixture, path: &Path, rows: u64, prefix: &str, mode: 
         match mode {
             RefMode::Account => writeln!(w, "{prefix}{n},{cheque},{},,{amount}", fw.account)?,
             RefMode::Paths => {
-                let refs: Vec<String> = fw.references.iter().map(|p| rel(p).display().to_string()).collect();
+                let refs: Vec<String> = fw
+                    .references
+                    .iter()
+                    .map(|p| rel(p).display().to_string())
+                    .collect();
                 writeln!(w, "{prefix}{n},{cheque},,{},{amount}", refs.join(";"))?;
             }
         }

@@ -34,7 +34,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot open the manifest {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the manifest {path} cannot be read as CSV: {source}")]
     Csv { path: PathBuf, source: csv::Error },
     #[error("the manifest {path} is empty: it needs a header row `{}`", COLUMNS.join(","))]
@@ -55,7 +58,13 @@ pub enum ManifestError {
 }
 
 /// The column names a manifest may use, in the documented order.
-pub const COLUMNS: [&str; 5] = ["cheque_id", "cheque_path", "account_id", "reference_paths", "amount"];
+pub const COLUMNS: [&str; 5] = [
+    "cheque_id",
+    "cheque_path",
+    "account_id",
+    "reference_paths",
+    "amount",
+];
 
 /// Where a row's references come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,14 +100,19 @@ pub struct ManifestReader {
 
 impl std::fmt::Debug for ManifestReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ManifestReader").field("path", &self.path).finish()
+        f.debug_struct("ManifestReader")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
 impl ManifestReader {
     /// Opens a manifest and checks its header.
     pub fn open(path: &Path) -> Result<Self, ManifestError> {
-        let file = File::open(path).map_err(|source| ManifestError::Open { path: path.to_path_buf(), source })?;
+        let file = File::open(path).map_err(|source| ManifestError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             // Rows with the wrong number of fields become per-row errors instead of stopping the batch.
@@ -107,33 +121,59 @@ impl ManifestReader {
             .from_reader(BufReader::with_capacity(1 << 16, file));
         let headers = reader
             .headers()
-            .map_err(|source| ManifestError::Csv { path: path.to_path_buf(), source })?
+            .map_err(|source| ManifestError::Csv {
+                path: path.to_path_buf(),
+                source,
+            })?
             .clone();
         if headers.is_empty() || headers.iter().all(str::is_empty) {
-            return Err(ManifestError::Empty { path: path.to_path_buf() });
+            return Err(ManifestError::Empty {
+                path: path.to_path_buf(),
+            });
         }
         let mut idx = [None; 5];
         for (i, name) in headers.iter().enumerate() {
             // A UTF-8 byte order mark (spreadsheet exports add one) is not part of the first name.
-            let name = name.trim_start_matches('\u{feff}').trim().to_ascii_lowercase();
+            let name = name
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_ascii_lowercase();
             let Some(col) = COLUMNS.iter().position(|c| *c == name) else {
-                return Err(ManifestError::UnknownColumn { path: path.to_path_buf(), column: name });
+                return Err(ManifestError::UnknownColumn {
+                    path: path.to_path_buf(),
+                    column: name,
+                });
             };
             if idx[col].is_some() {
-                return Err(ManifestError::DuplicateColumn { path: path.to_path_buf(), column: name });
+                return Err(ManifestError::DuplicateColumn {
+                    path: path.to_path_buf(),
+                    column: name,
+                });
             }
             idx[col] = Some(i);
         }
         for (col, name) in COLUMNS.iter().enumerate().take(2) {
             if idx[col].is_none() {
-                return Err(ManifestError::MissingColumn { path: path.to_path_buf(), column: name });
+                return Err(ManifestError::MissingColumn {
+                    path: path.to_path_buf(),
+                    column: name,
+                });
             }
         }
         if idx[2].is_none() && idx[3].is_none() {
-            return Err(ManifestError::MissingColumn { path: path.to_path_buf(), column: "account_id" });
+            return Err(ManifestError::MissingColumn {
+                path: path.to_path_buf(),
+                column: "account_id",
+            });
         }
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(Self { path: path.to_path_buf(), base, reader, record: csv::StringRecord::new(), idx })
+        Ok(Self {
+            path: path.to_path_buf(),
+            base,
+            reader,
+            record: csv::StringRecord::new(),
+            idx,
+        })
     }
 
     /// The manifest file.
@@ -153,15 +193,26 @@ impl ManifestReader {
                     if self.record.iter().all(str::is_empty) {
                         continue;
                     }
-                    let line = self.record.position().map_or(line_before, csv::Position::line);
+                    let line = self
+                        .record
+                        .position()
+                        .map_or(line_before, csv::Position::line);
                     return Ok(Some(self.resolve(line)));
                 }
                 Err(e) => match e.kind() {
                     csv::ErrorKind::Utf8 { pos, .. } => {
                         let line = pos.as_ref().map_or(line_before, csv::Position::line);
-                        return Ok(Some(ManifestRow::broken(line, "the row is not valid UTF-8 text")));
+                        return Ok(Some(ManifestRow::broken(
+                            line,
+                            "the row is not valid UTF-8 text",
+                        )));
                     }
-                    _ => return Err(ManifestError::Csv { path: self.path.clone(), source: e }),
+                    _ => {
+                        return Err(ManifestError::Csv {
+                            path: self.path.clone(),
+                            source: e,
+                        });
+                    }
                 },
             }
         }
@@ -201,7 +252,8 @@ impl ManifestReader {
         if refs.is_empty() {
             row.references = RowReferences::Account;
             if row.account_id.is_none() {
-                problems.push("the row names neither an account_id nor reference_paths".to_string());
+                problems
+                    .push("the row names neither an account_id nor reference_paths".to_string());
             }
         } else {
             row.references = RowReferences::Paths(refs);
@@ -296,7 +348,10 @@ mod tests {
         assert_eq!(rows[1].cheque_path, dir.path().join("c/with, comma.png"));
         assert_eq!(
             rows[1].references,
-            RowReferences::Paths(vec![dir.path().join("r/a.png"), PathBuf::from("/abs/b.png")])
+            RowReferences::Paths(vec![
+                dir.path().join("r/a.png"),
+                PathBuf::from("/abs/b.png")
+            ])
         );
         assert_eq!(rows[1].problem, None);
         assert_eq!(count_rows(&p), Some(2));
@@ -317,8 +372,20 @@ mod tests {
         );
         let rows = rows(&p);
         assert_eq!(rows.len(), 6);
-        assert!(rows[0].problem.as_deref().unwrap().contains("cheque_id is empty"));
-        assert!(rows[1].problem.as_deref().unwrap().contains("neither an account_id"));
+        assert!(
+            rows[0]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("cheque_id is empty")
+        );
+        assert!(
+            rows[1]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("neither an account_id")
+        );
         // A sixth field in a five-column file is tolerated; the amount "12" is still read.
         assert_eq!(rows[2].amount_cents, Some(1200));
         assert!(rows[3].problem.as_deref().unwrap().contains("amount"));
@@ -333,19 +400,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "cheque_id,cheque_path,account_id,ammount\n");
         let e = ManifestReader::open(&p).unwrap_err();
-        assert!(matches!(e, ManifestError::UnknownColumn { ref column, .. } if column == "ammount"), "{e}");
+        assert!(
+            matches!(e, ManifestError::UnknownColumn { ref column, .. } if column == "ammount"),
+            "{e}"
+        );
         let p = write(dir.path(), "cheque_id,account_id\n");
         assert!(matches!(
             ManifestReader::open(&p).unwrap_err(),
-            ManifestError::MissingColumn { column: "cheque_path", .. }
+            ManifestError::MissingColumn {
+                column: "cheque_path",
+                ..
+            }
         ));
         let p = write(dir.path(), "cheque_id,cheque_path\n");
         assert!(matches!(
             ManifestReader::open(&p).unwrap_err(),
-            ManifestError::MissingColumn { column: "account_id", .. }
+            ManifestError::MissingColumn {
+                column: "account_id",
+                ..
+            }
         ));
         let p = write(dir.path(), "");
-        assert!(matches!(ManifestReader::open(&p).unwrap_err(), ManifestError::Empty { .. }));
+        assert!(matches!(
+            ManifestReader::open(&p).unwrap_err(),
+            ManifestError::Empty { .. }
+        ));
         let e = ManifestReader::open(&dir.path().join("missing.csv")).unwrap_err();
         assert!(matches!(e, ManifestError::Open { .. }));
     }

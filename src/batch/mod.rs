@@ -37,8 +37,8 @@ use serde::Serialize;
 use crate::imaging::NormalisedSignature;
 use crate::store::{Operator, Source, Store};
 use crate::verify::{
-    ImageSource, PreparedQuestioned, PreparedReference, Questioned, QuestionedKind, ReferenceEmbedding,
-    StageTimings, Verifier, prepare_questioned, prepare_reference,
+    ImageSource, PreparedQuestioned, PreparedReference, Questioned, QuestionedKind,
+    ReferenceEmbedding, StageTimings, Verifier, prepare_questioned, prepare_reference,
 };
 
 use manifest::{ManifestError, ManifestReader, ManifestRow, RowReferences};
@@ -56,7 +56,10 @@ pub enum BatchError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("cannot write the results file {path}: {source}")]
-    Output { path: PathBuf, source: std::io::Error },
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -163,7 +166,13 @@ impl BatchSummary {
 pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: f64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
@@ -211,17 +220,27 @@ pub fn run(
     if let (Ok(a), Ok(b)) = (opts.manifest.canonicalize(), opts.out.canonicalize())
         && a == b
     {
-        return Err(BatchError::OutIsManifest { path: opts.out.clone() });
+        return Err(BatchError::OutIsManifest {
+            path: opts.out.clone(),
+        });
     }
-    let mut writer =
-        ResultWriter::create(&opts.out).map_err(|source| BatchError::Output { path: opts.out.clone(), source })?;
+    let mut writer = ResultWriter::create(&opts.out).map_err(|source| BatchError::Output {
+        path: opts.out.clone(),
+        source,
+    })?;
     let decided: HashSet<String> = store.decided_cheque_ids()?.into_iter().collect();
-    let workers = opts.workers.unwrap_or_else(rayon::current_num_threads).max(1);
+    let workers = opts
+        .workers
+        .unwrap_or_else(rayon::current_num_threads)
+        .max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
         .thread_name(|i| format!("countersign-batch-{i}"))
         .build()
-        .map_err(|e| BatchError::Workers { workers, detail: e.to_string() })?;
+        .map_err(|e| BatchError::Workers {
+            workers,
+            detail: e.to_string(),
+        })?;
     let params = verifier.params().clone();
     let chunk_rows = opts.chunk_rows.max(1);
 
@@ -373,9 +392,17 @@ pub fn run(
                 Err(_) => break,
             };
             let limit_reached = chunk.limit_reached;
-            if let Err(e) =
-                process_chunk(verifier, store, operator, opts, chunk, &mut state, &mut writer, &mut summary, bar)
-            {
+            if let Err(e) = process_chunk(
+                verifier,
+                store,
+                operator,
+                opts,
+                chunk,
+                &mut state,
+                &mut writer,
+                &mut summary,
+                bar,
+            ) {
                 result = Err(e);
                 break;
             }
@@ -397,11 +424,18 @@ pub fn run(
     if stop.load(Ordering::SeqCst) && summary.stopped.is_none() {
         summary.stopped = Some(StopReason::Interrupted);
     }
-    writer.flush().map_err(|source| BatchError::Output { path: opts.out.clone(), source })?;
+    writer.flush().map_err(|source| BatchError::Output {
+        path: opts.out.clone(),
+        source,
+    })?;
     outcome?;
     summary.elapsed_s = started.elapsed().as_secs_f64();
     let verified = summary.decided() + summary.errors;
-    summary.per_second = if summary.elapsed_s > 0.0 { verified as f64 / summary.elapsed_s } else { 0.0 };
+    summary.per_second = if summary.elapsed_s > 0.0 {
+        verified as f64 / summary.elapsed_s
+    } else {
+        0.0
+    };
     summary.peak_rss_mb = peak_rss_mb();
     Ok(summary)
 }
@@ -434,14 +468,17 @@ fn process_chunk(
 
     // References: new reference images (embedded together), then accounts not cached yet.
     let t_refs = Instant::now();
-    let (ok_refs, bad_refs): (Vec<_>, Vec<_>) = chunk.new_refs.into_iter().partition(|(_, r)| r.is_ok());
+    let (ok_refs, bad_refs): (Vec<_>, Vec<_>) =
+        chunk.new_refs.into_iter().partition(|(_, r)| r.is_ok());
     for (p, r) in bad_refs {
         if let Err(e) = r {
             state.path_refs.insert(p, Err(e));
         }
     }
-    let prepared: Vec<(PathBuf, PreparedReference)> =
-        ok_refs.into_iter().filter_map(|(p, r)| r.ok().map(|r| (p, r))).collect();
+    let prepared: Vec<(PathBuf, PreparedReference)> = ok_refs
+        .into_iter()
+        .filter_map(|(p, r)| r.ok().map(|r| (p, r)))
+        .collect();
     if !prepared.is_empty() {
         let refs: Vec<PreparedReference> = prepared.iter().map(|(_, r)| r.clone()).collect();
         let embs = verifier.embed_references(&refs)?;
@@ -459,9 +496,8 @@ fn process_chunk(
             }
             let refs = match crate::verify::account_references(store, verifier, acct) {
                 Ok(r) => Ok(Arc::from(r)),
-                Err(e @ crate::verify::VerifyError::Store(_)) | Err(e @ crate::verify::VerifyError::NoReferences { .. }) => {
-                    Err(e.to_string())
-                }
+                Err(e @ crate::verify::VerifyError::Store(_))
+                | Err(e @ crate::verify::VerifyError::NoReferences { .. }) => Err(e.to_string()),
                 Err(e @ crate::verify::VerifyError::Model(_)) => return Err(e.into()),
                 Err(e) => Err(e.to_string()),
             };
@@ -484,7 +520,11 @@ fn process_chunk(
     let mut embs = verifier.embed(&sigs)?.into_iter();
     let embed_ms = t_embed.elapsed().as_secs_f64() * 1e3;
     summary.timings.embed_ms += embed_ms;
-    let per_sig_embed_ms = if sigs.is_empty() { 0.0 } else { embed_ms / sigs.len() as f64 };
+    let per_sig_embed_ms = if sigs.is_empty() {
+        0.0
+    } else {
+        embed_ms / sigs.len() as f64
+    };
     drop(sigs);
 
     // Decisions, in manifest order.
@@ -504,7 +544,13 @@ fn process_chunk(
                     "already decided in the audit store (an earlier run); see `countersign audit export`".into(),
                 ));
             }
-            Work::Error(e) => rows.push(ResultRow::bare(&row.cheque_id, row.line, acct, RowStatus::Error, e)),
+            Work::Error(e) => rows.push(ResultRow::bare(
+                &row.cheque_id,
+                row.line,
+                acct,
+                RowStatus::Error,
+                e,
+            )),
             Work::Pending => rows.push(ResultRow::bare(
                 &row.cheque_id,
                 row.line,
@@ -533,25 +579,49 @@ fn process_chunk(
                 let refs = match refs {
                     Ok(r) => r,
                     Err(e) => {
-                        rows.push(ResultRow::bare(&row.cheque_id, row.line, acct, RowStatus::Error, e));
+                        rows.push(ResultRow::bare(
+                            &row.cheque_id,
+                            row.line,
+                            acct,
+                            RowStatus::Error,
+                            e,
+                        ));
                         continue;
                     }
                 };
-                let scored =
-                    match verifier.decide(q_emb.as_ref(), q.not_found_reason.as_deref(), &refs, acct, row.amount_cents) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            rows.push(ResultRow::bare(&row.cheque_id, row.line, acct, RowStatus::Error, e.to_string()));
-                            continue;
-                        }
-                    };
+                let scored = match verifier.decide(
+                    q_emb.as_ref(),
+                    q.not_found_reason.as_deref(),
+                    &refs,
+                    acct,
+                    row.amount_cents,
+                ) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        rows.push(ResultRow::bare(
+                            &row.cheque_id,
+                            row.line,
+                            acct,
+                            RowStatus::Error,
+                            e.to_string(),
+                        ));
+                        continue;
+                    }
+                };
                 let timings = StageTimings {
                     decode_ms: q.decode_ms,
                     find_normalise_ms: q.find_normalise_ms,
-                    embed_ms: if q_emb.is_some() { per_sig_embed_ms } else { 0.0 },
+                    embed_ms: if q_emb.is_some() {
+                        per_sig_embed_ms
+                    } else {
+                        0.0
+                    },
                     score_ms: scored.score_ms,
                 };
-                let latency = timings.decode_ms + timings.find_normalise_ms + timings.embed_ms + timings.score_ms;
+                let latency = timings.decode_ms
+                    + timings.find_normalise_ms
+                    + timings.embed_ms
+                    + timings.score_ms;
                 let result = verifier.assemble(
                     Some(row.cheque_id.clone()),
                     row.account_id.clone(),
@@ -562,7 +632,10 @@ fn process_chunk(
                     timings,
                     latency,
                 );
-                decisions.push((rows.len(), crate::verify::to_new_decision(&result, operator, opts.source)));
+                decisions.push((
+                    rows.len(),
+                    crate::verify::to_new_decision(&result, operator, opts.source),
+                ));
                 rows.push(result_row(&result, row.line));
             }
         }
@@ -610,9 +683,15 @@ fn process_chunk(
             RowStatus::Skipped => summary.skipped += 1,
         }
         summary.rows += 1;
-        writer.write(r).map_err(|source| BatchError::Output { path: writer.path().to_path_buf(), source })?;
+        writer.write(r).map_err(|source| BatchError::Output {
+            path: writer.path().to_path_buf(),
+            source,
+        })?;
     }
-    writer.flush().map_err(|source| BatchError::Output { path: writer.path().to_path_buf(), source })?;
+    writer.flush().map_err(|source| BatchError::Output {
+        path: writer.path().to_path_buf(),
+        source,
+    })?;
     summary.timings.csv_ms += t_csv.elapsed().as_secs_f64() * 1e3;
     bar.inc(rows.len() as u64);
     Ok(())

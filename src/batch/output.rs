@@ -69,8 +69,18 @@ pub struct ResultRow {
 
 impl ResultRow {
     /// A row that carries only a status and a message (ERROR, SKIPPED).
-    pub fn bare(cheque_id: &str, line: u64, account_id: Option<&str>, status: RowStatus, message: String) -> Self {
-        let (reason, error) = if status == RowStatus::Error { (String::new(), message) } else { (message, String::new()) };
+    pub fn bare(
+        cheque_id: &str,
+        line: u64,
+        account_id: Option<&str>,
+        status: RowStatus,
+        message: String,
+    ) -> Self {
+        let (reason, error) = if status == RowStatus::Error {
+            (String::new(), message)
+        } else {
+            (message, String::new())
+        };
         Self {
             cheque_id: cheque_id.to_string(),
             line,
@@ -97,7 +107,9 @@ pub struct ResultWriter {
 
 impl std::fmt::Debug for ResultWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResultWriter").field("path", &self.path).finish()
+        f.debug_struct("ResultWriter")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -108,8 +120,13 @@ impl ResultWriter {
             std::fs::create_dir_all(parent)?;
         }
         let file = File::create(path)?;
-        let writer = csv::WriterBuilder::new().has_headers(true).from_writer(BufWriter::with_capacity(1 << 16, file));
-        Ok(Self { path: path.to_path_buf(), writer })
+        let writer = csv::WriterBuilder::new()
+            .has_headers(true)
+            .from_writer(BufWriter::with_capacity(1 << 16, file));
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer,
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -49,7 +49,9 @@ pub struct BatchArgs {
 
 /// The default results file: `<manifest stem>-results.csv` beside the manifest.
 pub fn default_out(manifest: &Path) -> PathBuf {
-    let stem = manifest.file_stem().map_or_else(|| "manifest".into(), |s| s.to_string_lossy().into_owned());
+    let stem = manifest
+        .file_stem()
+        .map_or_else(|| "manifest".into(), |s| s.to_string_lossy().into_owned());
     manifest.with_file_name(format!("{stem}-results.csv"))
 }
 
@@ -59,7 +61,10 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     let operator = authenticate(global, &mut store)?;
     let model = load_model(global, Some(&store))?;
     let verifier = Verifier::from_store(model, ChequeLayout::default(), Some(&store))?;
-    let out = args.out.clone().unwrap_or_else(|| default_out(&args.manifest));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&args.manifest));
     let mut opts = BatchOptions::new(&args.manifest, &out);
     opts.workers = args.workers.map(|w| w as usize);
     opts.limit = args.limit;
@@ -76,15 +81,20 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
                 eprintln!("\nstopping now; rerun the same command to resume");
                 std::process::exit(130);
             }
-            eprintln!("\nCtrl-C: finishing the current chunk, then stopping (press Ctrl-C again to stop at once)");
+            eprintln!(
+                "\nCtrl-C: finishing the current chunk, then stopping (press Ctrl-C again to stop at once)"
+            );
         });
         if let Err(e) = installed {
-            eprintln!("warning: Ctrl-C cannot be caught ({e}); it will stop the batch between transactions");
+            eprintln!(
+                "warning: Ctrl-C cannot be caught ({e}); it will stop the batch between transactions"
+            );
         }
     }
 
     let total = count_rows(&args.manifest);
-    let bar = indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr());
+    let bar =
+        indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "{elapsed_precise} [{wide_bar}] {pos}/{len} cheques  {per_sec}  ETA {eta}",
     ) {
@@ -116,7 +126,9 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
             .into());
         }
         Some(StopReason::Limit) => {
-            println!("stopped at the --limit; run the same command again to continue (decided cheques are skipped)");
+            println!(
+                "stopped at the --limit; run the same command again to continue (decided cheques are skipped)"
+            );
         }
         None => {}
     }

@@ -24,7 +24,10 @@ pub struct BenchArgs {
 pub fn run(global: &GlobalOpts, args: &BenchArgs) -> anyhow::Result<()> {
     let (dir, remove_after) = match &args.dir {
         Some(d) => (d.clone(), false),
-        None => (std::env::temp_dir().join(format!("countersign-bench-{}", std::process::id())), true),
+        None => (
+            std::env::temp_dir().join(format!("countersign-bench-{}", std::process::id())),
+            true,
+        ),
     };
     std::fs::create_dir_all(&dir)?;
     let result = run_groups(global, args, &dir);
@@ -81,12 +84,18 @@ fn run_groups(global: &GlobalOpts, args: &BenchArgs, dir: &std::path::Path) -> a
         print_rows(r);
     }
     if wants("store") {
-        let r = group("store", &mut || crate::store::bench::bench(&dir.join("store")));
+        let r = group("store", &mut || {
+            crate::store::bench::bench(&dir.join("store"))
+        });
         print_rows(r);
     }
     let needs_setup = ["latency", "batch", "memory"].iter().any(|g| wants(g));
     if needs_setup {
-        let setup = match crate::batch::bench::setup(&dir.join("pipeline"), global.model.clone(), args.quick) {
+        let setup = match crate::batch::bench::setup(
+            &dir.join("pipeline"),
+            global.model.clone(),
+            args.quick,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 print_rows(vec![("pipeline setup: FAILED".into(), format!("{e:#}"))]);

@@ -12,8 +12,8 @@ use crate::model::SignatureModel;
 use crate::scoring::Decision;
 use crate::store::{Operator, Permission, Source, Store, StoreError};
 use crate::verify::{
-    ImageSource, Questioned, QuestionedKind, References, Verifier, VerifyRequest, VerifyResult, account_references,
-    format_amount, to_new_decision,
+    ImageSource, Questioned, QuestionedKind, References, Verifier, VerifyRequest, VerifyResult,
+    account_references, format_amount, to_new_decision,
 };
 
 #[derive(Debug, clap::Args)]
@@ -29,7 +29,12 @@ pub struct VerifyArgs {
     #[arg(long = "reference", value_name = "IMAGE")]
     pub references: Vec<PathBuf>,
     /// The cheque scan; the signature is found on it.
-    #[arg(long, value_name = "IMAGE", required_unless_present = "signature", conflicts_with = "signature")]
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        required_unless_present = "signature",
+        conflicts_with = "signature"
+    )]
     pub cheque: Option<PathBuf>,
     /// An image of the questioned signature alone (instead of a cheque).
     #[arg(long, value_name = "IMAGE")]
@@ -82,11 +87,15 @@ pub fn model_path(global: &GlobalOpts, store: Option<&Store>) -> anyhow::Result<
 }
 
 /// Loads the model in force on the chosen device.
-pub fn load_model(global: &GlobalOpts, store: Option<&Store>) -> anyhow::Result<Arc<SignatureModel>> {
+pub fn load_model(
+    global: &GlobalOpts,
+    store: Option<&Store>,
+) -> anyhow::Result<Arc<SignatureModel>> {
     let device = global.device.resolve()?;
     let path = model_path(global, store)?;
-    let model = SignatureModel::load(&path, device).with_context(|| format!("loading the model {}", path.display()))?;
-    Ok(Arc::new(model))
+    let model = SignatureModel::load(&path, device)
+        .with_context(|| format!("loading the model {}", path.display()))?;
+    Ok(crate::verify::shared_model(model))
 }
 
 /// Signs the operator in and checks that they may record decisions (every decision names who made
@@ -114,7 +123,11 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
     // A dry run without an account does not need the database; it uses it (read for settings) only when
     // it already exists, so that a dry run never creates one.
     let needs_store = !args.dry_run || (args.references.is_empty() && args.account.is_some());
-    let mut store = if needs_store || db.is_file() { Some(Store::open(&db)?) } else { None };
+    let mut store = if needs_store || db.is_file() {
+        Some(Store::open(&db)?)
+    } else {
+        None
+    };
     let operator = match (&mut store, args.dry_run) {
         (Some(s), false) => Some(authenticate(global, s)?),
         _ => None,
@@ -124,14 +137,27 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
     let verifier = Verifier::from_store(model, ChequeLayout::default(), store.as_ref())?;
     let references = if args.references.is_empty() {
         let account = args.account.as_deref().unwrap_or_default();
-        let store = store.as_mut().context("the account's references need the audit database")?;
+        let store = store
+            .as_mut()
+            .context("the account's references need the audit database")?;
         References::Embeddings(account_references(store, &verifier, account)?.into())
     } else {
-        References::Images(args.references.iter().map(|p| ImageSource::Path(p.clone())).collect())
+        References::Images(
+            args.references
+                .iter()
+                .map(|p| ImageSource::Path(p.clone()))
+                .collect(),
+        )
     };
     let questioned = match (&args.cheque, &args.signature) {
-        (Some(c), _) => Questioned { kind: QuestionedKind::Cheque, image: ImageSource::Path(c.clone()) },
-        (None, Some(s)) => Questioned { kind: QuestionedKind::Signature, image: ImageSource::Path(s.clone()) },
+        (Some(c), _) => Questioned {
+            kind: QuestionedKind::Cheque,
+            image: ImageSource::Path(c.clone()),
+        },
+        (None, Some(s)) => Questioned {
+            kind: QuestionedKind::Signature,
+            image: ImageSource::Path(s.clone()),
+        },
         (None, None) => anyhow::bail!("give the questioned image with --cheque or --signature"),
     };
     let req = VerifyRequest {
@@ -155,20 +181,43 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
     if args.json {
         let mut v = serde_json::to_value(&result)?;
         if let Some(obj) = v.as_object_mut() {
-            obj.insert("recorded".into(), serde_json::Value::Bool(recorded.is_some()));
-            obj.insert("operator".into(), recorded.clone().map_or(serde_json::Value::Null, serde_json::Value::String));
-            obj.insert("decision".into(), serde_json::Value::String(result.outcome.decision.to_string()));
+            obj.insert(
+                "recorded".into(),
+                serde_json::Value::Bool(recorded.is_some()),
+            );
+            obj.insert(
+                "operator".into(),
+                recorded
+                    .clone()
+                    .map_or(serde_json::Value::Null, serde_json::Value::String),
+            );
+            obj.insert(
+                "decision".into(),
+                serde_json::Value::String(result.outcome.decision.to_string()),
+            );
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", render(&result, recorded.as_deref(), &db, std::io::stdout().is_terminal()));
+        print!(
+            "{}",
+            render(
+                &result,
+                recorded.as_deref(),
+                &db,
+                std::io::stdout().is_terminal()
+            )
+        );
     }
     Ok(())
 }
 
 /// Without --cheque-id, the audit row names the questioned file (its name, not its folder).
 fn default_cheque_id(args: &VerifyArgs) -> Option<String> {
-    args.cheque.as_ref().or(args.signature.as_ref()).and_then(|p| Path::new(p).file_name()).map(|n| n.to_string_lossy().into_owned())
+    args.cheque
+        .as_ref()
+        .or(args.signature.as_ref())
+        .and_then(|p| Path::new(p).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
 }
 
 /// The decision word, in colour when writing to a terminal (and NO_COLOR is not set).
@@ -189,10 +238,22 @@ pub fn render(r: &VerifyResult, recorded_by: Option<&str>, db: &Path, colour: bo
     use std::fmt::Write;
     let mut s = String::new();
     let t = r.outcome.thresholds_used;
-    let _ = writeln!(s, "decision     {}", decision_word(r.outcome.decision, colour));
+    let _ = writeln!(
+        s,
+        "decision     {}",
+        decision_word(r.outcome.decision, colour)
+    );
     let _ = writeln!(s, "reason       {}", r.outcome.reason);
-    let _ = writeln!(s, "score        {}", r.raw_score.map_or("-".to_string(), |v| format!("{v:.4}")));
-    let _ = writeln!(s, "probability  {}", r.probability.map_or("-".to_string(), |v| format!("{v:.4}")));
+    let _ = writeln!(
+        s,
+        "score        {}",
+        r.raw_score.map_or("-".to_string(), |v| format!("{v:.4}"))
+    );
+    let _ = writeln!(
+        s,
+        "probability  {}",
+        r.probability.map_or("-".to_string(), |v| format!("{v:.4}"))
+    );
     let _ = writeln!(
         s,
         "thresholds   accept >= {:.4}, reject < {:.4} (from {})",
@@ -212,7 +273,11 @@ pub fn render(r: &VerifyResult, recorded_by: Option<&str>, db: &Path, colour: bo
             let _ = writeln!(s, "signature    the whole image");
         }
         (false, Some(c)) => {
-            let _ = writeln!(s, "signature    not found (best candidate x={} y={} {}x{})", c.x, c.y, c.width, c.height);
+            let _ = writeln!(
+                s,
+                "signature    not found (best candidate x={} y={} {}x{})",
+                c.x, c.y, c.width, c.height
+            );
         }
         (false, None) => {
             let _ = writeln!(s, "signature    not found");
@@ -238,7 +303,10 @@ pub fn render(r: &VerifyResult, recorded_by: Option<&str>, db: &Path, colour: bo
             let _ = writeln!(s, "audit        recorded in {} by {op}", db.display());
         }
         None => {
-            let _ = writeln!(s, "audit        DRY RUN: nothing was recorded in the audit database");
+            let _ = writeln!(
+                s,
+                "audit        DRY RUN: nothing was recorded in the audit database"
+            );
         }
     }
     s

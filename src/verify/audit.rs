@@ -18,14 +18,19 @@ pub fn account_references(
     }
     let refs = store.references(account, false)?;
     if refs.is_empty() {
-        return Err(VerifyError::NoReferences { account: Some(account.to_string()) });
+        return Err(VerifyError::NoReferences {
+            account: Some(account.to_string()),
+        });
     }
     let model_id = verifier.model_id().to_string();
     let mut out: Vec<Option<ReferenceEmbedding>> = Vec::with_capacity(refs.len());
     let mut missing = Vec::new();
     for (i, r) in refs.iter().enumerate() {
         match store.cached_embedding(r.id, &model_id)? {
-            Some(embedding) => out.push(Some(ReferenceEmbedding { embedding, sha256: r.sha256.clone() })),
+            Some(embedding) => out.push(Some(ReferenceEmbedding {
+                embedding,
+                sha256: r.sha256.clone(),
+            })),
             None => {
                 out.push(None);
                 missing.push(i);
@@ -51,7 +56,10 @@ pub fn account_references(
         let embs = verifier.embed_references(&prepared)?;
         for (&i, e) in missing.iter().zip(embs) {
             store.cache_embedding(refs[i].id, &model_id, &e.embedding)?;
-            out[i] = Some(ReferenceEmbedding { embedding: e.embedding, sha256: refs[i].sha256.clone() });
+            out[i] = Some(ReferenceEmbedding {
+                embedding: e.embedding,
+                sha256: refs[i].sha256.clone(),
+            });
         }
     }
     Ok(out.into_iter().flatten().collect())
@@ -72,7 +80,12 @@ pub fn to_new_decision(result: &VerifyResult, operator: &Operator, source: Sourc
         amount_cents: result.amount_cents,
         cheque_sha256: result.questioned_sha256.clone(),
         reference_sha256s: result.reference_sha256s.clone(),
-        crop: result.crop.map(|c| crate::store::CropBox { x: c.x, y: c.y, w: c.width, h: c.height }),
+        crop: result.crop.map(|c| crate::store::CropBox {
+            x: c.x,
+            y: c.y,
+            w: c.width,
+            h: c.height,
+        }),
         raw_score: result.raw_score.filter(|s| s.is_finite()).unwrap_or(0.0),
         probability: result.probability.filter(|p| p.is_finite()).unwrap_or(0.0),
         t_accept: result.outcome.thresholds_used.accept,

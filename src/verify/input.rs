@@ -19,7 +19,11 @@ pub enum ImageSource {
     Bytes { name: String, bytes: Arc<[u8]> },
     /// An image already decoded by the caller. Its hash is taken over the width, the height and the
     /// pixels (there are no file bytes to hash); pass `sha256` when the caller knows the file's hash.
-    Decoded { name: String, image: Arc<GrayImage>, sha256: Option<String> },
+    Decoded {
+        name: String,
+        image: Arc<GrayImage>,
+        sha256: Option<String>,
+    },
 }
 
 impl ImageSource {
@@ -57,16 +61,25 @@ pub fn load(source: &ImageSource, limits: &DecodeLimits) -> Result<Loaded, Imagi
             let bytes = read_bounded(path, limits)?;
             let sha256 = sha256_hex(&bytes);
             let image = decode_bytes(&bytes, &path.display().to_string(), limits)?;
-            Ok(Loaded { image: Arc::new(image), sha256 })
+            Ok(Loaded {
+                image: Arc::new(image),
+                sha256,
+            })
         }
         ImageSource::Bytes { name, bytes } => {
             let sha256 = sha256_hex(bytes);
             let image = decode_bytes(bytes, name, limits)?;
-            Ok(Loaded { image: Arc::new(image), sha256 })
+            Ok(Loaded {
+                image: Arc::new(image),
+                sha256,
+            })
         }
         ImageSource::Decoded { image, sha256, .. } => {
             let sha256 = sha256.clone().unwrap_or_else(|| pixels_sha256(image));
-            Ok(Loaded { image: Arc::clone(image), sha256 })
+            Ok(Loaded {
+                image: Arc::clone(image),
+                sha256,
+            })
         }
     }
 }
@@ -76,20 +89,32 @@ pub fn load(source: &ImageSource, limits: &DecodeLimits) -> Result<Loaded, Imagi
 /// memory.
 pub fn read_bounded(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, ImagingError> {
     let name = || path.display().to_string();
-    let io_err = |source: std::io::Error| ImagingError::Io { name: name(), source };
+    let io_err = |source: std::io::Error| ImagingError::Io {
+        name: name(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(io_err)?;
     let meta = file.metadata().map_err(io_err)?;
     if meta.is_dir() {
         return Err(ImagingError::Io {
             name: name(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a folder, not an image file"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is a folder, not an image file",
+            ),
         });
     }
     if meta.len() > limits.max_bytes {
-        return Err(ImagingError::TooManyBytes { name: name(), bytes: meta.len(), max_bytes: limits.max_bytes });
+        return Err(ImagingError::TooManyBytes {
+            name: name(),
+            bytes: meta.len(),
+            max_bytes: limits.max_bytes,
+        });
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(limits.max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(io_err)?;
+    file.take(limits.max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
     Ok(bytes)
 }
 

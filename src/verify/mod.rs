@@ -37,10 +37,11 @@ use crate::imaging::decode::DecodeLimits;
 use crate::imaging::normalise::NormaliseParams;
 use crate::imaging::{ImagingError, NormalisedSignature};
 use crate::model::{ModelError, SignatureModel};
-use crate::store::SettingsChange;
 use crate::scoring::{
-    Aggregation, Calibration, Decision, DecisionOutcome, DecisionPolicy, Embedding, ScoringError, Thresholds,
+    Aggregation, Calibration, Decision, DecisionOutcome, DecisionPolicy, Embedding, ScoringError,
+    Thresholds,
 };
+use crate::store::SettingsChange;
 
 pub use audit::{account_references, to_new_decision};
 pub use input::{ImageSource, load, sha256_hex};
@@ -66,7 +67,9 @@ pub enum VerifyError {
     },
     #[error("no reference signatures were given{}", account.as_ref().map(|a| format!(" (account {a} has none enrolled)")).unwrap_or_default())]
     NoReferences { account: Option<String> },
-    #[error("unknown account {0}: it is not in the audit database (enrol it with its reference signatures first)")]
+    #[error(
+        "unknown account {0}: it is not in the audit database (enrol it with its reference signatures first)"
+    )]
     UnknownAccount(String),
     #[error("the network failed: {0}")]
     Model(#[from] ModelError),
@@ -263,8 +266,10 @@ pub fn prepare_questioned(
         QuestionedKind::Signature => "questioned signature",
     };
     let t0 = Instant::now();
-    let loaded = load(&questioned.image, &params.limits)
-        .map_err(|source| VerifyError::Image { what: what.to_string(), source })?;
+    let loaded = load(&questioned.image, &params.limits).map_err(|source| VerifyError::Image {
+        what: what.to_string(),
+        source,
+    })?;
     let decode_ms = ms_since(t0);
     let t1 = Instant::now();
     let mut out = PreparedQuestioned {
@@ -292,21 +297,33 @@ pub fn prepare_questioned(
                     if p.found {
                         out.normalised = Some(p.normalised);
                     } else {
-                        out.not_found_reason = Some("no signature was found on the cheque".to_string());
+                        out.not_found_reason = Some(format!(
+                            "no signature was found on the cheque: the best candidate's confidence {:.2} is below \
+                             the layout's minimum {:.2}; a supervisor can mark the signature by hand (--crop)",
+                            p.confidence, params.layout.min_confidence
+                        ));
                     }
                 }
                 Err(ImagingError::NoSignature(detail)) => {
-                    out.not_found_reason = Some(format!("no signature was found on the cheque ({detail})"));
+                    out.not_found_reason =
+                        Some(format!("no signature was found on the cheque ({detail})"));
                 }
-                Err(source) => return Err(VerifyError::Image { what: what.to_string(), source }),
+                Err(source) => {
+                    return Err(VerifyError::Image {
+                        what: what.to_string(),
+                        source,
+                    });
+                }
             }
         }
         QuestionedKind::Signature => {
             let image = match manual_crop {
-                Some(b) => Arc::new(
-                    crate::imaging::cheque::crop(&loaded.image, b)
-                        .map_err(|source| VerifyError::Image { what: what.to_string(), source })?,
-                ),
+                Some(b) => Arc::new(crate::imaging::cheque::crop(&loaded.image, b).map_err(
+                    |source| VerifyError::Image {
+                        what: what.to_string(),
+                        source,
+                    },
+                )?),
                 None => Arc::clone(&loaded.image),
             };
             out.crop = manual_crop;
@@ -316,9 +333,15 @@ pub fn prepare_questioned(
                     out.find_confidence = 1.0;
                 }
                 Err(ImagingError::NoSignature(detail)) => {
-                    out.not_found_reason = Some(format!("no signature was found in the image ({detail})"));
+                    out.not_found_reason =
+                        Some(format!("no signature was found in the image ({detail})"));
                 }
-                Err(source) => return Err(VerifyError::Image { what: what.to_string(), source }),
+                Err(source) => {
+                    return Err(VerifyError::Image {
+                        what: what.to_string(),
+                        source,
+                    });
+                }
             }
         }
     }
@@ -329,18 +352,35 @@ pub fn prepare_questioned(
 
 /// Decodes and normalises one reference signature. A reference without a signature is an error:
 /// comparing against it would be meaningless.
-pub fn prepare_reference(params: &PrepareParams, source: &ImageSource) -> Result<PreparedReference, VerifyError> {
+pub fn prepare_reference(
+    params: &PrepareParams,
+    source: &ImageSource,
+) -> Result<PreparedReference, VerifyError> {
     let what = || format!("reference {}", source.name());
     let t0 = Instant::now();
-    let loaded =
-        load(source, &params.limits).map_err(|source| VerifyError::Image { what: what(), source })?;
+    let loaded = load(source, &params.limits).map_err(|source| VerifyError::Image {
+        what: what(),
+        source,
+    })?;
     let decode_ms = ms_since(t0);
     let t1 = Instant::now();
-    let normalised = crate::imaging::normalise::normalise(&loaded.image, &params.normalise).map_err(|e| match e {
-        e @ ImagingError::NoSignature(_) => VerifyError::ReferenceWithoutSignature { what: what(), source: e },
-        e => VerifyError::Image { what: what(), source: e },
-    })?;
-    Ok(PreparedReference { sha256: loaded.sha256, normalised, decode_ms, find_normalise_ms: ms_since(t1) })
+    let normalised = crate::imaging::normalise::normalise(&loaded.image, &params.normalise)
+        .map_err(|e| match e {
+            e @ ImagingError::NoSignature(_) => VerifyError::ReferenceWithoutSignature {
+                what: what(),
+                source: e,
+            },
+            e => VerifyError::Image {
+                what: what(),
+                source: e,
+            },
+        })?;
+    Ok(PreparedReference {
+        sha256: loaded.sha256,
+        normalised,
+        decode_ms,
+        find_normalise_ms: ms_since(t1),
+    })
 }
 
 /// The decision policy in force and where it came from.
@@ -358,7 +398,10 @@ impl Policy {
     pub fn built_in_default() -> Self {
         Self {
             decision: DecisionPolicy {
-                thresholds: Thresholds { accept: 1.0, reject: 0.0 },
+                thresholds: Thresholds {
+                    accept: 1.0,
+                    reject: 0.0,
+                },
                 amount_rule: None,
                 per_account: Default::default(),
             },
@@ -374,30 +417,45 @@ impl Policy {
         let calibration = card.calibration?;
         let thresholds = card.thresholds?;
         let decision = DecisionPolicy::new(thresholds).ok()?;
-        Some(Self { decision, calibration: Some(calibration), aggregation: Aggregation::default(), source: PolicySource::ModelCard })
+        Some(Self {
+            decision,
+            calibration: Some(calibration),
+            aggregation: Aggregation::default(),
+            source: PolicySource::ModelCard,
+        })
     }
 
     /// The policy in force. Calibration and thresholds come from the store's settings when a
     /// supervisor has set both (`countersign calibrate`), else from the model card, else the built-in
     /// default; the supervisor's amount rule and per-account overrides apply in every case.
-    pub fn resolve(store: Option<&crate::store::Store>, model: &SignatureModel) -> Result<Self, VerifyError> {
+    pub fn resolve(
+        store: Option<&crate::store::Store>,
+        model: &SignatureModel,
+    ) -> Result<Self, VerifyError> {
         let mut policy = Self::from_model(model).unwrap_or_else(Self::built_in_default);
-        let Some(store) = store else { return Ok(policy) };
+        let Some(store) = store else {
+            return Ok(policy);
+        };
         let settings = store.current_settings()?;
         if settings.version == 0 {
             return Ok(policy);
         }
         let history = store.settings_history()?;
-        let set_thresholds = history.iter().any(|h| matches!(h.change, SettingsChange::Thresholds(_)));
-        let set_calibration = history.iter().any(|h| matches!(h.change, SettingsChange::Calibration(_)));
+        let set_thresholds = history
+            .iter()
+            .any(|h| matches!(h.change, SettingsChange::Thresholds(_)));
+        let set_calibration = history
+            .iter()
+            .any(|h| matches!(h.change, SettingsChange::Calibration(_)));
         if set_thresholds && set_calibration {
             policy.decision.thresholds = settings.thresholds;
             policy.calibration = Some(settings.calibration);
             policy.source = PolicySource::Settings;
         }
-        policy.decision.amount_rule = settings
-            .amount_rule
-            .map(|r| crate::scoring::AmountRule { above_cents: r.above_cents, accept: r.t_accept });
+        policy.decision.amount_rule = settings.amount_rule.map(|r| crate::scoring::AmountRule {
+            above_cents: r.above_cents,
+            accept: r.t_accept,
+        });
         policy.decision.per_account = settings.account_overrides.clone();
         policy.decision.validate()?;
         Ok(policy)
@@ -411,6 +469,17 @@ pub struct Scored {
     pub probability: Option<f64>,
     pub outcome: DecisionOutcome,
     pub score_ms: f64,
+}
+
+/// Wraps a loaded model for [`Verifier::new`].
+///
+/// libtorch modules are `Send` but not `Sync`, so the `Arc` does not let the model cross threads: it
+/// lets one thread (the GUI's worker, a batch) hand the same loaded weights to several users (the
+/// verifier, an evaluation) without loading them twice. Should the model become `Sync`, nothing here
+/// changes.
+#[allow(clippy::arc_with_non_send_sync)]
+pub fn shared_model(model: SignatureModel) -> Arc<SignatureModel> {
+    Arc::new(model)
 }
 
 /// The verification service: a model, the CPU parameters and the policy.
@@ -442,7 +511,13 @@ impl Verifier {
         };
         let model_id = model.id().to_string();
         let device = crate::device::describe(model.device());
-        Self { model, params, policy, model_id, device }
+        Self {
+            model,
+            params,
+            policy,
+            model_id,
+            device,
+        }
     }
 
     /// A verifier whose policy comes from the store's settings, else the model card, else the
@@ -483,7 +558,10 @@ impl Verifier {
         for chunk in signatures.chunks(EMBED_BATCH) {
             let e = self.model.embed(chunk)?;
             if e.len() != chunk.len() {
-                return Err(VerifyError::EmbeddingCount { expected: chunk.len(), got: e.len() });
+                return Err(VerifyError::EmbeddingCount {
+                    expected: chunk.len(),
+                    got: e.len(),
+                });
             }
             out.extend(e);
         }
@@ -491,10 +569,20 @@ impl Verifier {
     }
 
     /// Embeds prepared references.
-    pub fn embed_references(&self, refs: &[PreparedReference]) -> Result<Vec<ReferenceEmbedding>, VerifyError> {
+    pub fn embed_references(
+        &self,
+        refs: &[PreparedReference],
+    ) -> Result<Vec<ReferenceEmbedding>, VerifyError> {
         let sigs: Vec<NormalisedSignature> = refs.iter().map(|r| r.normalised.clone()).collect();
         let embs = self.embed(&sigs)?;
-        Ok(embs.into_iter().zip(refs).map(|(embedding, r)| ReferenceEmbedding { embedding, sha256: r.sha256.clone() }).collect())
+        Ok(embs
+            .into_iter()
+            .zip(refs)
+            .map(|(embedding, r)| ReferenceEmbedding {
+                embedding,
+                sha256: r.sha256.clone(),
+            })
+            .collect())
     }
 
     /// Scores a questioned embedding against the references and decides. `questioned` is `None` when
@@ -511,7 +599,9 @@ impl Verifier {
         let raw_score = match questioned {
             Some(q) => {
                 if references.is_empty() {
-                    return Err(VerifyError::NoReferences { account: account.map(str::to_string) });
+                    return Err(VerifyError::NoReferences {
+                        account: account.map(str::to_string),
+                    });
                 }
                 let refs: Vec<&Embedding> = references.iter().map(|r| &r.embedding).collect();
                 Some(score_refs(q, &refs, self.policy.aggregation)?)
@@ -522,17 +612,25 @@ impl Verifier {
             (Some(s), Some(c)) => Some(c.probability(s)),
             _ => None,
         };
-        let mut outcome = crate::scoring::decide(probability, account, amount_cents, &self.policy.decision);
+        let mut outcome =
+            crate::scoring::decide(probability, account, amount_cents, &self.policy.decision);
         if questioned.is_none() {
             if let Some(reason) = not_found_reason {
                 outcome.reason = reason.to_string();
             }
             outcome.decision = Decision::Refer;
-        } else if self.policy.calibration.is_none() || self.policy.source == PolicySource::BuiltInDefault {
+        } else if self.policy.calibration.is_none()
+            || self.policy.source == PolicySource::BuiltInDefault
+        {
             outcome.decision = Decision::Refer;
             outcome.reason = NO_POLICY_REASON.to_string();
         }
-        Ok(Scored { raw_score, probability, outcome, score_ms: ms_since(t0) })
+        Ok(Scored {
+            raw_score,
+            probability,
+            outcome,
+            score_ms: ms_since(t0),
+        })
     }
 
     /// Verifies one questioned image against its references, from the input to the decision.
@@ -542,7 +640,9 @@ impl Verifier {
         let prepared_refs = match &req.references {
             References::Images(images) => {
                 if images.is_empty() {
-                    return Err(VerifyError::NoReferences { account: req.account.clone() });
+                    return Err(VerifyError::NoReferences {
+                        account: req.account.clone(),
+                    });
                 }
                 let refs = images
                     .iter()
@@ -556,7 +656,9 @@ impl Verifier {
             }
             References::Embeddings(e) => {
                 if e.is_empty() {
-                    return Err(VerifyError::NoReferences { account: req.account.clone() });
+                    return Err(VerifyError::NoReferences {
+                        account: req.account.clone(),
+                    });
                 }
                 Vec::new()
             }
@@ -570,17 +672,28 @@ impl Verifier {
         let mut sigs: Vec<NormalisedSignature> = Vec::with_capacity(prepared_refs.len() + 1);
         sigs.extend(q.normalised.iter().cloned());
         sigs.extend(prepared_refs.iter().map(|r| r.normalised.clone()));
-        let mut embs = if sigs.is_empty() { Vec::new() } else { self.embed(&sigs)? };
+        let mut embs = if sigs.is_empty() {
+            Vec::new()
+        } else {
+            self.embed(&sigs)?
+        };
         timings.embed_ms = ms_since(t_embed);
         let ref_embs_from_images: Vec<ReferenceEmbedding>;
-        let q_emb = if q.normalised.is_some() && !embs.is_empty() { Some(embs.remove(0)) } else { None };
+        let q_emb = if q.normalised.is_some() && !embs.is_empty() {
+            Some(embs.remove(0))
+        } else {
+            None
+        };
         let references: &[ReferenceEmbedding] = match &req.references {
             References::Embeddings(e) => e,
             References::Images(_) => {
                 ref_embs_from_images = embs
                     .into_iter()
                     .zip(&prepared_refs)
-                    .map(|(embedding, r)| ReferenceEmbedding { embedding, sha256: r.sha256.clone() })
+                    .map(|(embedding, r)| ReferenceEmbedding {
+                        embedding,
+                        sha256: r.sha256.clone(),
+                    })
                     .collect();
                 &ref_embs_from_images
             }
@@ -593,7 +706,16 @@ impl Verifier {
             req.amount_cents,
         )?;
         timings.score_ms = scored.score_ms;
-        Ok(self.assemble(req.cheque_id.clone(), req.account.clone(), req.amount_cents, q, references, scored, timings, ms_since(t0)))
+        Ok(self.assemble(
+            req.cheque_id.clone(),
+            req.account.clone(),
+            req.amount_cents,
+            q,
+            references,
+            scored,
+            timings,
+            ms_since(t0),
+        ))
     }
 
     /// Builds the result from its parts (shared with the batch, which runs the stages itself).
@@ -641,7 +763,11 @@ fn score_refs(q: &Embedding, refs: &[&Embedding], agg: Aggregation) -> Result<f6
 /// amounts, more than two decimals, thousands separators and anything that is not a plain number, so
 /// that an amount rule is never applied to a misread figure.
 pub fn parse_amount(s: &str) -> Result<i64, String> {
-    let bad = || format!("amount {s:?} is not a non-negative amount with at most two decimals, such as 1234.56");
+    let bad = || {
+        format!(
+            "amount {s:?} is not a non-negative amount with at most two decimals, such as 1234.56"
+        )
+    };
     let t = s.trim();
     let (units, frac) = match t.split_once('.') {
         Some((u, f)) => (u, f),
@@ -650,13 +776,20 @@ pub fn parse_amount(s: &str) -> Result<i64, String> {
     if units.is_empty() && frac.is_empty() {
         return Err(bad());
     }
-    if !units.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 2 {
+    if !units.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 2
+    {
         return Err(bad());
     }
     if units.len() > 15 {
         return Err(format!("amount {s:?} is too large"));
     }
-    let units: i64 = if units.is_empty() { 0 } else { units.parse().map_err(|_| bad())? };
+    let units: i64 = if units.is_empty() {
+        0
+    } else {
+        units.parse().map_err(|_| bad())?
+    };
     let frac_cents: i64 = match frac.len() {
         0 => 0,
         1 => frac.parse::<i64>().map_err(|_| bad())? * 10,
@@ -677,8 +810,15 @@ pub fn parse_crop(s: &str) -> Result<CropBox, String> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     let nums: Option<Vec<u32>> = parts.iter().map(|p| p.parse::<u32>().ok()).collect();
     match nums.as_deref() {
-        Some([x, y, w, h]) if *w > 0 && *h > 0 => Ok(CropBox { x: *x, y: *y, width: *w, height: *h }),
-        _ => Err(format!("crop box {s:?} must be four non-negative whole numbers x,y,width,height with width and height above 0")),
+        Some([x, y, w, h]) if *w > 0 && *h > 0 => Ok(CropBox {
+            x: *x,
+            y: *y,
+            width: *w,
+            height: *h,
+        }),
+        _ => Err(format!(
+            "crop box {s:?} must be four non-negative whole numbers x,y,width,height with width and height above 0"
+        )),
     }
 }
 
@@ -694,7 +834,18 @@ mod tests {
         assert_eq!(parse_amount(" 0.07 "), Ok(7));
         assert_eq!(parse_amount(".5"), Ok(50));
         assert_eq!(parse_amount("12."), Ok(1200));
-        for bad in ["", ".", "-1", "+1", "1,234.00", "1.234", "abc", "1e3", "NaN", "9999999999999999"] {
+        for bad in [
+            "",
+            ".",
+            "-1",
+            "+1",
+            "1,234.00",
+            "1.234",
+            "abc",
+            "1e3",
+            "NaN",
+            "9999999999999999",
+        ] {
             assert!(parse_amount(bad).is_err(), "{bad:?} should be refused");
         }
         assert_eq!(format_amount(123_456), "1234.56");
