@@ -13,11 +13,12 @@ use crate::device::DeviceChoice;
 pub mod account;
 pub mod audit;
 pub mod info;
-pub mod synth;
 pub mod operator;
 pub mod batch;
 pub mod bench;
 pub mod verify;
+pub mod synth;
+pub mod train;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {
@@ -96,6 +97,32 @@ impl GlobalOpts {
     pub fn db_path(&self) -> PathBuf {
         self.db.clone().unwrap_or_else(crate::paths::default_db)
     }
+
+    /// The model weights in force, and where that choice came from: `--model` (or its environment
+    /// variable), else the model a supervisor activated in the store, else the bundled default.
+    pub fn model_path(&self) -> Result<(PathBuf, &'static str), crate::model::ModelError> {
+        if let Some(p) = &self.model {
+            return Ok((p.clone(), "--model"));
+        }
+        let db = self.db_path();
+        if db.is_file() {
+            // A store that cannot be read here is reported by the command that needs it; the
+            // model choice falls back to the bundled default rather than failing twice.
+            if let Ok(store) = crate::store::Store::open_read_only(&db) {
+                if let Ok(Some(p)) = store.current_settings().map(|s| s.model_path) {
+                    return Ok((PathBuf::from(p), "activated in the store"));
+                }
+            }
+        }
+        crate::paths::default_model()
+            .map(|p| (p, "bundled default"))
+            .ok_or_else(|| {
+                crate::model::ModelError::NotFound(format!(
+                    "models/{}.safetensors (the bundled default; pass --model PATH)",
+                    crate::paths::DEFAULT_MODEL_STEM
+                ))
+            })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +145,8 @@ pub enum Command {
     Batch(batch::BatchArgs),
     /// Measure latency, throughput, memory and model speed; prints figures.
     Bench(bench::BenchArgs),
+    /// Train or fine-tune the signature network offline on labelled signatures.
+    Train(train::TrainArgs),
 }
 
 /// Runs the parsed command line.
@@ -139,6 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Verify(args)) => verify::run(&cli.global, &args),
         Some(Command::Batch(args)) => batch::run(&cli.global, &args),
         Some(Command::Bench(args)) => bench::run(&cli.global, &args),
+        Some(Command::Train(args)) => train::run(&cli.global, &args),
     }
 }
 
