@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use countersign::batch::fixture::{self, Fixture};
 use countersign::imaging::cheque::ChequeLayout;
@@ -23,10 +24,23 @@ const BIN: &str = env!("CARGO_BIN_EXE_countersign");
 /// else a randomly initialised one with a calibration (the pipeline's correctness does not depend on
 /// the weights).
 fn setup(dir: &Path) -> (Fixture, PathBuf) {
-    let fx = fixture::build(&dir.join("fx"), 2, 3, 4, 11).unwrap();
-    let model = countersign::paths::default_model()
-        .unwrap_or_else(|| countersign::batch::bench::random_model(&dir.join("model")).unwrap());
-    (fx, model)
+    // The images and the model are built once per test binary (rendering cheques is the slow part) in
+    // cargo's scratch folder; each test gets its own copy of the audit database.
+    static SHARED: OnceLock<(Fixture, PathBuf)> = OnceLock::new();
+    let (fx, model) = SHARED.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("verify_pipeline-fixture");
+        let _ = std::fs::remove_dir_all(&root);
+        let fx = fixture::build(&root.join("fx"), 2, 3, 4, 11).unwrap();
+        let model = countersign::paths::default_model().unwrap_or_else(|| {
+            countersign::batch::bench::random_model(&root.join("model")).unwrap()
+        });
+        (fx, model)
+    });
+    let mut fx = fx.clone();
+    let db = dir.join("audit.sqlite3");
+    std::fs::copy(&fx.db, &db).unwrap();
+    fx.db = db;
+    (fx, model.clone())
 }
 
 fn verifier(model: &Path, store: Option<&Store>) -> Verifier {

@@ -6,12 +6,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use image::{GrayImage, Luma};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::store::{KdfCost, OpenOptions, Operator, Role, Store, StoreError};
 use crate::synth::SyntheticWriter;
+use crate::synth::cheque::{ChequeOptions, render_cheque};
 
 /// Operator name and PIN of the fixture store.
 pub const OPERATOR: &str = "bench";
@@ -62,12 +62,22 @@ pub fn build(
         enrol(&mut store, &operator, &account, &references)?;
         let mut cheque_paths = Vec::new();
         for c in 0..cheques {
-            let sig = if c % 2 == 0 {
+            let genuine = c % 2 == 0;
+            let sig = if genuine {
                 writer.genuine(&mut rng)
             } else {
                 writer.forgery(&mut rng, 0.6)
             };
-            let cheque = compose_cheque(&sig, &format!("{w:03}{c:03}"));
+            // Scan effects on (skew, blur, noise, paper), stamps off: every cheque's signature must be
+            // findable, so that tests compare scored decisions rather than refer-for-no-signature.
+            let opts = ChequeOptions {
+                cheque_id: format!("{account}-{c}"),
+                writer_id: account.clone(),
+                genuine,
+                stamp_probability: 0.0,
+                scan: true,
+            };
+            let (cheque, _truth) = render_cheque(&sig, &mut rng, &opts);
             let p = dir.join(format!("cheque-{w:03}-{c}.png"));
             cheque
                 .save(&p)
@@ -125,58 +135,6 @@ pub fn enrol(
         }
     }
     Ok(())
-}
-
-/// A plain cheque scan (1600x720, about 200 dpi) with `signature` in the default layout's signature
-/// zone: a border, the payee and amount rules, an amount box, a signature rule and a code-line band.
-/// `serial` varies the printed marks a little so that no two cheques have the same bytes.
-pub fn compose_cheque(signature: &GrayImage, serial: &str) -> GrayImage {
-    let (w, h) = (1600u32, 720u32);
-    let mut img = GrayImage::from_pixel(w, h, Luma([246]));
-    let mut rect = |x0: u32, y0: u32, x1: u32, y1: u32, v: u8| {
-        for y in y0..y1.min(h) {
-            for x in x0..x1.min(w) {
-                img.put_pixel(x, y, Luma([v]));
-            }
-        }
-    };
-    // Border, payee and amount-in-words rules, the amount box and the signature rule.
-    rect(10, 10, w - 10, 13, 90);
-    rect(10, h - 13, w - 10, h - 10, 90);
-    rect(10, 10, 13, h - 10, 90);
-    rect(w - 13, 10, w - 10, h - 10, 90);
-    rect(120, 200, 1150, 202, 110);
-    rect(60, 280, 1150, 282, 110);
-    rect(1200, 230, 1540, 232, 110);
-    rect(1200, 300, 1540, 302, 110);
-    rect(1200, 230, 1202, 302, 110);
-    rect(1538, 230, 1540, 302, 110);
-    rect(880, 590, 1520, 592, 110);
-    // A code line of printed blocks whose pattern depends on the serial.
-    let mut x = 200u32;
-    for (i, b) in serial.bytes().cycle().take(40).enumerate() {
-        let width = 6 + u32::from(b % 7);
-        rect(x, 660, x + width, 690, 40);
-        x += width + 8 + (i as u32 % 3);
-    }
-    // The signature, scaled to fit above the signature rule, ink laid over the paper.
-    let (sw, sh) = signature.dimensions();
-    let (zw, zh) = (600.0f32, 210.0f32);
-    let scale = (zw / sw.max(1) as f32).min(zh / sh.max(1) as f32).min(1.5);
-    let (tw, th) = (
-        ((sw as f32 * scale) as u32).max(1),
-        ((sh as f32 * scale) as u32).max(1),
-    );
-    let sig = image::imageops::resize(signature, tw, th, image::imageops::FilterType::Triangle);
-    let (ox, oy) = (900 + (620 - tw.min(620)) / 2, 585u32.saturating_sub(th));
-    for (sx, sy, p) in sig.enumerate_pixels() {
-        let (x, y) = (ox + sx, oy + sy);
-        if x < w && y < h {
-            let paper = img.get_pixel(x, y)[0];
-            img.put_pixel(x, y, Luma([paper.min(p[0])]));
-        }
-    }
-    img
 }
 
 /// How a manifest row names its references.
