@@ -86,6 +86,7 @@ fn verifier(s: &BenchSetup, device: tch::Device, store: &Store) -> anyhow::Resul
 pub fn latency(s: &BenchSetup, device: tch::Device) -> anyhow::Result<Vec<(String, String)>> {
     let mut store = Store::open(&s.fixture.db)?;
     let v = verifier(s, device, &store)?;
+    v.warm_up()?;
     let fw = &s.fixture.writers[0];
     // The first call computes and caches the references' embeddings; every later one reads the cache.
     let refs: Arc<[_]> = crate::verify::account_references(&mut store, &v, &fw.account)?.into();

@@ -283,6 +283,9 @@ pub fn render(r: &VerifyResult, recorded_by: Option<&str>, db: &Path, colour: bo
             let _ = writeln!(s, "signature    not found");
         }
     }
+    if let Some(c) = &r.cheque_id {
+        let _ = writeln!(s, "cheque       {c}");
+    }
     if let Some(a) = &r.account {
         let _ = writeln!(s, "account      {a}");
     }

@@ -552,6 +552,23 @@ impl Verifier {
         &self.device
     }
 
+    /// Runs one forward pass on a synthetic input so that libtorch's one-time set-up (thread pool,
+    /// allocator, kernel selection: hundreds of milliseconds on a CPU) happens now rather than in the
+    /// first verification a clerk waits for.
+    pub fn warm_up(&self) -> Result<(), VerifyError> {
+        let p = &self.params.normalise;
+        // A few diagonal strokes rather than a blank: an all-zero input has no direction to normalise.
+        let pixels = (0..p.height)
+            .flat_map(|y| (0..p.width).map(move |x| if (x + y) % 11 == 0 { 1.0 } else { 0.0 }))
+            .collect();
+        let probe = NormalisedSignature {
+            width: p.width,
+            height: p.height,
+            pixels,
+        };
+        self.embed(std::slice::from_ref(&probe)).map(|_| ())
+    }
+
     /// Embeds signatures, [`EMBED_BATCH`] per forward pass.
     pub fn embed(&self, signatures: &[NormalisedSignature]) -> Result<Vec<Embedding>, VerifyError> {
         let mut out = Vec::with_capacity(signatures.len());
