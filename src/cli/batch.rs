@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::batch::manifest::count_rows;
 use crate::batch::{BatchOptions, BatchSummary, StopReason};
 use crate::cli::GlobalOpts;
-use crate::cli::verify::{authenticate, load_model};
-use crate::imaging::cheque::ChequeLayout;
+use crate::cli::verify::{authenticate, load_layout, load_model};
 use crate::store::{Source, Store};
 use crate::verify::Verifier;
 
@@ -39,6 +38,9 @@ pub struct BatchArgs {
     /// Verify at most N cheques in this run; run the command again to continue.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+    /// The cheque design (JSON: signature zone, skew, minimum confidence); default: signature lower right.
+    #[arg(long, value_name = "FILE.json")]
+    pub layout: Option<PathBuf>,
     /// Rows per chunk: per parallel step and per audit transaction.
     #[arg(long, value_name = "N", default_value_t = crate::batch::DEFAULT_CHUNK_ROWS, hide = true)]
     pub chunk_rows: usize,
@@ -60,7 +62,7 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     let mut store = Store::open(&db)?;
     let operator = authenticate(global, &mut store)?;
     let model = load_model(global, Some(&store))?;
-    let verifier = Verifier::from_store(model, ChequeLayout::default(), Some(&store))?;
+    let verifier = Verifier::from_store(model, load_layout(args.layout.as_deref())?, Some(&store))?;
     let out = args
         .out
         .clone()

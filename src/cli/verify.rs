@@ -48,6 +48,9 @@ pub struct VerifyArgs {
     /// Where the signature is, in cheque pixels, instead of searching for it: x,y,width,height.
     #[arg(long, value_name = "X,Y,W,H", value_parser = parse_crop_arg)]
     pub crop: Option<CropBox>,
+    /// The cheque design (JSON: signature zone, skew, minimum confidence); default: signature lower right.
+    #[arg(long, value_name = "FILE.json")]
+    pub layout: Option<PathBuf>,
     /// The cheque's id, recorded in the audit row.
     #[arg(long, value_name = "ID")]
     pub cheque_id: Option<String>,
@@ -98,6 +101,14 @@ pub fn load_model(
     Ok(crate::verify::shared_model(model))
 }
 
+/// The cheque layout from `--layout`, else the default.
+pub fn load_layout(path: Option<&Path>) -> anyhow::Result<ChequeLayout> {
+    Ok(match path {
+        Some(p) => ChequeLayout::load(p)?,
+        None => ChequeLayout::default(),
+    })
+}
+
 /// Signs the operator in and checks that they may record decisions (every decision names who made
 /// it). Done before any image is read, so a wrong PIN fails fast.
 pub fn authenticate(global: &GlobalOpts, store: &mut Store) -> anyhow::Result<Operator> {
@@ -134,7 +145,8 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
     };
 
     let model = load_model(global, store.as_ref())?;
-    let verifier = Verifier::from_store(model, ChequeLayout::default(), store.as_ref())?;
+    let verifier =
+        Verifier::from_store(model, load_layout(args.layout.as_deref())?, store.as_ref())?;
     let references = if args.references.is_empty() {
         let account = args.account.as_deref().unwrap_or_default();
         let store = store
