@@ -38,7 +38,7 @@ use crate::imaging::NormalisedSignature;
 use crate::store::{Operator, Source, Store};
 use crate::verify::{
     ImageSource, PreparedQuestioned, PreparedReference, Questioned, QuestionedKind,
-    ReferenceEmbedding, StageTimings, Verifier, prepare_questioned, prepare_reference,
+    ReferenceEmbedding, StageTimings, Verifier, VerifyError, prepare_questioned, prepare_reference,
 };
 
 use manifest::{ManifestError, ManifestReader, ManifestRow, RowReferences};
@@ -475,14 +475,13 @@ fn process_chunk(
             state.path_refs.insert(p, Err(e));
         }
     }
-    let prepared: Vec<(PathBuf, PreparedReference)> = ok_refs
+    let (paths, refs): (Vec<PathBuf>, Vec<PreparedReference>) = ok_refs
         .into_iter()
         .filter_map(|(p, r)| r.ok().map(|r| (p, r)))
-        .collect();
-    if !prepared.is_empty() {
-        let refs: Vec<PreparedReference> = prepared.iter().map(|(_, r)| r.clone()).collect();
+        .unzip();
+    if !refs.is_empty() {
         let embs = verifier.embed_references(&refs)?;
-        for ((p, _), e) in prepared.into_iter().zip(embs) {
+        for (p, e) in paths.into_iter().zip(embs) {
             state.path_refs.insert(p, Ok(e));
         }
     }
@@ -496,9 +495,12 @@ fn process_chunk(
             }
             let refs = match crate::verify::account_references(store, verifier, acct) {
                 Ok(r) => Ok(Arc::from(r)),
-                Err(e @ crate::verify::VerifyError::Store(_))
-                | Err(e @ crate::verify::VerifyError::NoReferences { .. }) => Err(e.to_string()),
-                Err(e @ crate::verify::VerifyError::Model(_)) => return Err(e.into()),
+                // A store or network failure is not this row's fault: stop (the rows so far are
+                // committed, a rerun resumes) rather than mark every later row of the account.
+                Err(VerifyError::Store(e)) => return Err(e.into()),
+                Err(e @ VerifyError::Model(_)) => return Err(e.into()),
+                // An unknown account, one without references, or a stored reference that cannot be
+                // used: the rows of that account are ERRORs with this reason.
                 Err(e) => Err(e.to_string()),
             };
             state.accounts.insert(acct.clone(), refs);
