@@ -322,27 +322,18 @@ fn decisions(db: &Path) -> Vec<countersign::store::DecisionRow> {
         .unwrap()
 }
 
-/// The demo assets when present (the synthetic generator's `assets/demo`), else the fixture: the
-/// first writer's references and cheque.
+/// The demo assets when present (`make demo`: `assets/demo/w0001/01.png..` genuine references and
+/// `assets/demo/cheques/w0001_c01.png` a cheque with a genuine signature), else the fixture's first
+/// writer.
 fn demo_inputs(fx: &Fixture) -> (Vec<PathBuf>, PathBuf) {
     if let Some(demo) = countersign::paths::demo_assets() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&demo)
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "png"))
-            .collect();
-        files.sort();
-        let refs: Vec<PathBuf> = files
+        let refs: Vec<PathBuf> = ["01.png", "02.png"]
             .iter()
-            .filter(|p| p.file_name().unwrap().to_string_lossy().contains("ref"))
-            .take(2)
-            .cloned()
+            .map(|n| demo.join("w0001").join(n))
+            .filter(|p| p.is_file())
             .collect();
-        let cheque = files
-            .iter()
-            .find(|p| p.file_name().unwrap().to_string_lossy().contains("cheque"))
-            .cloned();
-        if let (false, Some(cheque)) = (refs.is_empty(), cheque) {
+        let cheque = demo.join("cheques").join("w0001_c01.png");
+        if !refs.is_empty() && cheque.is_file() {
             return (refs, cheque);
         }
     }
