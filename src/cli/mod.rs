@@ -11,7 +11,10 @@ use clap::{Parser, Subcommand};
 use crate::device::DeviceChoice;
 
 pub mod account;
+pub mod assess_args;
 pub mod audit;
+pub mod calibrate;
+pub mod evaluate;
 pub mod info;
 pub mod operator;
 pub mod batch;
@@ -145,6 +148,10 @@ pub enum Command {
     Batch(batch::BatchArgs),
     /// Measure latency, throughput, memory and model speed; prints figures.
     Bench(bench::BenchArgs),
+    /// Measure the model on labelled signatures (EER, AUC, FAR/FRR, ROC/DET, per writer).
+    Evaluate(evaluate::EvaluateArgs),
+    /// Fit calibration and choose thresholds for a target false-accept rate on labelled signatures.
+    Calibrate(calibrate::CalibrateArgs),
     /// Train or fine-tune the signature network offline on labelled signatures.
     Train(train::TrainArgs),
 }
@@ -161,6 +168,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Gui) => crate::gui::run(&cli.global),
         Some(Command::Info(args)) => info::run(&cli.global, &args),
+        Some(Command::Evaluate(args)) => evaluate::run(&cli.global, &args),
+        Some(Command::Calibrate(args)) => calibrate::run(&cli.global, &args),
         Some(Command::Synth(args)) => synth::run(&cli.global, &args),
         Some(Command::Account(args)) => account::run(&cli.global, &args),
         Some(Command::Audit(args)) => audit::run(&cli.global, &args),
