@@ -312,3 +312,71 @@ fn sixteen_bit_tiff_keeps_its_levels() {
     assert!((245..=249).contains(&g.get_pixel(31, 0).0[0]));
     assert!(g.get_pixel(16, 0).0[0] > g.get_pixel(8, 0).0[0]);
 }
+
+/// Encodes a bitonal image (ink = value < 128) as a CCITT Group 4 TIFF, the cheque-archive format.
+fn g4_tiff(img: &GrayImage) -> Vec<u8> {
+    use fax::{Color, VecWriter, encoder::Encoder};
+    let (w, h) = img.dimensions();
+    let mut enc = Encoder::new(VecWriter::new());
+    for y in 0..h {
+        let line = (0..w).map(|x| {
+            if img.get_pixel(x, y).0[0] < 128 {
+                Color::Black
+            } else {
+                Color::White
+            }
+        });
+        enc.encode_line(line, w as u16).expect("encode line");
+    }
+    let data = enc.finish().expect("finish").finish();
+    fax::tiff::wrap(&data, w, h)
+}
+
+#[test]
+fn group4_bitonal_tiff_decodes_exactly() {
+    let cheque = countersign::imaging::sample::sample_cheque(3, 1700, 760, true);
+    let bitonal = GrayImage::from_fn(1700, 760, |x, y| {
+        Luma([if cheque.image.get_pixel(x, y).0[0] < 150 {
+            0
+        } else {
+            255
+        }])
+    });
+    let tiff = g4_tiff(&bitonal);
+    assert!(
+        tiff.len() < 1700 * 760 / 8 / 4,
+        "G4 should compress a cheque well"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cheque-g4.tif");
+    std::fs::write(&path, &tiff).expect("write");
+    let decoded = decode_path(&path, &lim()).expect("G4 TIFF");
+    assert_eq!(decoded.dimensions(), (1700, 760));
+    let diff = decoded
+        .as_raw()
+        .iter()
+        .zip(bitonal.as_raw())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(diff, 0, "G4 round trip changed {diff} pixels");
+
+    // The finder works on the bitonal scan as on the gray one.
+    let truth = cheque.signature_box.expect("box");
+    let f = countersign::imaging::cheque::find_signature(
+        &decoded,
+        &countersign::imaging::cheque::ChequeLayout::default(),
+    )
+    .expect("find");
+    assert!(f.found && f.bbox.iou(&truth) >= 0.8, "{f:?} vs {truth:?}");
+
+    // A G4 TIFF cut short is reported as truncated or corrupt, never as an image.
+    let cut = &tiff[..tiff.len() * 2 / 3];
+    let err = decode_bytes(cut, "cut-g4.tif", &lim()).expect_err("cut");
+    assert!(
+        matches!(
+            err,
+            ImagingError::Truncated { .. } | ImagingError::Corrupt { .. }
+        ),
+        "{err:?}"
+    );
+}
