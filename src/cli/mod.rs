@@ -13,15 +13,15 @@ use crate::device::DeviceChoice;
 pub mod account;
 pub mod assess_args;
 pub mod audit;
+pub mod batch;
+pub mod bench;
 pub mod calibrate;
 pub mod evaluate;
 pub mod info;
 pub mod operator;
-pub mod batch;
-pub mod bench;
-pub mod verify;
 pub mod synth;
 pub mod train;
+pub mod verify;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {
