@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::batch::manifest::count_rows;
 use crate::batch::{BatchOptions, BatchSummary, StopReason};
 use crate::cli::GlobalOpts;
-use crate::cli::verify::{authenticate, load_layout, load_model};
+use crate::cli::verify::{authenticate, load_layout, load_model, out};
 use crate::store::{Source, Store};
 use crate::verify::Verifier;
 
@@ -63,11 +63,11 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     let operator = authenticate(global, &mut store)?;
     let model = load_model(global, Some(&store))?;
     let verifier = Verifier::from_store(model, load_layout(args.layout.as_deref())?, Some(&store))?;
-    let out = args
+    let out_path = args
         .out
         .clone()
         .unwrap_or_else(|| default_out(&args.manifest));
-    let mut opts = BatchOptions::new(&args.manifest, &out);
+    let mut opts = BatchOptions::new(&args.manifest, &out_path);
     opts.workers = args.workers.map(|w| w as usize);
     opts.limit = args.limit;
     opts.chunk_rows = args.chunk_rows.max(1);
@@ -113,7 +113,7 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     let result = crate::batch::run(&verifier, &mut store, &operator, &opts, &stop, &bar);
     bar.finish_and_clear();
     let summary = result?;
-    print!("{}", render_summary(&summary));
+    out(&render_summary(&summary))?;
     if let Some(p) = &args.summary_json {
         std::fs::write(p, serde_json::to_string_pretty(&summary)?)
             .map_err(|e| anyhow::anyhow!("cannot write the summary {}: {e}", p.display()))?;
@@ -128,9 +128,9 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
             .into());
         }
         Some(StopReason::Limit) => {
-            println!(
-                "stopped at the --limit; run the same command again to continue (decided cheques are skipped)"
-            );
+            out(
+                "stopped at the --limit; run the same command again to continue (decided cheques are skipped)\n",
+            )?;
         }
         None => {}
     }

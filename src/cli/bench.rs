@@ -40,8 +40,8 @@ pub fn run(global: &GlobalOpts, args: &BenchArgs) -> anyhow::Result<()> {
 fn run_groups(global: &GlobalOpts, args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     let wants = |g: &str| args.only.is_empty() || args.only.iter().any(|o| o == g);
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    println!(
-        "countersign {} bench{} on {} CPU core(s){}, libtorch {} ({} threads)",
+    crate::cli::verify::out(&format!(
+        "countersign {} bench{} on {} CPU core(s){}, libtorch {} ({} threads)\n",
         env!("CARGO_PKG_VERSION"),
         if args.quick { " --quick" } else { "" },
         cpus,
@@ -52,10 +52,10 @@ fn run_groups(global: &GlobalOpts, args: &BenchArgs, dir: &std::path::Path) -> a
         },
         env!("COUNTERSIGN_LIBTORCH_VERSION"),
         tch::get_num_threads()
-    );
+    ))?;
     let print_rows = |rows: Vec<(String, String)>| {
         for (k, v) in &rows {
-            println!("  {k:<58} {v}");
+            let _ = crate::cli::verify::out(&format!("  {k:<58} {v}\n"));
         }
     };
     let group = |name: &str, f: &mut dyn FnMut() -> anyhow::Result<Vec<(String, String)>>| {

@@ -180,6 +180,9 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
         amount_cents: args.amount,
         cheque_id: args.cheque_id.clone().or_else(|| default_cheque_id(args)),
     };
+    // libtorch's one-time start-up (hundreds of ms) happens here, so that the timing printed below is
+    // the pipeline's own.
+    verifier.warm_up()?;
     let result = verifier.verify(&req)?;
 
     let recorded = match (&mut store, &operator) {
@@ -208,19 +211,30 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
                 serde_json::Value::String(result.outcome.decision.to_string()),
             );
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
     } else {
-        print!(
-            "{}",
-            render(
-                &result,
-                recorded.as_deref(),
-                &db,
-                std::io::stdout().is_terminal()
-            )
-        );
+        out(&render(
+            &result,
+            recorded.as_deref(),
+            &db,
+            std::io::stdout().is_terminal(),
+        ))?;
     }
     Ok(())
+}
+
+/// Writes to stdout. A closed pipe (`countersign verify ... | head`) is not an error worth a panic
+/// or a message: the reader has what it wanted, and the decision is already recorded.
+pub fn out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Without --cheque-id, the audit row names the questioned file (its name, not its folder).
