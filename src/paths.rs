@@ -19,7 +19,10 @@ pub fn source_root() -> PathBuf {
 /// current directory, the source tree.
 fn search_roots() -> Vec<PathBuf> {
     let mut roots = Vec::new();
-    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
         roots.push(dir);
     }
     if let Ok(cwd) = std::env::current_dir() {
@@ -33,13 +36,19 @@ fn search_roots() -> Vec<PathBuf> {
 pub fn default_model() -> Option<PathBuf> {
     search_roots()
         .into_iter()
-        .map(|r| r.join("models").join(format!("{DEFAULT_MODEL_STEM}.safetensors")))
+        .map(|r| {
+            r.join("models")
+                .join(format!("{DEFAULT_MODEL_STEM}.safetensors"))
+        })
         .find(|p| p.is_file())
 }
 
 /// The demo assets folder (`assets/demo`), if it can be found.
 pub fn demo_assets() -> Option<PathBuf> {
-    search_roots().into_iter().map(|r| r.join("assets").join("demo")).find(|p| p.is_dir())
+    search_roots()
+        .into_iter()
+        .map(|r| r.join("assets").join("demo"))
+        .find(|p| p.is_dir())
 }
 
 /// Default database path: the user's data directory, e.g. `~/.local/share/countersign/audit.sqlite3`.

@@ -25,7 +25,14 @@ pub fn run(global: &GlobalOpts, args: &InfoArgs) -> anyhow::Result<()> {
     } else {
         println!("countersign {}", env!("CARGO_PKG_VERSION"));
         println!("libtorch     {}", env!("COUNTERSIGN_LIBTORCH_VERSION"));
-        println!("CUDA         {}", if tch::Cuda::is_available() { "available" } else { "not available" });
+        println!(
+            "CUDA         {}",
+            if tch::Cuda::is_available() {
+                "available"
+            } else {
+                "not available"
+            }
+        );
         println!("device       {}", crate::device::describe(device));
         println!("CPU threads  {}", tch::get_num_threads());
         println!("database     {}", global.db_path().display());

@@ -104,7 +104,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(n) = cli.global.threads {
         tch::set_num_threads(n as i32);
         // A second call fails harmlessly when the pool already exists.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
     match cli.command {
         None | Some(Command::Gui) => crate::gui::run(&cli.global),
@@ -118,7 +120,10 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<ExitError>() {
             return e.code;
         }
-        if cause.downcast_ref::<crate::imaging::ImagingError>().is_some() {
+        if cause
+            .downcast_ref::<crate::imaging::ImagingError>()
+            .is_some()
+        {
             return exit::BAD_INPUT;
         }
         if cause.downcast_ref::<crate::model::ModelError>().is_some() {
@@ -144,7 +149,10 @@ pub struct ExitError {
 
 impl ExitError {
     pub fn new(code: u8, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
