@@ -47,3 +47,33 @@ impl std::fmt::Display for Decision {
         f.write_str(self.as_str())
     }
 }
+
+mod calibration;
+mod decision;
+mod error;
+mod evaluation;
+mod metrics;
+mod similarity;
+mod thresholds;
+
+pub use calibration::{
+    CalibrationModel, ISOTONIC_MIN_PAIRS, ISOTONIC_MIN_PER_CLASS, IsotonicCalibration,
+    fit_isotonic, fit_platt,
+};
+pub use decision::{AmountRule, DecisionOutcome, DecisionPolicy, decide};
+pub use error::ScoringError;
+pub use evaluation::{
+    AggregationComparison, ClassMetrics, EvalConfig, EvaluationCounts, EvaluationReport, Forgeries,
+    LabelledEmbedding, MAX_CURVE_POINTS, OperatingPoint, OperatingRates, ScoreHistograms,
+    ScoredPair, SkippedWriter, compare_aggregations, evaluate, evaluation_scores, labelled_scores,
+};
+pub use metrics::{
+    DetPoint, EerResult, FarFrr, Histogram, RocPoint, WriterEer, WriterEerBasis, auc, det_points,
+    downsample, eer, far_frr, histogram, inverse_normal_cdf, per_writer_eer, roc_points,
+    threshold_for_far,
+};
+pub use similarity::{
+    Aggregation, MIN_REFERENCE_STD, ReferenceStats, cosine_similarity, l2_normalise,
+    normalise_score, score_against_references,
+};
+pub use thresholds::{ThresholdChoice, choose_thresholds};
