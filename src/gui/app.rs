@@ -66,13 +66,13 @@ impl Screen {
 /// Which screens a role may open: clerks verify cheques (one by one or in batches), auditors read the
 /// log, supervisors do everything.
 pub fn allowed(role: Role, screen: Screen) -> bool {
-    match (role, screen) {
-        (_, Screen::SignIn) => true,
-        (Role::Supervisor, _) => true,
-        (Role::Clerk, Screen::Verify | Screen::Batch) => true,
-        (Role::Auditor, Screen::Audit) => true,
-        _ => false,
-    }
+    matches!(
+        (role, screen),
+        (_, Screen::SignIn)
+            | (Role::Supervisor, _)
+            | (Role::Clerk, Screen::Verify | Screen::Batch)
+            | (Role::Auditor, Screen::Audit)
+    )
 }
 
 /// The role a screen asks for, in words, for the refusal message.
@@ -336,6 +336,8 @@ impl CountersignApp {
                 self.open(target);
             }
             Event::SignInFailed(e) => {
+                // In screenshot mode a failed sign-in ends the autopilot so the error is captured.
+                self.autopilot = None;
                 self.sign_in.busy = false;
                 self.sign_in.error = Some(e);
             }
@@ -486,7 +488,9 @@ impl CountersignApp {
         let Some(path) = &self.screenshot_ready else {
             return;
         };
-        let settled = self.autopilot.is_none() && !self.busy() && self.shared.operator.is_some();
+        let settled = self.autopilot.is_none()
+            && !self.busy()
+            && (self.shared.operator.is_some() || self.screen == Screen::SignIn);
         self.settled_frames = if settled { self.settled_frames + 1 } else { 0 };
         if self.settled_frames >= 10 {
             if let Err(e) = std::fs::write(path, b"ready\n") {
@@ -712,6 +716,11 @@ impl CountersignApp {
         let Some(pilot) = self.autopilot.as_mut() else {
             return;
         };
+        if pilot.screen == Screen::SignIn {
+            // The sign-in screenshot shows the empty form with the operator's name filled in.
+            self.autopilot = None;
+            return;
+        }
         if self.shared.operator.is_none() {
             if !pilot.started && !self.sign_in.busy {
                 pilot.started = true;

@@ -72,19 +72,18 @@ pub fn rates(genuine: &[f64], forgery: &[f64], t: Thresholds) -> Rates {
     }
 }
 
-/// The lowest accept threshold whose FAR on `forgery` is at most `target` (a fraction).
-pub fn threshold_for_far(forgery: &[f64], target: f64) -> f64 {
-    if forgery.is_empty() {
-        return 0.5;
-    }
-    let mut sorted: Vec<f64> = forgery.iter().copied().filter(|x| x.is_finite()).collect();
-    sorted.sort_by(|a, b| b.total_cmp(a));
-    let allowed = (target.clamp(0.0, 1.0) * sorted.len() as f64).floor() as usize;
-    match sorted.get(allowed) {
-        // Just above this forgery's probability, so it and every lower one are not accepted.
-        Some(&p) => (p + 1e-9).min(1.0),
-        None => 0.0,
-    }
+/// The most accepting threshold whose FAR on the labelled probabilities is at most `target` (a
+/// fraction), chosen by the scoring layer's rule so the GUI and `countersign calibrate` agree.
+pub fn threshold_for_far(genuine: &[f64], forgery: &[f64], target: f64) -> Option<f64> {
+    let scores: Vec<f64> = genuine.iter().chain(forgery).copied().collect();
+    let labels: Vec<bool> = genuine
+        .iter()
+        .map(|_| true)
+        .chain(forgery.iter().map(|_| false))
+        .collect();
+    crate::scoring::threshold_for_far(&scores, &labels, target)
+        .ok()
+        .map(|r| r.threshold.clamp(0.0, 1.0))
 }
 
 impl CalibrateState {
@@ -225,8 +224,10 @@ impl CalibrateState {
             if ui.button("Set accept threshold for target FAR").clicked() || enter {
                 match self.target_far.trim().trim_end_matches('%').parse::<f64>() {
                     Ok(v) if (0.0..=100.0).contains(&v) => {
-                        self.accept = threshold_for_far(&s.forgery, v / 100.0);
-                        self.reject = self.reject.min(self.accept);
+                        if let Some(t) = threshold_for_far(&s.genuine, &s.forgery, v / 100.0) {
+                            self.accept = t;
+                            self.reject = self.reject.min(self.accept);
+                        }
                     }
                     _ => shared.error(super::backend::UserError::new(
                         format!("\"{}\" is not a percentage.", self.target_far),
@@ -433,5 +434,74 @@ impl CalibrateState {
                     });
             });
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_count_each_side_of_the_thresholds() {
+        let genuine = [0.1, 0.4, 0.6, 0.9];
+        let forgery = [0.05, 0.3, 0.7];
+        let r = rates(
+            &genuine,
+            &forgery,
+            Thresholds {
+                accept: 0.5,
+                reject: 0.2,
+            },
+        );
+        // Forgeries at or above 0.5: 0.7 -> 1 of 3.
+        assert!((r.far - 1.0 / 3.0).abs() < 1e-12);
+        // Genuine below 0.2: 0.1 -> 1 of 4.
+        assert!((r.frr - 0.25).abs() < 1e-12);
+        // Genuine below 0.5: 0.1 and 0.4 -> 2 of 4.
+        assert!((r.genuine_not_accepted - 0.5).abs() < 1e-12);
+        // Forgeries in [0.2, 0.5): 0.3 -> 1 of 3.
+        assert!((r.forgery_referred - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn moving_the_accept_threshold_up_never_raises_far() {
+        let genuine: Vec<f64> = (0..50).map(|i| 0.5 + i as f64 / 100.0).collect();
+        let forgery: Vec<f64> = (0..50).map(|i| i as f64 / 80.0).collect();
+        let mut last = f64::INFINITY;
+        for k in 0..=20 {
+            let t = k as f64 / 20.0;
+            let r = rates(
+                &genuine,
+                &forgery,
+                Thresholds {
+                    accept: t,
+                    reject: 0.0,
+                },
+            );
+            assert!(r.far <= last);
+            last = r.far;
+        }
+    }
+
+    #[test]
+    fn threshold_for_target_far_meets_the_target() {
+        let genuine: Vec<f64> = (0..100).map(|i| 0.3 + i as f64 / 150.0).collect();
+        let forgery: Vec<f64> = (0..100).map(|i| i as f64 / 120.0).collect();
+        for target in [0.0, 0.01, 0.05, 0.2] {
+            let t = threshold_for_far(&genuine, &forgery, target).expect("threshold");
+            let r = rates(
+                &genuine,
+                &forgery,
+                Thresholds {
+                    accept: t,
+                    reject: 0.0,
+                },
+            );
+            assert!(
+                r.far <= target + 1e-12,
+                "target {target}: FAR {} at {t}",
+                r.far
+            );
+        }
     }
 }
