@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 
 use crate::device::DeviceChoice;
 
+pub mod account;
+pub mod audit;
 pub mod info;
+pub mod synth;
+pub mod operator;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {
@@ -97,6 +101,14 @@ pub enum Command {
     Gui,
     /// Show version, libtorch, device, model and database.
     Info(info::InfoArgs),
+    /// Generate synthetic writers, forgeries and cheque scans (demo data, pretraining).
+    Synth(synth::SynthArgs),
+    /// Accounts and their reference signatures.
+    Account(account::AccountArgs),
+    /// Verify, export and anchor the audit log.
+    Audit(audit::AuditArgs),
+    /// Operators, roles and PINs.
+    Operator(operator::OperatorArgs),
 }
 
 /// Runs the parsed command line.
@@ -111,6 +123,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Gui) => crate::gui::run(&cli.global),
         Some(Command::Info(args)) => info::run(&cli.global, &args),
+        Some(Command::Synth(args)) => synth::run(&cli.global, &args),
+        Some(Command::Account(args)) => account::run(&cli.global, &args),
+        Some(Command::Audit(args)) => audit::run(&cli.global, &args),
+        Some(Command::Operator(args)) => operator::run(&cli.global, &args),
     }
 }
 

@@ -4,7 +4,15 @@
 //! - `ImagingError`: typed errors naming the file and what was wrong.
 //! - `NormalisedSignature { width, height, pixels: Vec<f32> }`: row-major, values in [0, 1], ink bright
 //!   (inverted), exactly what the network takes.
-//! - `PREPROCESSING_VERSION`: recorded in the model card; bump it when any step or parameter changes.
+//! - `PREPROCESSING_VERSION` (in [`normalise`]): recorded in the model card; bump it when any step or
+//!   parameter changes.
+//!
+//! Modules: [`decode`] turns untrusted bytes into a bounded `GrayImage`; [`normalise`] turns a signature
+//! image into the network's input.
+
+pub mod components;
+pub mod decode;
+pub mod normalise;
 
 /// A signature ready for the network: `height` rows of `width` floats in [0, 1], ink bright.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,8 +22,53 @@ pub struct NormalisedSignature {
     pub pixels: Vec<f32>,
 }
 
+/// Everything that can go wrong between untrusted bytes and a normalised signature.
 #[derive(Debug, thiserror::Error)]
 pub enum ImagingError {
     #[error("no signature found in {0}")]
     NoSignature(String),
+    #[error("{name}: the file is empty (0 bytes)")]
+    Empty { name: String },
+    #[error("{name}: unsupported image format: {detail}")]
+    UnsupportedFormat { name: String, detail: String },
+    #[error("{name}: the image data is truncated: {detail}")]
+    Truncated { name: String, detail: String },
+    #[error("{name}: the image data is corrupt: {detail}")]
+    Corrupt { name: String, detail: String },
+    #[error("{name}: the file is {bytes} bytes, more than the limit of {max_bytes} bytes")]
+    TooManyBytes {
+        name: String,
+        bytes: u64,
+        max_bytes: u64,
+    },
+    #[error(
+        "{name}: the image is {width}x{height} pixels, more than the limits of {max_side} per side and {max_pixels} pixels"
+    )]
+    TooManyPixels {
+        name: String,
+        width: u32,
+        height: u32,
+        max_side: u32,
+        max_pixels: u64,
+    },
+    #[error("{name}: the decoder needed more memory than allowed: {detail}")]
+    TooLarge { name: String, detail: String },
+    #[error("{name}: the image has zero size ({width}x{height})")]
+    ZeroSize {
+        name: String,
+        width: u32,
+        height: u32,
+    },
+    #[error("{name}: {source}")]
+    Io {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid normalisation parameters: {0}")]
+    InvalidParams(String),
+    #[error("invalid crop box: {0}")]
+    InvalidCrop(String),
+    #[error("invalid cheque layout: {0}")]
+    InvalidLayout(String),
 }

@@ -1,0 +1,600 @@
+//! Decisions (append-only, chained), clerks' confirmations and overrides, and the paged queries.
+
+use std::collections::HashSet;
+
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params, params_from_iter};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::chain::{Entry, append};
+use super::{Operator, Permission, Store, StoreError, format_time};
+use crate::scoring::Decision;
+
+/// Where the signature was found on the cheque, in cheque pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CropBox {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
+/// The clerk's action on a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinalAction {
+    Confirm,
+    Override,
+    /// Not yet acted on (batch runs; the GUI before the clerk clicks).
+    Pending,
+}
+
+impl FinalAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinalAction::Confirm => "confirm",
+            FinalAction::Override => "override",
+            FinalAction::Pending => "pending",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FinalAction> {
+        match s {
+            "confirm" => Some(FinalAction::Confirm),
+            "override" => Some(FinalAction::Override),
+            "pending" => Some(FinalAction::Pending),
+            _ => None,
+        }
+    }
+}
+
+/// Which front end recorded the decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Gui,
+    Cli,
+    Batch,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Gui => "gui",
+            Source::Cli => "cli",
+            Source::Batch => "batch",
+        }
+    }
+}
+
+fn parse_decision(s: &str) -> Option<Decision> {
+    match s {
+        "ACCEPT" => Some(Decision::Accept),
+        "REFER" => Some(Decision::Refer),
+        "REJECT" => Some(Decision::Reject),
+        _ => None,
+    }
+}
+
+/// One verification to record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewDecision {
+    /// When the decision was made (stored as UTC RFC 3339 with milliseconds).
+    pub time: OffsetDateTime,
+    /// Must be the name of the operator passed to [`Store::insert_decisions`].
+    pub operator: String,
+    pub account: Option<String>,
+    pub cheque_id: Option<String>,
+    pub amount_cents: Option<i64>,
+    /// SHA-256 (lowercase hex) of the cheque image bytes.
+    pub cheque_sha256: String,
+    /// SHA-256 of each reference image compared.
+    pub reference_sha256s: Vec<String>,
+    pub crop: Option<CropBox>,
+    pub raw_score: f64,
+    pub probability: f64,
+    pub t_accept: f64,
+    pub t_reject: f64,
+    pub decision: Decision,
+    pub final_action: FinalAction,
+    /// Mandatory for an override.
+    pub reason: Option<String>,
+    pub model_id: String,
+    pub device: String,
+    pub latency_ms: f64,
+    pub source: Source,
+}
+
+impl Default for NewDecision {
+    fn default() -> Self {
+        NewDecision {
+            time: OffsetDateTime::now_utc(),
+            operator: String::new(),
+            account: None,
+            cheque_id: None,
+            amount_cents: None,
+            cheque_sha256: String::new(),
+            reference_sha256s: Vec::new(),
+            crop: None,
+            raw_score: 0.0,
+            probability: 0.0,
+            t_accept: 0.5,
+            t_reject: 0.5,
+            decision: Decision::Refer,
+            final_action: FinalAction::Pending,
+            reason: None,
+            model_id: String::new(),
+            device: String::new(),
+            latency_ms: 0.0,
+            source: Source::Cli,
+        }
+    }
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn bounded_text(what: &str, s: &str, max: usize) -> Result<(), StoreError> {
+    if s.len() > max || s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(StoreError::Invalid(format!(
+            "{what} must be at most {max} bytes of printable text"
+        )));
+    }
+    Ok(())
+}
+
+impl NewDecision {
+    fn validate(&self, op: &Operator) -> Result<(), StoreError> {
+        let bad = |m: String| Err(StoreError::Invalid(m));
+        if self.operator != op.name() {
+            return bad(format!(
+                "the decision names operator {:?} but was recorded by {:?}",
+                self.operator,
+                op.name()
+            ));
+        }
+        for (what, v) in [
+            ("raw_score", self.raw_score),
+            ("probability", self.probability),
+            ("t_accept", self.t_accept),
+            ("t_reject", self.t_reject),
+            ("latency_ms", self.latency_ms),
+        ] {
+            if !v.is_finite() {
+                return bad(format!("{what} must be a finite number, got {v}"));
+            }
+        }
+        for (what, v) in [
+            ("probability", self.probability),
+            ("t_accept", self.t_accept),
+            ("t_reject", self.t_reject),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(format!("{what} must be between 0 and 1, got {v}"));
+            }
+        }
+        if self.t_reject > self.t_accept {
+            return bad(format!(
+                "t_reject {} is above t_accept {}",
+                self.t_reject, self.t_accept
+            ));
+        }
+        if !is_sha256_hex(&self.cheque_sha256) {
+            return bad("cheque_sha256 must be 64 lowercase hex digits".into());
+        }
+        if let Some(r) = self.reference_sha256s.iter().find(|r| !is_sha256_hex(r)) {
+            return bad(format!(
+                "reference SHA-256 {r:?} is not 64 lowercase hex digits"
+            ));
+        }
+        if self.reference_sha256s.len() > 64 {
+            return bad("at most 64 reference images per decision".into());
+        }
+        if let Some(a) = &self.account {
+            bounded_text("account", a, 64)?;
+        }
+        if let Some(c) = &self.cheque_id {
+            bounded_text("cheque_id", c, 128)?;
+        }
+        if let Some(r) = &self.reason {
+            bounded_text("reason", r, 2000)?;
+        }
+        bounded_text("model_id", &self.model_id, 200)?;
+        bounded_text("device", &self.device, 64)?;
+        if self.final_action == FinalAction::Override
+            && self.reason.as_deref().is_none_or(|r| r.trim().is_empty())
+        {
+            return bad("an override needs a reason".into());
+        }
+        Ok(())
+    }
+
+    fn entry(&self) -> Entry {
+        Entry {
+            kind: "decision",
+            time: format_time(self.time),
+            operator: self.operator.clone(),
+            account: self.account.clone(),
+            cheque_id: self.cheque_id.clone(),
+            amount_cents: self.amount_cents,
+            cheque_sha256: Some(self.cheque_sha256.clone()),
+            reference_sha256s: Some(
+                serde_json::Value::from(self.reference_sha256s.clone()).to_string(),
+            ),
+            crop: match self.crop {
+                Some(c) => [
+                    Some(c.x.into()),
+                    Some(c.y.into()),
+                    Some(c.w.into()),
+                    Some(c.h.into()),
+                ],
+                None => [None; 4],
+            },
+            raw_score: Some(self.raw_score),
+            probability: Some(self.probability),
+            t_accept: Some(self.t_accept),
+            t_reject: Some(self.t_reject),
+            decision: Some(self.decision.as_str().to_string()),
+            final_action: Some(self.final_action.as_str().to_string()),
+            reason: self.reason.clone(),
+            model_id: Some(self.model_id.clone()),
+            device: Some(self.device.clone()),
+            latency_ms: Some(self.latency_ms),
+            source: Some(self.source.as_str().to_string()),
+            ref_id: None,
+            payload: None,
+        }
+    }
+}
+
+/// One recorded decision, with the latest clerk action on it (if any was recorded later).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DecisionRow {
+    pub id: i64,
+    pub time: String,
+    pub operator: String,
+    pub account: Option<String>,
+    pub cheque_id: Option<String>,
+    pub amount_cents: Option<i64>,
+    pub cheque_sha256: String,
+    pub reference_sha256s: Vec<String>,
+    pub crop: Option<CropBox>,
+    pub raw_score: f64,
+    pub probability: f64,
+    pub t_accept: f64,
+    pub t_reject: f64,
+    pub decision: Decision,
+    /// The action recorded with the decision itself.
+    pub final_action: FinalAction,
+    pub reason: Option<String>,
+    pub model_id: String,
+    pub device: String,
+    pub latency_ms: f64,
+    pub source: String,
+    pub hash: String,
+    /// The latest later action row (confirm / override) on this decision.
+    pub action: Option<ActionRow>,
+}
+
+impl DecisionRow {
+    /// The action in force: the latest later action, else the one recorded with the decision.
+    pub fn effective_action(&self) -> FinalAction {
+        self.action.as_ref().map_or(self.final_action, |a| a.action)
+    }
+}
+
+/// A clerk's or supervisor's later action on a decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ActionRow {
+    pub id: i64,
+    pub time: String,
+    pub operator: String,
+    pub action: FinalAction,
+    pub reason: Option<String>,
+}
+
+/// Which decisions to list, count or export. All fields combine with AND.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DecisionFilter {
+    /// From this time, inclusive.
+    pub from: Option<OffsetDateTime>,
+    /// Up to this time, exclusive.
+    pub to: Option<OffsetDateTime>,
+    pub decision: Option<Decision>,
+    pub operator: Option<String>,
+    pub account: Option<String>,
+    pub cheque_id: Option<String>,
+}
+
+impl DecisionFilter {
+    /// The WHERE clause (on alias `d`) and its parameters.
+    pub(crate) fn sql(&self) -> (String, Vec<Value>) {
+        let mut clause = String::from("d.kind = 'decision'");
+        let mut p = Vec::new();
+        if let Some(f) = self.from {
+            clause.push_str(" AND d.time >= ?");
+            p.push(Value::Text(format_time(f)));
+        }
+        if let Some(t) = self.to {
+            clause.push_str(" AND d.time < ?");
+            p.push(Value::Text(format_time(t)));
+        }
+        if let Some(dec) = self.decision {
+            clause.push_str(" AND d.decision = ?");
+            p.push(Value::Text(dec.as_str().into()));
+        }
+        if let Some(o) = &self.operator {
+            clause.push_str(" AND d.operator = ?");
+            p.push(Value::Text(o.clone()));
+        }
+        if let Some(a) = &self.account {
+            clause.push_str(" AND d.account = ?");
+            p.push(Value::Text(a.clone()));
+        }
+        if let Some(c) = &self.cheque_id {
+            clause.push_str(" AND d.cheque_id = ?");
+            p.push(Value::Text(c.clone()));
+        }
+        (clause, p)
+    }
+}
+
+/// Columns read for a [`DecisionRow`], on alias `d` (decision) and `a` (latest action).
+pub(crate) const ROW_COLUMNS: &str = "d.id, d.time, d.operator, d.account, d.cheque_id, d.amount_cents, \
+    d.cheque_sha256, d.reference_sha256s, d.crop_x, d.crop_y, d.crop_w, d.crop_h, d.raw_score, d.probability, \
+    d.t_accept, d.t_reject, d.decision, d.final_action, d.reason, d.model_id, d.device, d.latency_ms, d.source, \
+    d.hash, a.id, a.time, a.operator, a.final_action, a.reason";
+
+/// The join that finds the latest action on each decision.
+pub(crate) const ACTION_JOIN: &str = "LEFT JOIN ledger a ON a.id = \
+    (SELECT max(x.id) FROM ledger x WHERE x.kind = 'action' AND x.ref_id = d.id)";
+
+pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRow> {
+    let conv = |i: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("bad {what}").into(),
+        )
+    };
+    let refs: Option<String> = r.get(7)?;
+    let reference_sha256s = match refs {
+        Some(s) => serde_json::from_str(&s).map_err(|_| conv(7, "reference list"))?,
+        None => Vec::new(),
+    };
+    let crop = match (
+        r.get::<_, Option<u32>>(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+    ) {
+        (Some(x), Some(y), Some(w), Some(h)) => Some(CropBox { x, y, w, h }),
+        _ => None,
+    };
+    let decision: String = r.get(16)?;
+    let final_action: String = r.get(17)?;
+    let action = match r.get::<_, Option<i64>>(24)? {
+        None => None,
+        Some(id) => {
+            let act: String = r.get(27)?;
+            Some(ActionRow {
+                id,
+                time: r.get(25)?,
+                operator: r.get(26)?,
+                action: FinalAction::parse(&act).ok_or_else(|| conv(27, "action"))?,
+                reason: r.get(28)?,
+            })
+        }
+    };
+    Ok(DecisionRow {
+        id: r.get(0)?,
+        time: r.get(1)?,
+        operator: r.get(2)?,
+        account: r.get(3)?,
+        cheque_id: r.get(4)?,
+        amount_cents: r.get(5)?,
+        cheque_sha256: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+        reference_sha256s,
+        crop,
+        raw_score: r.get(12)?,
+        probability: r.get(13)?,
+        t_accept: r.get(14)?,
+        t_reject: r.get(15)?,
+        decision: parse_decision(&decision).ok_or_else(|| conv(16, "decision"))?,
+        final_action: FinalAction::parse(&final_action).ok_or_else(|| conv(17, "final action"))?,
+        reason: r.get(18)?,
+        model_id: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
+        device: r.get::<_, Option<String>>(20)?.unwrap_or_default(),
+        latency_ms: r.get::<_, Option<f64>>(21)?.unwrap_or_default(),
+        source: r.get::<_, Option<String>>(22)?.unwrap_or_default(),
+        hash: r.get(23)?,
+        action,
+    })
+}
+
+impl Store {
+    /// Records decisions in one transaction (all or none); returns their row ids in order.
+    /// Needs [`Permission::Verify`]; an override recorded directly needs the override permission
+    /// for that decision (a REJECT override is supervisor-only).
+    pub fn insert_decisions(
+        &mut self,
+        op: &Operator,
+        decisions: &[NewDecision],
+    ) -> Result<Vec<i64>, StoreError> {
+        self.require(op, Permission::Verify)?;
+        for d in decisions {
+            d.validate(op)?;
+            if d.final_action == FinalAction::Override {
+                let p = if d.decision == Decision::Reject {
+                    Permission::OverrideReject
+                } else {
+                    Permission::Override
+                };
+                self.require(op, p)?;
+            }
+        }
+        let entries: Vec<Entry> = decisions.iter().map(NewDecision::entry).collect();
+        let m = self.mapper();
+        let tx = self.write_tx()?;
+        let ids = append(&tx, &entries).map_err(&m)?;
+        tx.commit().map_err(&m)?;
+        Ok(ids)
+    }
+
+    /// Records one decision; returns its row id.
+    pub fn insert_decision(
+        &mut self,
+        op: &Operator,
+        decision: &NewDecision,
+    ) -> Result<i64, StoreError> {
+        Ok(self
+            .insert_decisions(op, std::slice::from_ref(decision))?
+            .first()
+            .copied()
+            .unwrap_or(0))
+    }
+
+    /// Records a clerk's confirm or override of an earlier decision as a new chained row (rows are
+    /// never updated). An override needs a reason; overriding a REJECT needs a supervisor.
+    pub fn record_action(
+        &mut self,
+        op: &Operator,
+        decision_id: i64,
+        action: FinalAction,
+        reason: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let m = self.mapper();
+        let found: Option<(String, Option<String>, Option<String>)> = self
+            .conn()
+            .query_row(
+                "SELECT decision, account, cheque_id FROM ledger WHERE id = ?1 AND kind = 'decision'",
+                params![decision_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(&m)?;
+        let Some((decision, account, cheque_id)) = found else {
+            return Err(StoreError::NotFound {
+                what: "decision",
+                id: decision_id.to_string(),
+            });
+        };
+        let needed = match action {
+            FinalAction::Confirm => Permission::Confirm,
+            FinalAction::Override if decision == "REJECT" => Permission::OverrideReject,
+            FinalAction::Override => Permission::Override,
+            FinalAction::Pending => {
+                return Err(StoreError::Invalid("pending is not an action".into()));
+            }
+        };
+        self.require(op, needed)?;
+        if let Some(r) = reason {
+            bounded_text("reason", r, 2000)?;
+        }
+        if action == FinalAction::Override && reason.is_none_or(|r| r.trim().is_empty()) {
+            return Err(StoreError::Invalid("an override needs a reason".into()));
+        }
+        let entry = Entry {
+            kind: "action",
+            time: super::now_utc(),
+            operator: op.name().to_string(),
+            account,
+            cheque_id,
+            decision: Some(decision),
+            final_action: Some(action.as_str().to_string()),
+            reason: reason.map(str::to_string),
+            ref_id: Some(decision_id),
+            ..Default::default()
+        };
+        self.append_event(entry)
+    }
+
+    /// One decision by row id.
+    pub fn decision(&self, id: i64) -> Result<Option<DecisionRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM ledger d {ACTION_JOIN} WHERE d.id = ?1 AND d.kind = 'decision'"
+        );
+        self.conn()
+            .query_row(&sql, params![id], read_row)
+            .optional()
+            .map_err(|e| self.map(e))
+    }
+
+    /// Whether a decision for this cheque id is already recorded (for resuming a batch).
+    pub fn has_decision(&self, cheque_id: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT 1 FROM ledger WHERE kind = 'decision' AND cheque_id = ?1 LIMIT 1",
+                params![cheque_id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(|e| self.map(e))
+    }
+
+    /// Every cheque id that has a decision (for resuming a batch).
+    pub fn decided_cheque_ids(&self) -> Result<HashSet<String>, StoreError> {
+        let m = self.mapper();
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT DISTINCT cheque_id FROM ledger WHERE kind = 'decision' AND cheque_id IS NOT NULL")
+            .map_err(&m)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(&m)?;
+        rows.collect::<Result<HashSet<_>, _>>().map_err(&m)
+    }
+
+    /// How many decisions match the filter.
+    pub fn count_decisions(&self, filter: &DecisionFilter) -> Result<u64, StoreError> {
+        let (clause, p) = filter.sql();
+        let sql = format!("SELECT count(*) FROM ledger d WHERE {clause}");
+        self.conn()
+            .query_row(&sql, params_from_iter(p), |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.map(e))
+    }
+
+    /// One page of matching decisions, newest first (by time, then row id). The page start is found
+    /// on the index alone, then only `limit` rows are read, so deep pages stay fast.
+    pub fn query_decisions(
+        &self,
+        filter: &DecisionFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        let m = self.mapper();
+        let (clause, p) = filter.sql();
+        let start_sql = format!(
+            "SELECT d.time, d.id FROM ledger d WHERE {clause} ORDER BY d.time DESC, d.id DESC LIMIT 1 OFFSET ?"
+        );
+        let mut start_p = p.clone();
+        start_p.push(Value::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+        let start: Option<(String, i64)> = self
+            .conn()
+            .prepare_cached(&start_sql)
+            .and_then(|mut s| {
+                s.query_row(params_from_iter(start_p), |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(&m)?;
+        let Some((t0, id0)) = start else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM ledger d {ACTION_JOIN} WHERE {clause} AND (d.time < ? OR (d.time = ? AND d.id <= ?)) \
+             ORDER BY d.time DESC, d.id DESC LIMIT ?"
+        );
+        let mut q = p;
+        q.push(Value::Text(t0.clone()));
+        q.push(Value::Text(t0));
+        q.push(Value::Integer(id0));
+        q.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let mut stmt = self.conn().prepare_cached(&sql).map_err(&m)?;
+        let rows = stmt.query_map(params_from_iter(q), read_row).map_err(&m)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&m)
+    }
+}

@@ -1,0 +1,141 @@
+//! Numbered schema migrations, tracked with `PRAGMA user_version`.
+//!
+//! `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`. A shipped migration is never edited:
+//! the chain's canonical encoding and old files depend on it. Add a new entry instead.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Version 1: operators, accounts, reference signatures, and the hash-chained ledger with the
+/// triggers that make it append-only. The column order of `ledger` is part of the chain's canonical
+/// encoding (see `chain.rs`).
+const V1: &str = r#"
+CREATE TABLE operators (
+    name            TEXT PRIMARY KEY NOT NULL,
+    role            TEXT NOT NULL CHECK (role IN ('clerk', 'supervisor', 'auditor')),
+    pin_hash        TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    created_by      TEXT NOT NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    locked_until    TEXT
+) STRICT;
+
+CREATE TABLE accounts (
+    id         TEXT PRIMARY KEY NOT NULL,
+    holder     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE reference_signatures (
+    id             INTEGER PRIMARY KEY,
+    account        TEXT NOT NULL REFERENCES accounts(id),
+    image          BLOB NOT NULL,
+    sha256         TEXT NOT NULL,
+    width          INTEGER NOT NULL,
+    height         INTEGER NOT NULL,
+    enrolled_at    TEXT NOT NULL,
+    enrolled_by    TEXT NOT NULL,
+    retired        INTEGER NOT NULL DEFAULT 0,
+    retired_at     TEXT,
+    retired_by     TEXT,
+    retired_reason TEXT,
+    UNIQUE (account, sha256)
+) STRICT;
+
+CREATE TABLE ledger (
+    id                INTEGER PRIMARY KEY,
+    kind              TEXT NOT NULL,
+    time              TEXT NOT NULL,
+    operator          TEXT NOT NULL,
+    account           TEXT,
+    cheque_id         TEXT,
+    amount_cents      INTEGER,
+    cheque_sha256     TEXT,
+    reference_sha256s TEXT,
+    crop_x            INTEGER,
+    crop_y            INTEGER,
+    crop_w            INTEGER,
+    crop_h            INTEGER,
+    raw_score         REAL,
+    probability       REAL,
+    t_accept          REAL,
+    t_reject          REAL,
+    decision          TEXT,
+    final_action      TEXT,
+    reason            TEXT,
+    model_id          TEXT,
+    device            TEXT,
+    latency_ms        REAL,
+    source            TEXT,
+    ref_id            INTEGER,
+    payload           TEXT,
+    prev_hash         TEXT NOT NULL,
+    hash              TEXT NOT NULL
+) STRICT;
+
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only: UPDATE refused'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only: DELETE refused'); END;
+"#;
+
+/// Version 2: the embedding cache, one vector per (reference, model).
+const V2: &str = r#"
+CREATE TABLE embeddings (
+    reference_id INTEGER NOT NULL REFERENCES reference_signatures(id),
+    model_id     TEXT NOT NULL,
+    dim          INTEGER NOT NULL,
+    vector       BLOB NOT NULL,
+    computed_at  TEXT NOT NULL,
+    PRIMARY KEY (reference_id, model_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX reference_signatures_account ON reference_signatures(account);
+"#;
+
+/// Version 3: indexes for the audit screen and exports (date, operator, account, decision,
+/// cheque id) and for finding a decision's confirmation and the latest settings. Partial indexes
+/// keep them small: only decision rows are filtered this way.
+const V3: &str = r#"
+CREATE INDEX ledger_decision_time     ON ledger(time)              WHERE kind = 'decision';
+CREATE INDEX ledger_decision_operator ON ledger(operator, time)    WHERE kind = 'decision';
+CREATE INDEX ledger_decision_account  ON ledger(account, time)     WHERE kind = 'decision';
+CREATE INDEX ledger_decision_outcome  ON ledger(decision, time)    WHERE kind = 'decision';
+CREATE INDEX ledger_decision_cheque   ON ledger(cheque_id)         WHERE kind = 'decision';
+CREATE INDEX ledger_action_ref        ON ledger(ref_id)            WHERE kind = 'action';
+CREATE INDEX ledger_kind              ON ledger(kind, id)          WHERE kind <> 'decision';
+"#;
+
+/// All migrations, in order. Never edit a shipped entry; append.
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+
+/// The schema version this binary creates and understands.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Brings the schema up to date in one transaction. The write lock is taken only when something is
+/// pending, so opening an up-to-date file never waits for another writer.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current >= latest_version() {
+        return Ok(());
+    }
+    apply_up_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the migrations from the file's current version up to `target` (exclusive index into
+/// [`MIGRATIONS`], i.e. the resulting version) in one transaction. Public so tests can build files at
+/// every older version.
+pub fn apply_up_to(conn: &mut Connection, target: usize) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Read again inside the lock: another process may have migrated meanwhile.
+    let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let start = usize::try_from(current).unwrap_or(0);
+    for sql in MIGRATIONS.iter().take(target).skip(start) {
+        tx.execute_batch(sql)?;
+    }
+    if target > start {
+        tx.pragma_update(None, "user_version", target as i64)?;
+    }
+    tx.commit()
+}

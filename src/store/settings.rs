@@ -1,0 +1,313 @@
+//! Settings history: thresholds, calibration, amount rule, per-account overrides, active model.
+//!
+//! Each change is a chained ledger row of kind `settings` whose payload holds the whole settings
+//! before and after (so any version can be shown without replaying), with who, when and why.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::chain::Entry;
+use super::{Operator, Permission, Store, StoreError};
+use crate::scoring::{Calibration, Thresholds};
+
+/// A stricter accept threshold for cheques above an amount.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AmountRule {
+    /// Applies when the amount is strictly above this, in cents.
+    pub above_cents: i64,
+    /// The accept threshold for such cheques (used when stricter than the normal one).
+    pub t_accept: f64,
+}
+
+/// The decision settings in force.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub thresholds: Thresholds,
+    pub calibration: Calibration,
+    #[serde(default)]
+    pub amount_rule: Option<AmountRule>,
+    #[serde(default)]
+    pub account_overrides: BTreeMap<String, Thresholds>,
+    #[serde(default)]
+    pub model_id: Option<String>,
+    #[serde(default)]
+    pub model_path: Option<String>,
+    /// The ledger row of the last change; 0 when nothing was ever set (the defaults below are then
+    /// in force, and callers should prefer the model card's calibration and thresholds).
+    #[serde(skip)]
+    pub version: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            thresholds: Thresholds {
+                accept: 0.8,
+                reject: 0.3,
+            },
+            calibration: Calibration { a: 1.0, b: 0.0 },
+            amount_rule: None,
+            account_overrides: BTreeMap::new(),
+            model_id: None,
+            model_path: None,
+            version: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// The thresholds for one cheque: the account's override if any, then the amount rule (which
+    /// can only make ACCEPT stricter).
+    pub fn thresholds_for(&self, account: Option<&str>, amount_cents: Option<i64>) -> Thresholds {
+        let mut t = account
+            .and_then(|a| self.account_overrides.get(a))
+            .copied()
+            .unwrap_or(self.thresholds);
+        if let (Some(rule), Some(amount)) = (self.amount_rule, amount_cents)
+            && amount > rule.above_cents
+        {
+            t.accept = t.accept.max(rule.t_accept);
+        }
+        t
+    }
+}
+
+/// One change to the settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum SettingsChange {
+    Thresholds(Thresholds),
+    Calibration(Calibration),
+    AmountRule {
+        rule: Option<AmountRule>,
+    },
+    AccountOverride {
+        account: String,
+        thresholds: Option<Thresholds>,
+    },
+    Model {
+        id: String,
+        path: Option<String>,
+    },
+}
+
+/// One row of the settings history.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SettingsHistoryEntry {
+    pub id: i64,
+    pub time: String,
+    pub operator: String,
+    pub reason: String,
+    pub change: SettingsChange,
+    pub old: Settings,
+    pub new: Settings,
+}
+
+fn check_thresholds(t: &Thresholds) -> Result<(), StoreError> {
+    let ok = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+    if !ok(t.accept) || !ok(t.reject) || t.reject > t.accept {
+        return Err(StoreError::Invalid(format!(
+            "thresholds must lie in [0, 1] with reject <= accept (got accept {}, reject {})",
+            t.accept, t.reject
+        )));
+    }
+    Ok(())
+}
+
+impl SettingsChange {
+    fn permission(&self) -> Permission {
+        match self {
+            SettingsChange::Model { .. } => Permission::ChangeModel,
+            _ => Permission::ChangeSettings,
+        }
+    }
+
+    fn apply(&self, s: &Settings) -> Result<Settings, StoreError> {
+        let mut n = s.clone();
+        match self {
+            SettingsChange::Thresholds(t) => {
+                check_thresholds(t)?;
+                n.thresholds = *t;
+            }
+            SettingsChange::Calibration(c) => {
+                if !c.a.is_finite() || !c.b.is_finite() {
+                    return Err(StoreError::Invalid(
+                        "calibration a and b must be finite".into(),
+                    ));
+                }
+                n.calibration = *c;
+            }
+            SettingsChange::AmountRule { rule } => {
+                if let Some(r) = rule
+                    && (r.above_cents < 0
+                        || !r.t_accept.is_finite()
+                        || !(0.0..=1.0).contains(&r.t_accept))
+                {
+                    return Err(StoreError::Invalid(
+                        "an amount rule needs a non-negative amount and t_accept in [0, 1]".into(),
+                    ));
+                }
+                n.amount_rule = *rule;
+            }
+            SettingsChange::AccountOverride {
+                account,
+                thresholds,
+            } => {
+                super::operators::check_name("an account id", account)?;
+                match thresholds {
+                    Some(t) => {
+                        check_thresholds(t)?;
+                        n.account_overrides.insert(account.clone(), *t);
+                    }
+                    None => {
+                        n.account_overrides.remove(account);
+                    }
+                }
+            }
+            SettingsChange::Model { id, path } => {
+                if id.trim().is_empty() || id.len() > 200 {
+                    return Err(StoreError::Invalid(
+                        "a model id must be 1 to 200 characters".into(),
+                    ));
+                }
+                n.model_id = Some(id.clone());
+                n.model_path = path.clone();
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Store {
+    /// The settings in force (defaults with `version == 0` if never set).
+    pub fn current_settings(&self) -> Result<Settings, StoreError> {
+        let row: Option<(i64, String)> = self
+            .conn()
+            .query_row(
+                "SELECT id, payload FROM ledger WHERE kind = 'settings' ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.map(e))?;
+        let Some((id, payload)) = row else {
+            return Ok(Settings::default());
+        };
+        let v: serde_json::Value = serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Invalid(format!("settings row {id} is unreadable: {e}")))?;
+        let mut s: Settings = serde_json::from_value(v.get("new").cloned().unwrap_or_default())
+            .map_err(|e| StoreError::Invalid(format!("settings row {id} is unreadable: {e}")))?;
+        s.version = id;
+        Ok(s)
+    }
+
+    /// Applies a change (supervisor only; a reason is required) and returns the new settings.
+    pub fn change_settings(
+        &mut self,
+        by: &Operator,
+        change: &SettingsChange,
+        reason: &str,
+    ) -> Result<Settings, StoreError> {
+        self.require(by, change.permission())?;
+        if reason.trim().is_empty() || reason.len() > 2000 {
+            return Err(StoreError::Invalid(
+                "a settings change needs a reason (at most 2000 bytes)".into(),
+            ));
+        }
+        let m = self.mapper();
+        // Read and write inside one write transaction so two supervisors cannot both change from
+        // the same old settings.
+        let tx = self.write_tx()?;
+        let last: Option<String> = tx
+            .query_row(
+                "SELECT payload FROM ledger WHERE kind = 'settings' ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&m)?;
+        let old = match last {
+            None => Settings::default(),
+            Some(p) => serde_json::from_str::<serde_json::Value>(&p)
+                .ok()
+                .and_then(|v| serde_json::from_value(v.get("new")?.clone()).ok())
+                .ok_or_else(|| StoreError::Invalid("the last settings row is unreadable".into()))?,
+        };
+        let mut new = change.apply(&old)?;
+        let payload = serde_json::json!({"change": change, "old": old, "new": new});
+        let mut e = Entry::event("settings", by.name(), payload);
+        e.reason = Some(reason.to_string());
+        let ids = super::chain::append(&tx, &[e]).map_err(&m)?;
+        tx.commit().map_err(&m)?;
+        new.version = ids.first().copied().unwrap_or(0);
+        Ok(new)
+    }
+
+    /// Every settings change, oldest first.
+    pub fn settings_history(&self) -> Result<Vec<SettingsHistoryEntry>, StoreError> {
+        let m = self.mapper();
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT id, time, operator, reason, payload FROM ledger WHERE kind = 'settings' ORDER BY id")
+            .map_err(&m)?;
+        let rows = stmt
+            .query_map(params![], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(&m)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, time, operator, reason, payload) = row.map_err(&m)?;
+            let bad = |e: serde_json::Error| {
+                StoreError::Invalid(format!("settings row {id} is unreadable: {e}"))
+            };
+            let v: serde_json::Value = serde_json::from_str(&payload).map_err(bad)?;
+            out.push(SettingsHistoryEntry {
+                id,
+                time,
+                operator,
+                reason: reason.unwrap_or_default(),
+                change: serde_json::from_value(v.get("change").cloned().unwrap_or_default())
+                    .map_err(bad)?,
+                old: serde_json::from_value(v.get("old").cloned().unwrap_or_default())
+                    .map_err(bad)?,
+                new: serde_json::from_value(v.get("new").cloned().unwrap_or_default())
+                    .map_err(bad)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amount_rule_only_tightens_accept() {
+        let mut s = Settings::default();
+        s.amount_rule = Some(AmountRule {
+            above_cents: 100_000,
+            t_accept: 0.95,
+        });
+        assert_eq!(s.thresholds_for(None, Some(50_000)).accept, 0.8);
+        assert_eq!(s.thresholds_for(None, Some(200_000)).accept, 0.95);
+        s.account_overrides.insert(
+            "A1".into(),
+            Thresholds {
+                accept: 0.99,
+                reject: 0.4,
+            },
+        );
+        assert_eq!(s.thresholds_for(Some("A1"), Some(200_000)).accept, 0.99);
+        assert_eq!(s.thresholds_for(Some("A1"), None).reject, 0.4);
+    }
+}

@@ -1,0 +1,111 @@
+//! Helpers shared by the store tests: real database files in tempdirs, cheap argon2.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use countersign::scoring::Decision;
+use countersign::store::{
+    CropBox, FinalAction, KdfCost, NewDecision, OpenOptions, Operator, Role, Source, Store,
+};
+
+pub fn opts() -> OpenOptions {
+    OpenOptions {
+        kdf: KdfCost::Test,
+        ..Default::default()
+    }
+}
+
+pub fn open(path: &Path) -> Store {
+    Store::open_with(path, &opts()).expect("open store")
+}
+
+/// A store with a supervisor, a clerk and an auditor (PINs "1111", "2222", "3333").
+pub struct Fixture {
+    pub store: Store,
+    pub sup: Operator,
+    pub clerk: Operator,
+    pub auditor: Operator,
+}
+
+pub fn fixture(path: &Path) -> Fixture {
+    let mut store = open(path);
+    let sup = store
+        .add_operator(None, "sam", Role::Supervisor, "1111")
+        .expect("bootstrap");
+    store
+        .add_operator(Some(&sup), "carla", Role::Clerk, "2222")
+        .expect("clerk");
+    store
+        .add_operator(Some(&sup), "aude", Role::Auditor, "3333")
+        .expect("auditor");
+    let clerk = store.authenticate("carla", "2222").expect("clerk signs in");
+    let auditor = store
+        .authenticate("aude", "3333")
+        .expect("auditor signs in");
+    Fixture {
+        store,
+        sup,
+        clerk,
+        auditor,
+    }
+}
+
+pub fn sha(i: usize, salt: &str) -> String {
+    countersign::store::accounts::sha256_hex(format!("{salt}-{i}").as_bytes())
+}
+
+/// A varied, valid decision; `i` picks the outcome, account and day.
+pub fn decision(op: &Operator, i: usize) -> NewDecision {
+    let decision = [Decision::Accept, Decision::Refer, Decision::Reject][i % 3];
+    let day = 1 + (i % 5) as u8;
+    let time = time::Date::from_calendar_date(2026, time::Month::March, day)
+        .expect("date")
+        .with_hms_milli(9, (i % 60) as u8, 0, (i % 1000) as u16)
+        .expect("time")
+        .assume_utc();
+    NewDecision {
+        time,
+        operator: op.name().to_string(),
+        account: Some(format!("ACC-{}", i % 4)),
+        cheque_id: Some(format!("CHQ-{i:06}")),
+        amount_cents: (i % 2 == 0).then_some(1000 * i as i64),
+        cheque_sha256: sha(i, "cheque"),
+        reference_sha256s: vec![sha(i % 4, "ref-a"), sha(i % 4, "ref-b")],
+        crop: (i % 3 != 1).then_some(CropBox {
+            x: 10 + i as u32,
+            y: 20,
+            w: 300,
+            h: 90,
+        }),
+        raw_score: 0.1 + (i % 7) as f64 / 10.0,
+        probability: (i % 10) as f64 / 10.0,
+        t_accept: 0.8,
+        t_reject: 0.3,
+        decision,
+        final_action: FinalAction::Pending,
+        reason: None,
+        model_id: "siamese-v1@abc123".into(),
+        device: "cpu".into(),
+        latency_ms: 12.5 + i as f64,
+        source: Source::Batch,
+    }
+}
+
+/// A small real PNG.
+pub fn png(seed: u8) -> Vec<u8> {
+    let img = image::GrayImage::from_fn(40, 20, |x, y| {
+        image::Luma([((x * 7 + y * 3) as u8).wrapping_add(seed)])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode png");
+    out.into_inner()
+}
+
+/// Opens the file with plain SQLite, as an attacker would, and drops the append-only triggers.
+pub fn attacker(path: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).expect("attacker opens");
+    c.execute_batch("DROP TRIGGER ledger_no_update; DROP TRIGGER ledger_no_delete;")
+        .expect("drop triggers");
+    c
+}
