@@ -1,12 +1,72 @@
-//! The desktop application driven headless with egui_kittest: the real app, the real worker thread,
-//! a temporary database.
+//! The desktop application driven headless with egui_kittest: the real app and worker thread, a real
+//! SQLite database in a temporary folder, a real (freshly initialised) network through libtorch, and
+//! synthetic signature images written as PNG files.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use countersign::device::DeviceChoice;
-use countersign::gui::{CountersignApp, Screen};
+use countersign::gui::{CountersignApp, Screen, Slot};
+use countersign::store::{KdfCost, Role, Store};
+use egui::accesskit;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+
+const PINS: [(&str, Role, &str); 3] = [
+    ("sam", Role::Supervisor, "sam-pin-1"),
+    ("clara", Role::Clerk, "clara-pin-1"),
+    ("ada", Role::Auditor, "ada-pin-1"),
+];
+
+/// A temporary database with one operator per role, a model file, and signature images.
+struct Fixture {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+    model: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("audit.sqlite3");
+        let mut store = Store::open(&db).expect("open store");
+        store.set_kdf_cost(KdfCost::Test);
+        let sup = store
+            .add_operator(None, PINS[0].0, PINS[0].1, PINS[0].2)
+            .expect("supervisor");
+        for (name, role, pin) in &PINS[1..] {
+            store
+                .add_operator(Some(&sup), name, *role, pin)
+                .expect("operator");
+        }
+        drop(store);
+        let model = dir.path().join("model.safetensors");
+        tch::manual_seed(11);
+        let mut m = countersign::model::SignatureModel::new(
+            countersign::imaging::normalise::NormaliseParams::default(),
+            tch::Device::Cpu,
+        );
+        m.save(&model).expect("save model");
+        Fixture { dir, db, model }
+    }
+
+    fn app(&self) -> CountersignApp {
+        CountersignApp::new(self.db.clone(), Some(self.model.clone()), DeviceChoice::Cpu)
+    }
+
+    /// A genuine synthetic signature of writer `w`, sample `i`, as a PNG file.
+    fn signature(&self, w: u32, i: u32) -> PathBuf {
+        let p = self.dir.path().join(format!("w{w}-{i}.png"));
+        countersign::synth::dataset::genuine_sample(2026, w, i)
+            .save(&p)
+            .expect("write png");
+        p
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
 
 fn harness(app: CountersignApp) -> Harness<'static, CountersignApp> {
     Harness::builder()
@@ -15,7 +75,7 @@ fn harness(app: CountersignApp) -> Harness<'static, CountersignApp> {
         .build_ui_state(|ui, app: &mut CountersignApp| app.show(ui), app)
 }
 
-/// Steps the UI until `done` holds, failing with `what` after 60 s (worker results arrive asynchronously).
+/// Steps the UI until `done` holds; worker results arrive asynchronously. Fails after 60 s.
 fn wait_for(
     h: &mut Harness<'static, CountersignApp>,
     what: &str,
@@ -28,12 +88,51 @@ fn wait_for(
             h.run_ok();
             return;
         }
+        let banners: Vec<String> = h
+            .state()
+            .shared
+            .banners
+            .iter()
+            .map(|b| b.error.what.clone())
+            .collect();
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "timed out after 60 s waiting for: {what}"
+            "timed out after 60 s waiting for: {what}; banners: {banners:?}"
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Focuses a text field found by role and label, and types into it.
+fn type_into(
+    h: &mut Harness<'static, CountersignApp>,
+    role: accesskit::Role,
+    label: &str,
+    text: &str,
+) {
+    h.get_by_role_and_label(role, label).focus();
+    h.run_ok();
+    h.get_by_role_and_label(role, label).type_text(text);
+    h.run_ok();
+}
+
+fn sign_in(h: &mut Harness<'static, CountersignApp>, name: &str) {
+    let pin = PINS
+        .iter()
+        .find(|p| p.0 == name)
+        .map(|p| p.2)
+        .expect("known operator");
+    type_into(h, accesskit::Role::TextInput, "Operator", name);
+    type_into(h, accesskit::Role::PasswordInput, "PIN", pin);
+    h.get_by_label("Sign in").click();
+    wait_for(h, &format!("{name} signed in"), |a| a.operator().is_some());
+}
+
+fn load(h: &mut Harness<'static, CountersignApp>, slot: Slot, path: &Path) {
+    h.state_mut().load_file(slot, path);
+    wait_for(h, &format!("{slot:?} loaded"), |a| {
+        !a.verify.loading.contains(&slot)
+    });
 }
 
 #[test]
@@ -47,4 +146,139 @@ fn sign_in_asks_for_both_fields() {
     h.run_ok();
     h.get_by_label("Enter your operator name and PIN.");
     assert!(h.state().operator().is_none());
+}
+
+#[test]
+fn wrong_pin_is_refused_with_the_reason() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    type_into(&mut h, accesskit::Role::TextInput, "Operator", "clara");
+    type_into(&mut h, accesskit::Role::PasswordInput, "PIN", "not-her-pin");
+    h.get_by_label("Sign in").click();
+    wait_for(&mut h, "the refusal", |a| a.sign_in.error.is_some());
+    assert!(h.state().operator().is_none());
+    let shown = h
+        .state()
+        .sign_in
+        .error
+        .clone()
+        .map(|e| e.what)
+        .unwrap_or_default();
+    assert!(
+        h.query_by_label_contains("wrong operator name or PIN")
+            .is_some(),
+        "shown: {shown}"
+    );
+}
+
+#[test]
+fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    assert_eq!(h.state().screen, Screen::Verify);
+
+    // The same function a file-dialog pick and a drag-and-drop call.
+    load(&mut h, Slot::Reference(0), &f.signature(1, 0));
+    load(&mut h, Slot::Cheque, &f.signature(1, 1));
+    wait_for(&mut h, "the verification result", |a| {
+        a.verify.outcome.is_some()
+    });
+    let outcome = h
+        .state()
+        .verify
+        .outcome
+        .as_ref()
+        .map(|o| o.outcome.clone())
+        .expect("outcome");
+    assert!(outcome.signature_found);
+    assert!((0.0..=1.0).contains(&outcome.probability));
+    assert!(h.query_by_label_contains("Probability genuine").is_some());
+    assert!(
+        h.query_by_label(outcome.decision.as_str()).is_some(),
+        "the decision is shown in words"
+    );
+
+    // Enter confirms.
+    h.key_press(egui::Key::Enter);
+    wait_for(&mut h, "the decision to be logged", |a| {
+        a.verify.recorded.is_some()
+    });
+    let row = h.state().verify.recorded.clone().expect("row");
+    assert_eq!(row.decision, outcome.decision);
+    assert_eq!(row.action, "confirm");
+    assert_eq!(row.operator, "clara");
+    wait_for(&mut h, "the recent list", |a| {
+        a.verify.recent.iter().any(|r| r.id == row.id)
+    });
+
+    h.get_by_label("Sign out").click();
+    h.run_ok();
+    sign_in(&mut h, "ada");
+    assert_eq!(h.state().screen, Screen::Audit);
+    wait_for(&mut h, "the audit page", |a| {
+        a.audit.count == Some(1)
+            && a.audit
+                .pages
+                .get(&0)
+                .is_some_and(|p| p.iter().any(|r| r.id == row.id))
+    });
+    assert!(
+        h.query_by_label(&row.id.to_string()).is_some(),
+        "the row's number is in the table"
+    );
+    assert!(
+        h.query_by_label("clara").is_some(),
+        "the clerk's name is in the table"
+    );
+
+    h.get_by_label("Verify chain").click();
+    wait_for(&mut h, "the chain check", |a| a.audit.chain.is_some());
+    assert!(h.state().audit.chain.as_ref().is_some_and(|c| c.ok));
+    assert!(h.query_by_label_contains("Chain intact").is_some());
+}
+
+#[test]
+fn clerk_cannot_open_calibrate() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    h.get_by_label("Calibrate").click();
+    h.run_ok();
+    assert_eq!(
+        h.state().screen,
+        Screen::Verify,
+        "the disabled tab does nothing"
+    );
+    assert!(!h.state_mut().open(Screen::Calibrate));
+    h.run_ok();
+    assert_eq!(h.state().screen, Screen::Verify);
+    assert!(
+        h.query_by_label_contains("Calibrate is for a supervisor")
+            .is_some()
+    );
+    assert!(!h.state_mut().open(Screen::Audit), "nor the audit log");
+    assert!(
+        h.state_mut().open(Screen::Batch),
+        "but batches are a clerk's work"
+    );
+}
+
+#[test]
+fn a_corrupt_file_shows_what_is_wrong() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    let bad = f.path("cheque.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nthis is not really a png").expect("write");
+    load(&mut h, Slot::Cheque, &bad);
+    assert!(h.state().verify.slot_errors.contains_key(&Slot::Cheque));
+    assert!(
+        h.query_by_label_contains("The image could not be used")
+            .is_some()
+    );
+    let missing = f.path("nowhere.png");
+    load(&mut h, Slot::Reference(0), &missing);
+    assert!(h.query_by_label_contains("Could not open").is_some());
+    assert!(h.state().verify.outcome.is_none());
 }

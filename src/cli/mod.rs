@@ -13,8 +13,8 @@ use crate::device::DeviceChoice;
 pub mod account;
 pub mod audit;
 pub mod info;
-pub mod synth;
 pub mod operator;
+pub mod synth;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {

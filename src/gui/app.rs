@@ -561,7 +561,7 @@ impl CountersignApp {
             };
             item(
                 ui,
-                "Device",
+                "Device:",
                 if s.device.is_empty() {
                     "..."
                 } else {
@@ -570,12 +570,12 @@ impl CountersignApp {
             );
             item(
                 ui,
-                "Model",
+                "Model:",
                 if s.model.is_empty() { "..." } else { &s.model },
             );
             item(
                 ui,
-                "Database",
+                "Database:",
                 if s.database.is_empty() {
                     "..."
                 } else {
@@ -586,7 +586,7 @@ impl CountersignApp {
                 Some(o) => format!("{} ({})", o.name, o.role.label()),
                 None => "not signed in".into(),
             };
-            item(ui, "Operator", &op);
+            item(ui, "Signed in:", &op);
         });
     }
 

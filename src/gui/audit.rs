@@ -56,13 +56,9 @@ impl AuditState {
     }
 
     pub fn export_to(&mut self, shared: &mut Shared, path: PathBuf) {
-        let Some(op) = shared.operator.clone() else {
-            return;
-        };
         self.exporting = true;
         shared.send(Job::AuditExport {
             filter: self.applied.clone(),
-            operator: op,
             path,
         });
     }

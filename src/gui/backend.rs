@@ -4,6 +4,7 @@
 //! The types in this file are the GUI's own view of the data, so the screens do not depend on how
 //! other layers spell their structs; when a layer changes, only this file follows it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -337,118 +338,968 @@ pub fn stopped(flag: &StopFlag) -> bool {
     flag.load(Ordering::Relaxed)
 }
 
-/// Decides whether the layers this build needs are present (until each lands, its functions say so).
-pub const LAYERS_PRESENT: bool = false;
+/// A decoded image held by the worker, with what has been derived from it.
+struct Decoded {
+    gray: image::GrayImage,
+    sha256: String,
+    source: String,
+    detected: Option<(PixelBox, f32)>,
+    /// Normalised signature and its embedding, tagged with the model id they were made with.
+    normalised: Option<(String, crate::imaging::NormalisedSignature)>,
+    embedding: Option<(String, crate::scoring::Embedding)>,
+}
+
+/// Largest preview sizes sent to the UI (the UI scales further; the worker keeps full resolution).
+const CHEQUE_PREVIEW: (u32, u32) = (1600, 900);
+const REFERENCE_PREVIEW: (u32, u32) = (700, 350);
 
 /// The state the worker thread owns: the open store, the loaded model, the decoded images.
 pub struct Backend {
     pub config: BackendConfig,
-    operator: Option<Operator>,
+    operator: Option<crate::store::Operator>,
+    store: Option<crate::store::Store>,
+    model: Option<crate::model::SignatureModel>,
+    model_error: Option<String>,
+    images: HashMap<Slot, Decoded>,
+    /// Reference ids of the account whose references are loaded, in slot order.
+    account_refs: Vec<i64>,
+}
+
+fn store_error(context: &str, e: crate::store::StoreError) -> UserError {
+    use crate::store::StoreError as E;
+    let todo = match &e {
+        E::AuthFailed => {
+            "Check your operator name and PIN. Repeated wrong PINs lock the operator for a while."
+        }
+        E::LockedOut { .. } => "Wait until the time shown, or ask a supervisor to unlock you.",
+        E::PermissionDenied { .. } => {
+            "Ask a colleague with that role. The refusal has been logged."
+        }
+        E::NoOperators => {
+            "Create the first supervisor from a terminal: countersign operator add NAME --role supervisor"
+        }
+        E::Busy { .. } => {
+            "Another program is writing to the database. Wait a moment and try again."
+        }
+        E::Corrupt { .. } | E::NewerSchema { .. } | E::ReadOnly { .. } => {
+            "Do not use this database for decisions. Tell your supervisor; the message says how to recover."
+        }
+        E::DiskFull { .. } => "Free disk space, then try again. Nothing was written.",
+        E::Invalid(_) | E::NotFound { .. } | E::AlreadyExists { .. } => {
+            "Correct the input and try again."
+        }
+        _ => "Try again; if it keeps failing, tell your supervisor.",
+    };
+    UserError::new(format!("{context}: {e}"), todo)
+}
+
+fn model_error(context: &str, e: &crate::model::ModelError) -> UserError {
+    UserError::new(
+        format!("{context}: {e}"),
+        "The model could not be used. Check the model file and the .json card beside it, or ask a supervisor \
+         to activate a working model.",
+    )
+}
+
+fn imaging_error(context: &str, e: &crate::imaging::ImagingError) -> UserError {
+    UserError::new(format!("{context}: {e}"), imaging_advice(e))
+}
+
+fn role_of(r: crate::store::Role) -> Role {
+    match r {
+        crate::store::Role::Clerk => Role::Clerk,
+        crate::store::Role::Supervisor => Role::Supervisor,
+        crate::store::Role::Auditor => Role::Auditor,
+    }
+}
+
+/// Encodes the clerk's new decision in an override's reason (the store records the action and the
+/// reason; the decision the clerk chose is part of what must be proven later).
+fn override_reason(decision: Decision, reason: &str) -> String {
+    format!("Changed to {}: {}", decision.as_str(), reason.trim())
+}
+
+fn parse_override(reason: &str) -> Option<Decision> {
+    let rest = reason.strip_prefix("Changed to ")?;
+    [Decision::Accept, Decision::Refer, Decision::Reject]
+        .into_iter()
+        .find(|d| rest.starts_with(&format!("{}:", d.as_str())))
+}
+
+fn to_row(r: &crate::store::DecisionRow) -> DecisionRow {
+    use crate::store::FinalAction as A;
+    let (action, reason) = match &r.action {
+        Some(a) => (a.action, a.reason.clone().unwrap_or_default()),
+        None => (r.final_action, r.reason.clone().unwrap_or_default()),
+    };
+    let final_decision = match action {
+        A::Override => parse_override(&reason).unwrap_or(r.decision),
+        _ => r.decision,
+    };
+    DecisionRow {
+        id: r.id,
+        time: r
+            .time
+            .replace('T', " ")
+            .trim_end_matches('Z')
+            .chars()
+            .take(19)
+            .collect(),
+        operator: r.operator.clone(),
+        account: r.account.clone().unwrap_or_default(),
+        decision: r.decision,
+        final_decision,
+        action: action.as_str().to_string(),
+        reason,
+        score: r.raw_score,
+        probability: r.probability,
+        model_id: r.model_id.clone(),
+        cheque_sha256: r.cheque_sha256.clone(),
+        reference_sha256: r.reference_sha256s.join(", "),
+    }
+}
+
+fn parse_day(s: &str, what: &str) -> Result<Option<time::OffsetDateTime>, UserError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, format)
+        .map(|d| Some(d.midnight().assume_utc()))
+        .map_err(|_| {
+            UserError::new(
+                format!("{what} date \"{s}\" is not a date."),
+                "Write dates as YYYY-MM-DD, e.g. 2026-11-28.",
+            )
+        })
+}
+
+/// The store's filter for the Audit screen's fields (`to` is inclusive: the whole day).
+pub fn store_filter(f: &AuditFilter) -> Result<crate::store::DecisionFilter, UserError> {
+    let text = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    Ok(crate::store::DecisionFilter {
+        from: parse_day(&f.from, "From")?,
+        to: parse_day(&f.to, "To")?.map(|d| d + time::Duration::days(1)),
+        decision: f.decision,
+        operator: text(&f.operator),
+        account: text(&f.account),
+        cheque_id: None,
+    })
+}
+
+fn open_store(config: &BackendConfig) -> Result<crate::store::Store, UserError> {
+    if let Some(dir) = config.db_path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            UserError::new(
+                format!(
+                    "Could not create the folder {} for the database: {e}",
+                    dir.display()
+                ),
+                "Choose another database with --db, or fix the folder's permissions.",
+            )
+        })?;
+    }
+    crate::store::Store::open(&config.db_path).map_err(|e| {
+        store_error(
+            &format!("Could not open the database {}", config.db_path.display()),
+            e,
+        )
+    })
+}
+
+/// Reads a file with the decoder's byte limit and decodes it (bounded).
+fn read_image(path: &Path) -> Result<(image::GrayImage, String), UserError> {
+    use crate::imaging::decode::{DecodeLimits, decode_bytes};
+    let limits = DecodeLimits::default();
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        UserError::new(
+            format!("Could not open {name}: {e}"),
+            "Check that the file exists and that you may read it.",
+        )
+    })?;
+    if meta.len() > limits.max_bytes {
+        return Err(UserError::new(
+            format!(
+                "{name} is {} MB, more than the {} MB limit.",
+                meta.len() / 1_000_000,
+                limits.max_bytes / 1_000_000
+            ),
+            "Scan the cheque at 200-300 dpi, or save it as PNG or JPEG.",
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        UserError::new(
+            format!("Could not read {name}: {e}"),
+            "Check that the file exists and that you may read it.",
+        )
+    })?;
+    let gray = decode_bytes(&bytes, &name, &limits)
+        .map_err(|e| imaging_error("The image could not be used", &e))?;
+    Ok((gray, crate::store::accounts::sha256_hex(&bytes)))
 }
 
 impl Backend {
-    /// Creates the backend; opening the database and loading the model happen lazily so the window
+    /// Creates the backend; the database opens and the model loads on first use so the window
     /// appears at once even when either fails.
     pub fn new(config: BackendConfig) -> Self {
         Self {
             config,
             operator: None,
+            store: None,
+            model: None,
+            model_error: None,
+            images: HashMap::new(),
+            account_refs: Vec::new(),
         }
     }
 
+    fn store(&mut self) -> Result<&mut crate::store::Store, UserError> {
+        if self.store.is_none() {
+            self.store = Some(open_store(&self.config)?);
+        }
+        self.store
+            .as_mut()
+            .ok_or_else(|| UserError::new("The database is not open.", "Try again."))
+    }
+
+    /// The signed-in operator as the store knows it (for long tasks that act in their name).
+    pub fn store_operator(&self) -> Option<crate::store::Operator> {
+        self.operator.clone()
+    }
+
+    fn require_operator(&self) -> Result<crate::store::Operator, UserError> {
+        self.operator
+            .clone()
+            .ok_or_else(|| UserError::new("Nobody is signed in.", "Sign in first."))
+    }
+
+    /// The model path in force: `--model`, else the model a supervisor activated, else the bundled one.
+    fn model_path(&mut self) -> Option<PathBuf> {
+        if let Some(p) = &self.config.model_path {
+            return Some(p.clone());
+        }
+        let activated = self
+            .store()
+            .ok()
+            .and_then(|s| s.current_settings().ok())
+            .and_then(|s| s.model_path)
+            .map(PathBuf::from)
+            .filter(|p| p.is_file());
+        activated.or_else(crate::paths::default_model)
+    }
+
+    fn model(&mut self) -> Result<&crate::model::SignatureModel, UserError> {
+        if self.model.is_none() {
+            let device = self.config.device.resolve().map_err(|e| {
+                UserError::new(
+                    format!("{e}"),
+                    "Start Countersign with --device cpu, or check the GPU driver.",
+                )
+            })?;
+            let Some(path) = self.model_path() else {
+                let e = UserError::new(
+                    "No model was found (models/countersign-default.safetensors is missing).",
+                    "Reinstall Countersign, or start it with --model PATH to a trained model.",
+                );
+                self.model_error = Some(e.what.clone());
+                return Err(e);
+            };
+            match crate::model::SignatureModel::load(&path, device) {
+                Ok(m) => {
+                    self.model = Some(m);
+                    self.model_error = None;
+                }
+                Err(e) => {
+                    let e = model_error(
+                        &format!("The model {} could not be loaded", path.display()),
+                        &e,
+                    );
+                    self.model_error = Some(e.what.clone());
+                    return Err(e);
+                }
+            }
+        }
+        self.model
+            .as_ref()
+            .ok_or_else(|| UserError::new("The model is not loaded.", "Try again."))
+    }
+
     pub fn status(&mut self) -> StatusInfo {
-        StatusInfo {
-            device: self.config.device.to_string(),
-            model: match &self.config.model_path {
-                Some(p) => p.display().to_string(),
-                None => "no model".into(),
+        let device = match self.config.device.resolve() {
+            Ok(d) => crate::device::describe(d),
+            Err(e) => format!("unavailable ({e})"),
+        };
+        let model = match (&self.model, &self.model_error) {
+            (Some(m), _) => m.id(),
+            (None, Some(e)) => format!("not loaded: {e}"),
+            (None, None) => match self.model_path() {
+                Some(p) => format!(
+                    "{} (loads on first use)",
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default()
+                ),
+                None => "no model found".into(),
             },
+        };
+        StatusInfo {
+            device,
+            model,
             database: self.config.db_path.display().to_string(),
         }
     }
 
-    pub fn sign_in(&mut self, _name: &str, _pin: &str) -> Result<Operator, UserError> {
-        Err(UserError::unavailable("store"))
+    pub fn sign_in(&mut self, name: &str, pin: &str) -> Result<Operator, UserError> {
+        let op = self
+            .store()?
+            .authenticate(name, pin)
+            .map_err(|e| store_error("Sign-in refused", e))?;
+        let gui = Operator {
+            name: op.name().to_string(),
+            role: role_of(op.role()),
+        };
+        self.operator = Some(op);
+        Ok(gui)
     }
 
     pub fn sign_out(&mut self) {
         self.operator = None;
+        self.images.clear();
+        self.account_refs.clear();
     }
 
-    pub fn load_image(&mut self, _slot: Slot, _path: &Path) -> Result<LoadedImage, UserError> {
-        Err(UserError::unavailable("imaging"))
+    pub fn load_image(&mut self, slot: Slot, path: &Path) -> Result<LoadedImage, UserError> {
+        self.images.remove(&slot);
+        let (gray, sha256) = read_image(path)?;
+        let source = path.display().to_string();
+        self.account_refs.clear();
+        self.insert_image(slot, gray, sha256, source)
     }
 
-    pub fn clear_slot(&mut self, _slot: Slot) {}
+    /// Keeps a decoded image in a slot and prepares what the screen shows. A reference is normalised
+    /// at once, so a reference without a signature is refused when it is loaded, not at verification.
+    fn insert_image(
+        &mut self,
+        slot: Slot,
+        gray: image::GrayImage,
+        sha256: String,
+        source: String,
+    ) -> Result<LoadedImage, UserError> {
+        let (max_w, max_h) = match slot {
+            Slot::Cheque => CHEQUE_PREVIEW,
+            Slot::Reference(_) => REFERENCE_PREVIEW,
+        };
+        let (preview_img, preview_scale) = preview(&gray, max_w, max_h);
+        let mut detected = None;
+        let mut detection_note = None;
+        match slot {
+            Slot::Reference(_) => {
+                let params = self
+                    .model()
+                    .map(|m| m.normalise_params().clone())
+                    .unwrap_or_default();
+                crate::imaging::normalise::normalise(&gray, &params).map_err(|e| {
+                    imaging_error(&format!("{} has no usable signature", slot.label()), &e)
+                })?;
+            }
+            Slot::Cheque => match find_signature_box(&gray) {
+                Ok(found) => detected = found,
+                Err(note) => detection_note = Some(note),
+            },
+        }
+        let (width, height) = gray.dimensions();
+        self.images.insert(
+            slot,
+            Decoded {
+                gray,
+                sha256: sha256.clone(),
+                source: source.clone(),
+                detected,
+                normalised: None,
+                embedding: None,
+            },
+        );
+        Ok(LoadedImage {
+            slot,
+            source,
+            width,
+            height,
+            preview: preview_img,
+            preview_scale,
+            detected,
+            detection_note,
+            sha256,
+        })
+    }
 
-    pub fn load_account(&mut self, _account: &str) -> Result<Vec<LoadedImage>, UserError> {
-        Err(UserError::unavailable("store"))
+    pub fn clear_slot(&mut self, slot: Slot) {
+        self.images.remove(&slot);
+    }
+
+    /// Loads an account's enrolled references from the store into the reference slots.
+    pub fn load_account(&mut self, account: &str) -> Result<Vec<LoadedImage>, UserError> {
+        let store = self.store()?;
+        if store
+            .account(account)
+            .map_err(|e| store_error("Could not read the account", e))?
+            .is_none()
+        {
+            return Err(UserError::new(
+                format!("There is no account {account}."),
+                "Check the account number, or load reference images from files.",
+            ));
+        }
+        let refs = store
+            .references(account, false)
+            .map_err(|e| store_error("Could not read the references", e))?;
+        if refs.is_empty() {
+            return Err(UserError::new(
+                format!("Account {account} has no reference signatures."),
+                "Enrol references (countersign account enrol), or load reference images from files.",
+            ));
+        }
+        let mut images = Vec::new();
+        let mut blobs = Vec::new();
+        for r in &refs {
+            let bytes = store
+                .reference_image(r.id)
+                .map_err(|e| store_error("Could not read a reference image", e))?;
+            blobs.push((r.id, bytes));
+        }
+        self.images.retain(|s, _| *s == Slot::Cheque);
+        self.account_refs.clear();
+        for (i, (id, bytes)) in blobs.into_iter().enumerate() {
+            let name = format!("account {account} reference {}", i + 1);
+            let gray = crate::imaging::decode::decode_bytes(
+                &bytes,
+                &name,
+                &crate::imaging::decode::DecodeLimits::default(),
+            )
+            .map_err(|e| imaging_error("A stored reference could not be decoded", &e))?;
+            let sha = crate::store::accounts::sha256_hex(&bytes);
+            images.push(self.insert_image(Slot::Reference(i), gray, sha, name)?);
+            self.account_refs.push(id);
+        }
+        Ok(images)
+    }
+
+    /// Normalises and embeds a slot's image with the current model, caching both by model id.
+    fn embed_slot(
+        &mut self,
+        slot: Slot,
+        crop: Option<PixelBox>,
+    ) -> Result<Option<crate::scoring::Embedding>, UserError> {
+        let (model_id, params) = {
+            let m = self.model()?;
+            (m.id(), m.normalise_params().clone())
+        };
+        let Some(d) = self.images.get_mut(&slot) else {
+            return Ok(None);
+        };
+        let cacheable = slot != Slot::Cheque;
+        if cacheable
+            && let Some((id, e)) = &d.embedding
+            && *id == model_id
+        {
+            return Ok(Some(e.clone()));
+        }
+        let region = match (slot, crop.or(d.detected.map(|(b, _)| b))) {
+            (Slot::Cheque, Some(b)) => crop_box(&d.gray, b),
+            _ => d.gray.clone(),
+        };
+        let n = match crate::imaging::normalise::normalise(&region, &params) {
+            Ok(n) => n,
+            Err(crate::imaging::ImagingError::NoSignature(_)) if slot == Slot::Cheque => {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(imaging_error(
+                    &format!("{} could not be normalised", slot.label()),
+                    &e,
+                ));
+            }
+        };
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| UserError::new("The model is not loaded.", "Try again."))?;
+        let e = model
+            .embed(std::slice::from_ref(&n))
+            .map_err(|e| model_error("The network failed", &e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| UserError::new("The network returned no embedding.", "Try again."))?;
+        let d = self
+            .images
+            .get_mut(&slot)
+            .ok_or_else(|| UserError::new("The image was unloaded.", "Load it again."))?;
+        d.normalised = Some((model_id.clone(), n));
+        d.embedding = Some((model_id, e.clone()));
+        Ok(Some(e))
+    }
+
+    /// The decision settings in force: the store's, or the model card's before any were saved.
+    fn settings(
+        &mut self,
+    ) -> Result<(crate::scoring::Calibration, crate::store::Settings), UserError> {
+        let card = self.model()?.card().clone();
+        let mut settings = self
+            .store()?
+            .current_settings()
+            .map_err(|e| store_error("Could not read the thresholds", e))?;
+        if settings.version == 0 {
+            if let Some(c) = card.calibration {
+                settings.calibration = c;
+            }
+            if let Some(t) = card.thresholds {
+                settings.thresholds = t;
+            }
+        }
+        Ok((settings.calibration, settings))
     }
 
     pub fn verify(
         &mut self,
-        _crop: Option<PixelBox>,
-        _account: Option<String>,
+        crop: Option<PixelBox>,
+        account: Option<String>,
     ) -> Result<VerifyOutcome, UserError> {
-        Err(UserError::unavailable("model"))
+        if !self.images.contains_key(&Slot::Cheque) {
+            return Err(UserError::new(
+                "No cheque is loaded.",
+                "Load the cheque scan.",
+            ));
+        }
+        let mut ref_slots: Vec<Slot> = self
+            .images
+            .keys()
+            .copied()
+            .filter(|s| matches!(s, Slot::Reference(_)))
+            .collect();
+        ref_slots.sort_by_key(|s| match s {
+            Slot::Reference(i) => *i,
+            Slot::Cheque => usize::MAX,
+        });
+        if ref_slots.is_empty() {
+            return Err(UserError::new(
+                "No reference signature is loaded.",
+                "Load a reference, or use an account's references.",
+            ));
+        }
+        let mut refs = Vec::new();
+        for s in &ref_slots {
+            if let Some(e) = self.embed_slot(*s, None)? {
+                refs.push(e);
+            }
+        }
+        let questioned = self.embed_slot(Slot::Cheque, crop)?;
+        let (calibration, settings) = self.settings()?;
+        let account_ref = account.as_deref();
+        let thresholds = settings.thresholds_for(account_ref, None);
+        let policy = crate::scoring::DecisionPolicy::new(thresholds).map_err(|e| {
+            UserError::new(
+                format!("The thresholds in force are invalid: {e}"),
+                "Ask a supervisor to recalibrate.",
+            )
+        })?;
+        let (score, probability) = match &questioned {
+            Some(q) => {
+                let s = crate::scoring::score_against_references(
+                    q,
+                    &refs,
+                    crate::scoring::Aggregation::default(),
+                )
+                .map_err(|e| {
+                    UserError::new(
+                        format!("Scoring failed: {e}"),
+                        "Load other references and try again.",
+                    )
+                })?;
+                (s, Some(calibration.probability(s)))
+            }
+            None => (f64::NAN, None),
+        };
+        let outcome = crate::scoring::decide(probability, account_ref, None, &policy);
+        let model_id = self.model()?.id();
+        let norm = |d: Option<&Decoded>| {
+            d.and_then(|d| d.normalised.as_ref())
+                .map(|(_, n)| n.clone())
+        };
+        let q_norm = if questioned.is_some() {
+            norm(self.images.get(&Slot::Cheque))
+        } else {
+            None
+        };
+        let r_norms: Vec<_> = ref_slots
+            .iter()
+            .filter_map(|s| norm(self.images.get(s)))
+            .collect();
+        let blank = Gray {
+            width: 0,
+            height: 0,
+            pixels: Vec::new(),
+        };
+        let overlay_img = match (&q_norm, r_norms.first()) {
+            (Some(q), Some(r)) => overlay(q, r),
+            _ => Rgba {
+                width: 0,
+                height: 0,
+                pixels: Vec::new(),
+            },
+        };
+        let cheque = self.images.get(&Slot::Cheque);
+        Ok(VerifyOutcome {
+            score,
+            probability: probability.unwrap_or(0.0),
+            decision: outcome.decision,
+            thresholds: outcome.thresholds_used,
+            model_id,
+            account,
+            crop: crop.or(cheque.and_then(|c| c.detected.map(|(b, _)| b))),
+            signature_found: questioned.is_some(),
+            questioned: q_norm.as_ref().map(normalised_gray).unwrap_or(blank),
+            references: r_norms.iter().map(normalised_gray).collect(),
+            overlay: overlay_img,
+            latency_ms: 0.0,
+            cheque_sha256: cheque.map(|c| c.sha256.clone()).unwrap_or_default(),
+            reference_sha256: ref_slots
+                .iter()
+                .filter_map(|s| self.images.get(s).map(|d| d.sha256.clone()))
+                .collect(),
+        })
     }
 
     pub fn record(
         &mut self,
-        _outcome: &VerifyOutcome,
-        _action: &FinalAction,
+        outcome: &VerifyOutcome,
+        action: &FinalAction,
     ) -> Result<DecisionRow, UserError> {
-        Err(UserError::unavailable("store"))
+        let op = self.require_operator()?;
+        let device = match self.config.device.resolve() {
+            Ok(d) => crate::device::describe(d),
+            Err(_) => "unknown".into(),
+        };
+        let (final_action, reason) = match action {
+            FinalAction::Confirm => (crate::store::FinalAction::Confirm, None),
+            FinalAction::Override { decision, reason } => {
+                if reason.trim().is_empty() {
+                    return Err(UserError::new(
+                        "An override needs a reason.",
+                        "Write why the decision is changed.",
+                    ));
+                }
+                (
+                    crate::store::FinalAction::Override,
+                    Some(override_reason(*decision, reason)),
+                )
+            }
+        };
+        let cheque_id = self.images.get(&Slot::Cheque).map(|d| d.source.clone());
+        let nd = crate::store::NewDecision {
+            time: time::OffsetDateTime::now_utc(),
+            operator: op.name().to_string(),
+            account: outcome.account.clone(),
+            cheque_id: cheque_id.map(|p| {
+                Path::new(&p)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or(p)
+            }),
+            amount_cents: None,
+            cheque_sha256: outcome.cheque_sha256.clone(),
+            reference_sha256s: outcome.reference_sha256.clone(),
+            crop: outcome.crop.map(|b| crate::store::CropBox {
+                x: b.x,
+                y: b.y,
+                w: b.width,
+                h: b.height,
+            }),
+            raw_score: if outcome.score.is_finite() {
+                outcome.score
+            } else {
+                0.0
+            },
+            probability: outcome.probability,
+            t_accept: outcome.thresholds.accept,
+            t_reject: outcome.thresholds.reject,
+            decision: outcome.decision,
+            final_action,
+            reason,
+            model_id: outcome.model_id.clone(),
+            device,
+            latency_ms: outcome.latency_ms,
+            source: crate::store::Source::Gui,
+        };
+        let store = self.store()?;
+        let id = store
+            .insert_decision(&op, &nd)
+            .map_err(|e| store_error("The decision was not logged", e))?;
+        let row = store
+            .decision(id)
+            .map_err(|e| store_error("The logged decision could not be read back", e))?
+            .ok_or_else(|| {
+                UserError::new(
+                    format!("Decision {id} was logged but cannot be found."),
+                    "Check the Audit screen.",
+                )
+            })?;
+        Ok(to_row(&row))
     }
 
-    pub fn recent(&mut self, _limit: usize) -> Result<Vec<DecisionRow>, UserError> {
-        Err(UserError::unavailable("store"))
+    /// The signed-in operator's latest decisions.
+    pub fn recent(&mut self, limit: usize) -> Result<Vec<DecisionRow>, UserError> {
+        let Some(op) = self.operator.clone() else {
+            return Ok(Vec::new());
+        };
+        let filter = crate::store::DecisionFilter {
+            operator: Some(op.name().to_string()),
+            ..Default::default()
+        };
+        let rows = self
+            .store()?
+            .query_decisions(&filter, 0, limit as u64)
+            .map_err(|e| store_error("Could not read recent decisions", e))?;
+        Ok(rows.iter().map(to_row).collect())
     }
 
-    pub fn count_decisions(&mut self, _filter: &AuditFilter) -> Result<u64, UserError> {
-        Err(UserError::unavailable("store"))
+    fn require_audit(&self) -> Result<(), UserError> {
+        let op = self.require_operator()?;
+        op.require(crate::store::Permission::ReadAudit)
+            .map_err(|e| store_error("The audit log is closed to you", e))
+    }
+
+    pub fn count_decisions(&mut self, filter: &AuditFilter) -> Result<u64, UserError> {
+        self.require_audit()?;
+        let f = store_filter(filter)?;
+        self.store()?
+            .count_decisions(&f)
+            .map_err(|e| store_error("Could not count decisions", e))
     }
 
     pub fn query_decisions(
         &mut self,
-        _filter: &AuditFilter,
-        _offset: u64,
-        _limit: usize,
+        filter: &AuditFilter,
+        offset: u64,
+        limit: usize,
     ) -> Result<Vec<DecisionRow>, UserError> {
-        Err(UserError::unavailable("store"))
+        self.require_audit()?;
+        let f = store_filter(filter)?;
+        let rows = self
+            .store()?
+            .query_decisions(&f, offset, limit as u64)
+            .map_err(|e| store_error("Could not read decisions", e))?;
+        Ok(rows.iter().map(to_row).collect())
     }
 
-    pub fn decision_detail(&mut self, _id: i64) -> Result<DecisionDetail, UserError> {
-        Err(UserError::unavailable("store"))
+    pub fn decision_detail(&mut self, id: i64) -> Result<DecisionDetail, UserError> {
+        self.require_audit()?;
+        let store = self.store()?;
+        let r = store
+            .decision(id)
+            .map_err(|e| store_error("Could not read the decision", e))?
+            .ok_or_else(|| {
+                UserError::new(
+                    format!("Decision {id} does not exist."),
+                    "Refresh the list.",
+                )
+            })?;
+        // The store keeps reference images (not cheques); find the compared one by its hash.
+        let mut reference = None;
+        if let Some(acct) = &r.account
+            && let Ok(refs) = store.references(acct, true)
+            && let Some(found) = refs
+                .iter()
+                .find(|x| r.reference_sha256s.contains(&x.sha256))
+            && let Ok(bytes) = store.reference_image(found.id)
+            && let Ok(g) = crate::imaging::decode::decode_bytes(
+                &bytes,
+                "reference",
+                &crate::imaging::decode::DecodeLimits::default(),
+            )
+        {
+            reference = Some(preview(&g, REFERENCE_PREVIEW.0, REFERENCE_PREVIEW.1).0);
+        }
+        // A cheque still loaded on the Verify screen with the same hash can be shown too.
+        let cheque = self
+            .images
+            .get(&Slot::Cheque)
+            .filter(|d| d.sha256 == r.cheque_sha256)
+            .map(|d| preview(&d.gray, REFERENCE_PREVIEW.0, REFERENCE_PREVIEW.1).0);
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        let mut fields = vec![
+            ("Time (UTC)".to_string(), r.time.clone()),
+            ("Operator".into(), r.operator.clone()),
+            ("Account".into(), opt(&r.account)),
+            ("Cheque id".into(), opt(&r.cheque_id)),
+            ("Model decision".into(), r.decision.as_str().into()),
+            ("Score".into(), format!("{:.4}", r.raw_score)),
+            ("Probability".into(), format!("{:.4}", r.probability)),
+            (
+                "Thresholds".into(),
+                format!("accept {:.3}, reject {:.3}", r.t_accept, r.t_reject),
+            ),
+            ("Action".into(), r.effective_action().as_str().into()),
+        ];
+        if let Some(a) = &r.action {
+            fields.push(("Action by".into(), format!("{} at {}", a.operator, a.time)));
+        }
+        let row = to_row(&r);
+        if !row.reason.is_empty() {
+            fields.push(("Reason".into(), row.reason.clone()));
+        }
+        fields.extend([
+            (
+                "Crop box".into(),
+                r.crop
+                    .map(|c| format!("x {} y {} w {} h {}", c.x, c.y, c.w, c.h))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            ("Model".into(), r.model_id.clone()),
+            ("Device".into(), r.device.clone()),
+            ("Latency".into(), format!("{:.1} ms", r.latency_ms)),
+            ("Source".into(), r.source.clone()),
+            ("Cheque SHA-256".into(), r.cheque_sha256.clone()),
+            ("Reference SHA-256".into(), r.reference_sha256s.join("\n")),
+            ("Row hash".into(), r.hash.clone()),
+        ]);
+        Ok(DecisionDetail {
+            row,
+            cheque,
+            reference,
+            fields,
+        })
     }
 
     pub fn save_thresholds(
         &mut self,
-        _thresholds: Thresholds,
-        _calibration: Option<crate::scoring::Calibration>,
-        _reason: &str,
+        thresholds: Thresholds,
+        calibration: Option<crate::scoring::Calibration>,
+        reason: &str,
     ) -> Result<String, UserError> {
-        Err(UserError::unavailable("store"))
+        use crate::store::SettingsChange;
+        let op = self.require_operator()?;
+        let store = self.store()?;
+        if let Some(c) = calibration {
+            store
+                .change_settings(&op, &SettingsChange::Calibration(c), reason)
+                .map_err(|e| store_error("The calibration was not saved", e))?;
+        }
+        let s = store
+            .change_settings(&op, &SettingsChange::Thresholds(thresholds), reason)
+            .map_err(|e| store_error("The thresholds were not saved", e))?;
+        Ok(format!(
+            "Saved and logged (settings row {}): ACCEPT at {:.3} or more, REJECT below {:.3}.",
+            s.version, s.thresholds.accept, s.thresholds.reject
+        ))
     }
 
-    pub fn activate_model(&mut self, _path: &Path, _reason: &str) -> Result<String, UserError> {
-        Err(UserError::unavailable("store"))
+    pub fn activate_model(&mut self, path: &Path, reason: &str) -> Result<String, UserError> {
+        let op = self.require_operator()?;
+        let device = self
+            .config
+            .device
+            .resolve()
+            .map_err(|e| UserError::new(format!("{e}"), "Use --device cpu."))?;
+        // Load it first: a model that does not load is never activated, and the current one stays.
+        let m = crate::model::SignatureModel::load(path, device)
+            .map_err(|e| model_error(&format!("{} was not activated", path.display()), &e))?;
+        let id = m.id();
+        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        self.store()?
+            .change_settings(
+                &op,
+                &crate::store::SettingsChange::Model {
+                    id: id.clone(),
+                    path: Some(abs.display().to_string()),
+                },
+                reason,
+            )
+            .map_err(|e| store_error("The model change was not saved", e))?;
+        if self.config.model_path.is_none() {
+            self.model = Some(m);
+            for d in self.images.values_mut() {
+                d.normalised = None;
+                d.embedding = None;
+            }
+        }
+        Ok(format!("Model {id} is now active (logged)."))
     }
+}
+
+/// Cuts a box out of an image, clamped to its bounds.
+fn crop_box(img: &image::GrayImage, b: PixelBox) -> image::GrayImage {
+    let (w, h) = img.dimensions();
+    let x = b.x.min(w.saturating_sub(1));
+    let y = b.y.min(h.saturating_sub(1));
+    let cw = b.width.min(w - x).max(1);
+    let ch = b.height.min(h - y).max(1);
+    image::imageops::crop_imm(img, x, y, cw, ch).to_image()
+}
+
+/// Finds the signature on a cheque scan. Returns `Ok(None)` for an image that is a bare signature
+/// (small enough to be one), and `Err(note)` when the finder is not available.
+fn find_signature_box(_gray: &image::GrayImage) -> Result<Option<(PixelBox, f32)>, String> {
+    Err("Automatic signature finding is not available in this build.".into())
 }
 
 /// Long tasks run on their own threads with their own database connection, so the worker stays free
 /// for the clerk's verifications.
-pub fn verify_chain(_config: &BackendConfig) -> Result<ChainReport, UserError> {
-    Err(UserError::unavailable("store"))
+pub fn verify_chain(config: &BackendConfig) -> Result<ChainReport, UserError> {
+    let store = open_store(config)?;
+    let r = store
+        .verify_chain()
+        .map_err(|e| store_error("The chain could not be checked", e))?;
+    let message = match &r.first_bad {
+        None => match &r.head {
+            Some(h) => format!(
+                "Head row {} hash {}...",
+                h.row_id,
+                h.hash.chars().take(16).collect::<String>()
+            ),
+            None => "The log is empty.".into(),
+        },
+        Some((id, why)) => format!(
+            "First bad row {id}: {why}. Keep this database as evidence and tell your supervisor."
+        ),
+    };
+    Ok(ChainReport {
+        ok: r.is_intact(),
+        rows_checked: r.rows_checked,
+        message,
+    })
 }
 
+/// Exports the filtered decisions: CSV, or JSON Lines when the file name ends in `.jsonl`/`.json`.
 pub fn export_audit(
-    _config: &BackendConfig,
-    _operator: &Operator,
-    _filter: &AuditFilter,
-    _out: &Path,
+    config: &BackendConfig,
+    operator: &crate::store::Operator,
+    filter: &AuditFilter,
+    out: &Path,
 ) -> Result<String, UserError> {
-    Err(UserError::unavailable("store"))
+    let f = store_filter(filter)?;
+    let format = match out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("jsonl" | "json" | "ndjson") => crate::store::ExportFormat::Jsonl,
+        _ => crate::store::ExportFormat::Csv,
+    };
+    let mut store = open_store(config)?;
+    let summary = store
+        .export_decisions(operator, &f, format, out, &mut |_| {})
+        .map_err(|e| store_error("The export failed", e))?;
+    Ok(format!(
+        "Exported {} decisions to {} (SHA-256 in {}; the export is logged).",
+        summary.rows,
+        out.display(),
+        summary.sha256_path.display()
+    ))
 }
 
 pub fn evaluate(
@@ -471,7 +1322,7 @@ pub fn train(
 
 pub fn run_batch(
     _config: &BackendConfig,
-    _operator: &Operator,
+    _operator: &crate::store::Operator,
     _manifest: &Path,
     _progress: &mut dyn FnMut(u64, u64, &[BatchRow]),
     _stop: &StopFlag,

@@ -23,9 +23,6 @@ pub struct BatchState {
 
 impl BatchState {
     pub fn start(&mut self, shared: &mut Shared) {
-        let Some(op) = shared.operator.clone() else {
-            return;
-        };
         if self.manifest.trim().is_empty() {
             shared.error(UserError::new(
                 "Choose a manifest first.",
@@ -40,7 +37,6 @@ impl BatchState {
         self.rows.clear();
         shared.send(Job::Batch {
             manifest: PathBuf::from(self.manifest.trim()),
-            operator: op,
         });
     }
 

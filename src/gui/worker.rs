@@ -72,7 +72,6 @@ pub enum Job {
     VerifyChain,
     AuditExport {
         filter: AuditFilter,
-        operator: Operator,
         path: PathBuf,
     },
     Evaluate {
@@ -92,7 +91,6 @@ pub enum Job {
     },
     Batch {
         manifest: PathBuf,
-        operator: Operator,
     },
     BatchExport {
         rows: Vec<BatchRow>,
@@ -354,11 +352,14 @@ fn handle_job(
                 stops,
             );
         }
-        Job::AuditExport {
-            filter,
-            operator,
-            path,
-        } => {
+        Job::AuditExport { filter, path } => {
+            let Some(operator) = backend.store_operator() else {
+                notify.send(Event::TaskFailed {
+                    task: TaskKind::Export,
+                    error: not_signed_in(),
+                });
+                return;
+            };
             let config = config.clone();
             spawn_task(
                 TaskKind::Export,
@@ -429,7 +430,14 @@ fn handle_job(
                 error,
             }),
         },
-        Job::Batch { manifest, operator } => {
+        Job::Batch { manifest } => {
+            let Some(operator) = backend.store_operator() else {
+                notify.send(Event::TaskFailed {
+                    task: TaskKind::Batch,
+                    error: not_signed_in(),
+                });
+                return;
+            };
             let config = config.clone();
             spawn_task(
                 TaskKind::Batch,
@@ -461,6 +469,10 @@ fn handle_job(
             }
         }
     }
+}
+
+fn not_signed_in() -> UserError {
+    UserError::new("Nobody is signed in.", "Sign in first.")
 }
 
 /// Runs a long task on its own thread; its stop flag replaces any earlier one of the same kind.
