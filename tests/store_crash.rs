@@ -48,6 +48,84 @@ fn crash_child() {
     }
 }
 
+const LOAD_PREFIX_ENV: &str = "COUNTERSIGN_LOAD_PREFIX";
+const LOAD_BATCHES: usize = 40;
+const LOAD_BATCH: usize = 25;
+
+/// A concurrent writer for the load test: fixed batches with its own cheque-id prefix.
+#[test]
+#[ignore = "helper run by the load test in a child process"]
+fn load_child() {
+    let (Ok(db), Ok(prefix)) = (std::env::var(DB_ENV), std::env::var(LOAD_PREFIX_ENV)) else {
+        return;
+    };
+    write_load(std::path::Path::new(&db), &prefix);
+}
+
+fn write_load(db: &std::path::Path, prefix: &str) {
+    let mut store = open(db);
+    let clerk = store.authenticate("carla", "2222").unwrap();
+    for b in 0..LOAD_BATCHES {
+        let ds: Vec<_> = (0..LOAD_BATCH)
+            .map(|k| {
+                let mut d = decision(&clerk, b * LOAD_BATCH + k);
+                d.cheque_id = Some(format!("{prefix}-{b:03}-{k:03}"));
+                d
+            })
+            .collect();
+        store.insert_decisions(&clerk, &ds).unwrap();
+    }
+}
+
+#[test]
+fn two_processes_and_a_thread_write_at_once_with_exact_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.sqlite3");
+    drop(fixture(&db));
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = ["p1", "p2"]
+        .iter()
+        .map(|prefix| {
+            Command::new(&exe)
+                .args([
+                    "load_child",
+                    "--exact",
+                    "--include-ignored",
+                    "--test-threads=1",
+                ])
+                .env(DB_ENV, &db)
+                .env(LOAD_PREFIX_ENV, prefix)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // This process writes too, and reads pages meanwhile as the GUI would.
+    let db2 = db.clone();
+    let writer = std::thread::spawn(move || write_load(&db2, "gui"));
+    let reader = open(&db);
+    for _ in 0..20 {
+        let page = reader
+            .query_decisions(&DecisionFilter::default(), 0, 50)
+            .unwrap();
+        assert!(page.len() <= 50);
+    }
+    writer.join().unwrap();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a writer failed");
+    }
+    let store = open(&db);
+    let expected = 3 * LOAD_BATCHES * LOAD_BATCH;
+    assert_eq!(
+        store.count_decisions(&DecisionFilter::default()).unwrap() as usize,
+        expected
+    );
+    assert_eq!(store.decided_cheque_ids().unwrap().len(), expected);
+    let report = store.verify_chain().unwrap();
+    assert!(report.is_intact(), "{report:?}");
+}
+
 fn spawn_child(db: &std::path::Path, batches: Option<usize>) -> std::process::Child {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);

@@ -233,3 +233,50 @@ fn embedding_cache_round_trips_per_model() {
     f.store.cache_embedding(r.id, "m1", &w).unwrap();
     assert_eq!(f.store.cached_embedding(r.id, "m1").unwrap(), Some(w));
 }
+
+#[test]
+fn full_disk_refuses_the_batch_and_keeps_every_committed_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.sqlite3");
+    drop(fixture(&path));
+    let pages: u32 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    // A size cap a few dozen pages above the current size stands in for a full disk.
+    let capped = OpenOptions {
+        max_pages: Some(pages + 40),
+        ..opts()
+    };
+    let mut store = Store::open_with(&path, &capped).unwrap();
+    let clerk = store.authenticate("carla", "2222").unwrap();
+    let mut committed = 0usize;
+    let err = loop {
+        let ds: Vec<_> = (committed..committed + 25)
+            .map(|i| decision(&clerk, i))
+            .collect();
+        match store.insert_decisions(&clerk, &ds) {
+            Ok(_) => committed += 25,
+            Err(e) => break e,
+        }
+        assert!(committed < 100_000, "the cap never bit");
+    };
+    assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
+    assert!(err.to_string().contains("full"), "{err}");
+    assert_eq!(err.exit_code(), countersign::cli::exit::DATABASE);
+    assert!(committed > 0);
+    drop(store);
+    let mut store = open(&path);
+    let filter = countersign::store::DecisionFilter::default();
+    assert_eq!(
+        store.count_decisions(&filter).unwrap() as usize,
+        committed,
+        "no partial batch, nothing lost"
+    );
+    assert!(store.verify_chain().unwrap().is_intact());
+    let clerk = store.authenticate("carla", "2222").unwrap();
+    store
+        .insert_decision(&clerk, &decision(&clerk, committed))
+        .unwrap();
+    assert!(store.verify_chain().unwrap().is_intact());
+}

@@ -11,6 +11,31 @@ pub struct InfoArgs {
 
 pub fn run(global: &GlobalOpts, args: &InfoArgs) -> anyhow::Result<()> {
     let device = global.device.resolve()?;
+    // A missing or broken model is reported, not fatal: `info` is what people run to find out why.
+    let model = match global.model_path() {
+        Ok((path, source)) => match crate::model::SignatureModel::load(&path, device) {
+            Ok(m) => {
+                let card = m.card();
+                serde_json::json!({
+                    "id": m.id(),
+                    "path": path,
+                    "source": source,
+                    "architecture": format!("{} v{}", card.architecture, card.architecture_version),
+                    "input": format!("{}x{}", card.input_width, card.input_height),
+                    "embedding_dim": card.embedding_dim,
+                    "parameters": card.parameters,
+                    "flops": card.flops,
+                    "preprocessing_version": card.preprocessing.version,
+                    "calibrated": card.calibration.is_some(),
+                    "validation": card.validation,
+                    "created_at": card.created_at,
+                })
+            }
+            Err(e) => serde_json::json!({ "path": path, "source": source, "error": e.to_string() }),
+        },
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    let db = global.db_path();
     let report = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "libtorch": env!("COUNTERSIGN_LIBTORCH_VERSION"),
@@ -18,24 +43,55 @@ pub fn run(global: &GlobalOpts, args: &InfoArgs) -> anyhow::Result<()> {
         "cuda_devices": tch::Cuda::device_count(),
         "device": crate::device::describe(device),
         "cpu_threads": tch::get_num_threads(),
-        "database": global.db_path(),
+        "model": model,
+        "database": db,
+        "database_exists": db.is_file(),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("countersign {}", env!("CARGO_PKG_VERSION"));
-        println!("libtorch     {}", env!("COUNTERSIGN_LIBTORCH_VERSION"));
-        println!(
-            "CUDA         {}",
-            if tch::Cuda::is_available() {
-                "available"
-            } else {
-                "not available"
-            }
-        );
-        println!("device       {}", crate::device::describe(device));
-        println!("CPU threads  {}", tch::get_num_threads());
-        println!("database     {}", global.db_path().display());
+        return Ok(());
     }
+    println!("countersign  {}", env!("CARGO_PKG_VERSION"));
+    println!("libtorch     {}", env!("COUNTERSIGN_LIBTORCH_VERSION"));
+    let cuda = if tch::Cuda::is_available() {
+        format!("available ({} device(s))", tch::Cuda::device_count())
+    } else {
+        "not available".to_string()
+    };
+    println!("CUDA         {cuda}");
+    println!("device       {}", crate::device::describe(device));
+    println!("CPU threads  {}", tch::get_num_threads());
+    match model.get("error").and_then(|e| e.as_str()) {
+        Some(err) => println!("model        NOT LOADED: {err}"),
+        None => {
+            let field = |k: &str| {
+                model
+                    .get(k)
+                    .map(|v| v.to_string().trim_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            println!("model        {} ({})", field("id"), field("source"));
+            println!("  path       {}", field("path"));
+            println!(
+                "  card       {}, input {}, {}-d embedding, {} parameters, {} FLOPs, preprocessing v{}",
+                field("architecture"),
+                field("input"),
+                field("embedding_dim"),
+                field("parameters"),
+                field("flops"),
+                field("preprocessing_version")
+            );
+            println!("  calibrated {}", field("calibrated"));
+            if let Some(v) = model.get("validation").filter(|v| !v.is_null()) {
+                println!("  validation {v}");
+            }
+        }
+    }
+    let exists = if db.is_file() {
+        ""
+    } else {
+        " (not created yet)"
+    };
+    println!("database     {}{exists}", db.display());
     Ok(())
 }

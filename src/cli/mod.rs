@@ -15,6 +15,7 @@ pub mod audit;
 pub mod info;
 pub mod operator;
 pub mod synth;
+pub mod train;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {
@@ -93,6 +94,32 @@ impl GlobalOpts {
     pub fn db_path(&self) -> PathBuf {
         self.db.clone().unwrap_or_else(crate::paths::default_db)
     }
+
+    /// The model weights in force, and where that choice came from: `--model` (or its environment
+    /// variable), else the model a supervisor activated in the store, else the bundled default.
+    pub fn model_path(&self) -> Result<(PathBuf, &'static str), crate::model::ModelError> {
+        if let Some(p) = &self.model {
+            return Ok((p.clone(), "--model"));
+        }
+        let db = self.db_path();
+        if db.is_file() {
+            // A store that cannot be read here is reported by the command that needs it; the
+            // model choice falls back to the bundled default rather than failing twice.
+            if let Ok(store) = crate::store::Store::open_read_only(&db) {
+                if let Ok(Some(p)) = store.current_settings().map(|s| s.model_path) {
+                    return Ok((PathBuf::from(p), "activated in the store"));
+                }
+            }
+        }
+        crate::paths::default_model()
+            .map(|p| (p, "bundled default"))
+            .ok_or_else(|| {
+                crate::model::ModelError::NotFound(format!(
+                    "models/{}.safetensors (the bundled default; pass --model PATH)",
+                    crate::paths::DEFAULT_MODEL_STEM
+                ))
+            })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +136,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Operators, roles and PINs.
     Operator(operator::OperatorArgs),
+    /// Train or fine-tune the signature network offline on labelled signatures.
+    Train(train::TrainArgs),
 }
 
 /// Runs the parsed command line.
@@ -127,6 +156,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Account(args)) => account::run(&cli.global, &args),
         Some(Command::Audit(args)) => audit::run(&cli.global, &args),
         Some(Command::Operator(args)) => operator::run(&cli.global, &args),
+        Some(Command::Train(args)) => train::run(&cli.global, &args),
     }
 }
 

@@ -185,6 +185,17 @@ impl SignatureModel {
         }
     }
 
+    /// A freshly initialised network whose weights depend only on `seed` (see [`net::seeded_init`]).
+    pub fn new_seeded(
+        params: NormaliseParams,
+        device: Device,
+        seed: u64,
+    ) -> Result<Self, ModelError> {
+        let model = Self::new(params, device);
+        net::seeded_init(&model.vs, seed)?;
+        Ok(model)
+    }
+
     /// Loads `<stem>.safetensors` and its card `<stem>.json`, checking everything listed in the module
     /// documentation before any weight is used.
     pub fn load(weights: &Path, device: Device) -> Result<Self, ModelError> {

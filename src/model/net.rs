@@ -43,7 +43,10 @@ const TRUNK: [(i64, i64, i64, i64); 5] = [
 ];
 
 /// Dropout on the pooled features while training; a mild regulariser for small signature archives.
-const DROPOUT: f64 = 0.1;
+pub const DROPOUT: f64 = 0.1;
+
+/// Width of the pooled features (global average ++ global max of the last convolution).
+pub const POOLED_DIM: i64 = 256;
 
 /// BatchNorm settings (libtorch's defaults, spelled out because the fallible forward passes them).
 const BN_MOMENTUM: f64 = 0.1;
@@ -88,6 +91,25 @@ impl EmbeddingNet {
     /// Every libtorch call goes through its fallible variant, so a bad tensor or an exhausted GPU
     /// becomes an error rather than a panic.
     pub fn try_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor, tch::TchError> {
+        self.forward_inner(xs, train, None)
+    }
+
+    /// Training forward pass with a caller-made dropout mask `[n, 256]` (entries 0 or `1 / (1 - p)`),
+    /// so that training is reproducible from its own seed whatever else uses libtorch's generator.
+    pub fn forward_train_with_mask(
+        &self,
+        xs: &Tensor,
+        mask: &Tensor,
+    ) -> Result<Tensor, tch::TchError> {
+        self.forward_inner(xs, true, Some(mask))
+    }
+
+    fn forward_inner(
+        &self,
+        xs: &Tensor,
+        train: bool,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor, tch::TchError> {
         let mut x = xs.shallow_clone();
         for (conv, (stride, padding), bn) in &self.convs {
             x = x.f_conv2d(
@@ -112,7 +134,11 @@ impl EmbeddingNet {
         }
         let avg = x.f_mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float)?;
         let max = x.f_amax([2i64, 3].as_slice(), false)?;
-        let pooled = Tensor::f_cat(&[avg, max], 1)?.f_dropout(DROPOUT, train)?;
+        let pooled = Tensor::f_cat(&[avg, max], 1)?;
+        let pooled = match mask {
+            Some(m) => pooled.f_mul(m)?,
+            None => pooled.f_dropout(DROPOUT, train)?,
+        };
         let out = pooled.f_linear(&self.fc.ws, self.fc.bs.as_ref())?;
         l2_normalise(&out)
     }
@@ -126,6 +152,45 @@ impl ModuleT for EmbeddingNet {
             Err(e) => panic!("embedding network forward failed: {e}"),
         }
     }
+}
+
+/// Re-initialises every trainable weight from `seed` alone (He-uniform for convolutions, LeCun-uniform
+/// for the FC layer, zero biases; BatchNorm scale 1 and shift 0), independent of libtorch's global
+/// generator, which other threads may be using.
+pub fn seeded_init(vs: &nn::VarStore, seed: u64) -> Result<(), tch::TchError> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| -> Result<(), tch::TchError> {
+        for (name, mut var) in vars {
+            let size = var.size();
+            let numel: i64 = size.iter().product();
+            let values: Vec<f32> = if name.ends_with(".weight") && size.len() > 1 {
+                let fan_in: i64 = size[1..].iter().product();
+                let bound = if name.starts_with("conv") {
+                    (6.0 / fan_in as f64).sqrt()
+                } else {
+                    (3.0 / fan_in as f64).sqrt()
+                } as f32;
+                (0..numel)
+                    .map(|_| rng.random_range(-bound..=bound))
+                    .collect()
+            } else if name.starts_with("bn") && name.ends_with(".weight") {
+                vec![1.0; numel as usize]
+            } else if name.ends_with("running_var") {
+                vec![1.0; numel as usize]
+            } else {
+                // Biases, BatchNorm shifts and running means.
+                vec![0.0; numel as usize]
+            };
+            let src = Tensor::f_from_slice(&values)?
+                .f_reshape(&size)?
+                .f_to_device(var.device())?;
+            var.f_copy_(&src)?;
+        }
+        Ok(())
+    })
 }
 
 /// Divides each row by its Euclidean norm (guarded against a zero row).

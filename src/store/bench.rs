@@ -157,8 +157,8 @@ pub fn bench_with(dir: &Path, rows: u64) -> anyhow::Result<Vec<(String, String)>
         ),
     ));
     let f = DecisionFilter {
-        from: Some(base + time::Duration::days(100)),
-        to: Some(base + time::Duration::days(101)),
+        from: Some(base + time::Duration::days(10)),
+        to: Some(base + time::Duration::days(11)),
         decision: Some(Decision::Reject),
         ..Default::default()
     };

@@ -149,6 +149,15 @@ impl Store {
         progress: &mut dyn FnMut(u64),
     ) -> Result<ExportSummary, StoreError> {
         self.require(by, Permission::ExportAudit)?;
+        if self.read_only {
+            // Every export is logged in the chain; a read-only handle cannot do that.
+            return Err(StoreError::ReadOnly {
+                path: self.path.clone(),
+                detail: "exports are logged in the audit chain, which needs write access; use `audit verify` \
+                         on a read-only copy"
+                    .into(),
+            });
+        }
         let io = |p: &Path| {
             let p = p.to_path_buf();
             move |source| StoreError::Io {

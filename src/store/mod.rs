@@ -144,6 +144,9 @@ pub struct OpenOptions {
     pub integrity_check: bool,
     /// Argon2 cost for PINs hashed through this handle (tests use [`KdfCost::Test`]).
     pub kdf: KdfCost,
+    /// A size cap in database pages (`PRAGMA max_page_count`): writes beyond it fail like a full
+    /// disk. `None` leaves SQLite's default (no practical cap).
+    pub max_pages: Option<u32>,
 }
 
 impl Default for OpenOptions {
@@ -152,6 +155,7 @@ impl Default for OpenOptions {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             integrity_check: true,
             kdf: KdfCost::Production,
+            max_pages: None,
         }
     }
 }
@@ -285,6 +289,11 @@ impl Store {
         self.conn
             .pragma_update(None, "foreign_keys", "ON")
             .map_err(wrap)?;
+        if let Some(pages) = opts.max_pages {
+            self.conn
+                .pragma_update(None, "max_page_count", pages)
+                .map_err(wrap)?;
+        }
         if self.read_only {
             if version < known {
                 return Err(StoreError::ReadOnly {

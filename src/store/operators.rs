@@ -174,7 +174,7 @@ impl Operator {
 /// Argon2id cost for new PIN hashes. Verification always uses the parameters stored in the hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KdfCost {
-    /// 46 MiB, 2 passes: about 50-100 ms per check on a desktop CPU.
+    /// 32 MiB, 2 passes: about 50-100 ms per check on a desktop CPU.
     Production,
     /// Minimal cost so tests stay fast. Never use for real operators.
     Test,
@@ -183,7 +183,7 @@ pub enum KdfCost {
 impl KdfCost {
     fn argon2(self) -> Result<Argon2<'static>, StoreError> {
         let params = match self {
-            KdfCost::Production => Params::new(46 * 1024, 2, 1, None),
+            KdfCost::Production => Params::new(32 * 1024, 2, 1, None),
             KdfCost::Test => Params::new(64, 1, 1, None),
         }
         .map_err(|e| StoreError::Invalid(format!("argon2 parameters: {e}")))?;

@@ -15,9 +15,12 @@
 pub mod lognormal;
 pub mod plan;
 pub mod render;
+pub mod scan;
 pub mod sheet;
 pub mod writer;
 
+pub use cheque::{ChequeOptions, ChequeTruth, PixelBox, render_cheque};
+pub use scan::{ScanEffects, apply_scan};
 pub use sheet::contact_sheet;
 pub use writer::{SyntheticWriter, WriterParams};
 

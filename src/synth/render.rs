@@ -31,6 +31,27 @@ impl InkCanvas {
         }
     }
 
+    /// Raises the darkness of one pixel to at least `v`; coordinates outside are ignored.
+    #[inline]
+    pub fn put_max(&mut self, x: i64, y: i64, v: f32) {
+        if x >= 0
+            && y >= 0
+            && (x as u64) < u64::from(self.width)
+            && (y as u64) < u64::from(self.height)
+        {
+            let cell = &mut self.buf[y as usize * self.width as usize + x as usize];
+            if v > *cell {
+                *cell = v;
+            }
+        }
+    }
+
+    /// The darkness at a linear pixel index (0 outside the buffer).
+    #[inline]
+    pub fn get(&self, i: usize) -> f32 {
+        self.buf.get(i).copied().unwrap_or(0.0)
+    }
+
     /// Stamps one anti-aliased disc; overlapping stamps keep the darker value, as ink from one pass of
     /// a pen does not build up.
     #[inline]
