@@ -10,7 +10,7 @@ use countersign::gui::{CountersignApp, Screen, Slot};
 use countersign::store::{KdfCost, Role, Store};
 use egui::accesskit;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 
 const PINS: [(&str, Role, &str); 3] = [
     ("sam", Role::Supervisor, "sam-pin-1"),
@@ -81,6 +81,16 @@ fn wait_for(
     what: &str,
     done: impl Fn(&CountersignApp) -> bool,
 ) {
+    let errors = |h: &Harness<'static, CountersignApp>| -> Vec<String> {
+        h.state()
+            .shared
+            .banners
+            .iter()
+            .filter(|b| b.is_error)
+            .map(|b| b.error.what.clone())
+            .collect()
+    };
+    let before = errors(h).len();
     let start = Instant::now();
     loop {
         h.step();
@@ -88,16 +98,14 @@ fn wait_for(
             h.run_ok();
             return;
         }
-        let banners: Vec<String> = h
-            .state()
-            .shared
-            .banners
-            .iter()
-            .map(|b| b.error.what.clone())
-            .collect();
+        let now = errors(h);
+        assert!(
+            now.len() <= before,
+            "an error appeared while waiting for {what}: {now:?}"
+        );
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "timed out after 60 s waiting for: {what}; banners: {banners:?}"
+            "timed out after 60 s waiting for: {what}"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -164,11 +172,7 @@ fn wrong_pin_is_refused_with_the_reason() {
         .clone()
         .map(|e| e.what)
         .unwrap_or_default();
-    assert!(
-        h.query_by_label_contains("wrong operator name or PIN")
-            .is_some(),
-        "shown: {shown}"
-    );
+    assert!(has_text(&h, "wrong operator name or PIN"), "shown: {shown}");
 }
 
 #[test]
@@ -193,7 +197,7 @@ fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
         .expect("outcome");
     assert!(outcome.signature_found);
     assert!((0.0..=1.0).contains(&outcome.probability));
-    assert!(h.query_by_label_contains("Probability genuine").is_some());
+    assert!(has_text(&h, "Probability genuine"));
     assert!(
         h.query_by_label(outcome.decision.as_str()).is_some(),
         "the decision is shown in words"
@@ -235,7 +239,7 @@ fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
     h.get_by_label("Verify chain").click();
     wait_for(&mut h, "the chain check", |a| a.audit.chain.is_some());
     assert!(h.state().audit.chain.as_ref().is_some_and(|c| c.ok));
-    assert!(h.query_by_label_contains("Chain intact").is_some());
+    assert!(has_text(&h, "Chain intact"));
 }
 
 #[test]
@@ -253,10 +257,7 @@ fn clerk_cannot_open_calibrate() {
     assert!(!h.state_mut().open(Screen::Calibrate));
     h.run_ok();
     assert_eq!(h.state().screen, Screen::Verify);
-    assert!(
-        h.query_by_label_contains("Calibrate is for a supervisor")
-            .is_some()
-    );
+    assert!(has_text(&h, "Calibrate is for a supervisor"));
     assert!(!h.state_mut().open(Screen::Audit), "nor the audit log");
     assert!(
         h.state_mut().open(Screen::Batch),
@@ -273,12 +274,91 @@ fn a_corrupt_file_shows_what_is_wrong() {
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nthis is not really a png").expect("write");
     load(&mut h, Slot::Cheque, &bad);
     assert!(h.state().verify.slot_errors.contains_key(&Slot::Cheque));
-    assert!(
-        h.query_by_label_contains("The image could not be used")
-            .is_some()
-    );
+    assert!(has_text(&h, "The image could not be used"));
     let missing = f.path("nowhere.png");
     load(&mut h, Slot::Reference(0), &missing);
-    assert!(h.query_by_label_contains("Could not open").is_some());
+    assert!(has_text(&h, "Could not open"));
     assert!(h.state().verify.outcome.is_none());
+}
+
+/// Whether some widget's text contains `text`.
+fn has_text(h: &Harness<'static, CountersignApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+/// The text of the first label that starts with `prefix`.
+fn label_starting(h: &Harness<'static, CountersignApp>, prefix: &str) -> String {
+    h.query_all_by_label_contains(prefix)
+        // A plain label keeps its text in the node's value.
+        .filter_map(|n| {
+            n.accesskit_node()
+                .label()
+                .or_else(|| n.accesskit_node().value())
+        })
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_default()
+}
+
+#[test]
+fn calibration_slider_changes_far_and_frr() {
+    let f = Fixture::new();
+    let data = f.path("labelled");
+    countersign::synth::dataset::generate_dataset(
+        &data,
+        &countersign::synth::dataset::DatasetOptions {
+            writers: 4,
+            genuine: 4,
+            forgeries: 3,
+            cheques: 0,
+            seed: 7,
+        },
+    )
+    .expect("labelled data");
+    let mut h = harness(f.app());
+    sign_in(&mut h, "sam");
+    assert!(h.state_mut().open(Screen::Calibrate));
+    h.run_ok();
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Labelled folder",
+        &data.display().to_string(),
+    );
+    h.get_by_label("Evaluate").click();
+    wait_for(&mut h, "the evaluation", |a| a.calibrate.summary.is_some());
+    let s = h.state().calibrate.summary.clone().expect("summary");
+    assert_eq!(s.writers, 4);
+    assert!(!s.genuine.is_empty() && !s.forgery.is_empty());
+    assert!(has_text(&h, "EER"));
+
+    h.get_by_role_and_label(accesskit::Role::Slider, "Accept threshold")
+        .set_value_accesskit(0.0);
+    h.run_ok();
+    assert_eq!(h.state().calibrate.accept, 0.0);
+    assert_eq!(
+        label_starting(&h, "FAR "),
+        "FAR 100.0%",
+        "everything is accepted at threshold 0"
+    );
+    h.get_by_role_and_label(accesskit::Role::Slider, "Reject threshold")
+        .set_value_accesskit(0.0);
+    h.run_ok();
+    assert_eq!(label_starting(&h, "FRR "), "FRR 0.0%");
+
+    h.get_by_role_and_label(accesskit::Role::Slider, "Accept threshold")
+        .set_value_accesskit(1.0);
+    h.run_ok();
+    assert_eq!(
+        label_starting(&h, "FAR "),
+        "FAR 0.0%",
+        "nothing is accepted at threshold 1"
+    );
+    h.get_by_role_and_label(accesskit::Role::Slider, "Reject threshold")
+        .set_value_accesskit(1.0);
+    h.run_ok();
+    assert_eq!(
+        label_starting(&h, "FRR "),
+        "FRR 100.0%",
+        "every genuine signature is rejected below 1"
+    );
 }

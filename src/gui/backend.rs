@@ -293,10 +293,10 @@ pub struct TrainOptions {
 /// Progress of a training run.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrainUpdate {
+    /// One step: `x` is the position in epochs (for the loss plot), `fraction` the share of the run done.
     Step {
-        epoch: usize,
-        step: usize,
-        steps_per_epoch: usize,
+        x: f64,
+        fraction: f32,
         loss: f64,
     },
     Epoch {
@@ -578,19 +578,11 @@ impl Backend {
             .ok_or_else(|| UserError::new("Nobody is signed in.", "Sign in first."))
     }
 
-    /// The model path in force: `--model`, else the model a supervisor activated, else the bundled one.
+    /// The model path in force (see [`resolve_model_path`]).
     fn model_path(&mut self) -> Option<PathBuf> {
-        if let Some(p) = &self.config.model_path {
-            return Some(p.clone());
-        }
-        let activated = self
-            .store()
-            .ok()
-            .and_then(|s| s.current_settings().ok())
-            .and_then(|s| s.model_path)
-            .map(PathBuf::from)
-            .filter(|p| p.is_file());
-        activated.or_else(crate::paths::default_model)
+        let config = self.config.clone();
+        let store = self.store().ok().map(|s| &*s);
+        resolve_model_path(&config, store)
     }
 
     fn model(&mut self) -> Result<&crate::model::SignatureModel, UserError> {
@@ -1302,22 +1294,335 @@ pub fn export_audit(
     ))
 }
 
-pub fn evaluate(
-    _config: &BackendConfig,
-    _folder: &Path,
-    _progress: &mut dyn FnMut(f32, &str),
-    _stop: &StopFlag,
-) -> Result<EvalSummary, UserError> {
-    Err(UserError::unavailable("scoring"))
+/// The model path in force: `--model`, else the model a supervisor activated, else the bundled one.
+fn resolve_model_path(
+    config: &BackendConfig,
+    store: Option<&crate::store::Store>,
+) -> Option<PathBuf> {
+    if let Some(p) = &config.model_path {
+        return Some(p.clone());
+    }
+    store
+        .and_then(|s| s.current_settings().ok())
+        .and_then(|s| s.model_path)
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(crate::paths::default_model)
 }
 
+fn load_model(
+    config: &BackendConfig,
+    store: Option<&crate::store::Store>,
+) -> Result<crate::model::SignatureModel, UserError> {
+    let device = config.device.resolve().map_err(|e| {
+        UserError::new(
+            format!("{e}"),
+            "Start Countersign with --device cpu, or check the GPU driver.",
+        )
+    })?;
+    let path = resolve_model_path(config, store).ok_or_else(|| {
+        UserError::new(
+            "No model was found (models/countersign-default.safetensors is missing).",
+            "Reinstall Countersign, or start it with --model PATH to a trained model.",
+        )
+    })?;
+    crate::model::SignatureModel::load(&path, device).map_err(|e| {
+        model_error(
+            &format!("The model {} could not be loaded", path.display()),
+            &e,
+        )
+    })
+}
+
+fn stopped_error() -> UserError {
+    UserError::new("Stopped.", "")
+}
+
+/// Evaluates the active model on a labelled folder (writer folders, CEDAR layout or a manifest) with
+/// the scoring layer's protocol, fits the calibration on it, and returns the calibrated probabilities
+/// the Calibrate screen plots and thresholds.
+pub fn evaluate(
+    config: &BackendConfig,
+    folder: &Path,
+    progress: &mut dyn FnMut(f32, &str),
+    stop: &StopFlag,
+) -> Result<EvalSummary, UserError> {
+    use crate::scoring::{
+        EvalConfig, Forgeries, LabelledEmbedding, eer, evaluation_scores, fit_platt,
+        labelled_scores, roc_points,
+    };
+    use rayon::prelude::*;
+    let store = open_store(config).ok();
+    let model = load_model(config, store.as_ref())?;
+    progress(0.0, "Reading the folder");
+    let ds = crate::train::dataset::scan(folder, crate::train::dataset::Layout::Auto).map_err(|e| {
+        UserError::new(
+            format!("{} is not a labelled signature folder: {e}", folder.display()),
+            "Choose a folder with one folder per writer (NNN/ genuine, NNN_forg/ forgeries), a CEDAR folder, or a manifest.",
+        )
+    })?;
+    let total = ds.samples.len().max(1);
+    let params = model.normalise_params().clone();
+    let limits = crate::imaging::decode::DecodeLimits::default();
+    let mut samples = Vec::with_capacity(ds.samples.len());
+    let mut skipped = 0usize;
+    for (c, chunk) in ds.samples.chunks(64).enumerate() {
+        if stopped(stop) {
+            return Err(stopped_error());
+        }
+        // Decoding and normalising are pure CPU work: spread them over the cores, then embed in one batch.
+        let prepared: Vec<_> = chunk
+            .par_iter()
+            .map(|s| {
+                crate::imaging::decode::decode_path(&s.path, &limits)
+                    .and_then(|g| crate::imaging::normalise::normalise(&g, &params))
+            })
+            .collect();
+        let mut ok = Vec::new();
+        let mut meta = Vec::new();
+        for (s, p) in chunk.iter().zip(prepared) {
+            match p {
+                Ok(n) => {
+                    ok.push(n);
+                    meta.push(s);
+                }
+                Err(_) => skipped += 1,
+            }
+        }
+        let embs = model
+            .embed(&ok)
+            .map_err(|e| model_error("The network failed", &e))?;
+        for (s, e) in meta.into_iter().zip(embs) {
+            samples.push(LabelledEmbedding {
+                writer: s.writer.clone(),
+                genuine: s.genuine,
+                // Genuine and forged files of one writer may share a file name; the path below the
+                // root keeps their ids distinct.
+                sample_id: s
+                    .path
+                    .strip_prefix(&ds.root)
+                    .unwrap_or(&s.path)
+                    .display()
+                    .to_string(),
+                embedding: e,
+            });
+        }
+        let done = ((c + 1) * 64).min(total);
+        progress(
+            0.9 * done as f32 / total as f32,
+            &format!("Embedded {done} of {total} signatures"),
+        );
+    }
+    // K references per writer: 5 as in the model card's protocol, fewer for small folders so every
+    // writer keeps at least one questioned genuine signature.
+    let mut genuine_per_writer: HashMap<&str, usize> = HashMap::new();
+    for s in &samples {
+        if s.genuine {
+            *genuine_per_writer.entry(s.writer.as_str()).or_default() += 1;
+        }
+    }
+    let fewest = genuine_per_writer.values().copied().min().unwrap_or(0);
+    let k = fewest.saturating_sub(1).clamp(1, 5);
+    let cfg = EvalConfig {
+        references: k,
+        ..EvalConfig::default()
+    };
+    let bad = |e: crate::scoring::ScoringError| {
+        UserError::new(
+            format!("The folder cannot be evaluated: {e}"),
+            "Each writer needs at least two genuine signatures, and the folder needs forgeries (NNN_forg/).",
+        )
+    };
+    let pairs = evaluation_scores(&samples, &cfg).map_err(bad)?;
+    let kind = if pairs.iter().any(|p| p.skilled) {
+        Forgeries::Skilled
+    } else {
+        Forgeries::Random
+    };
+    let (scores, labels) = labelled_scores(&pairs, kind);
+    let calibration = fit_platt(&scores, &labels).map_err(bad)?;
+    let probs: Vec<f64> = scores.iter().map(|&s| calibration.probability(s)).collect();
+    let genuine: Vec<f64> = probs
+        .iter()
+        .zip(&labels)
+        .filter(|(_, l)| **l)
+        .map(|(p, _)| *p)
+        .collect();
+    let forgery: Vec<f64> = probs
+        .iter()
+        .zip(&labels)
+        .filter(|(_, l)| !**l)
+        .map(|(p, _)| *p)
+        .collect();
+    let roc = roc_points(&probs, &labels).map_err(bad)?;
+    let roc = crate::scoring::downsample(&roc, 400);
+    let e = eer(&probs, &labels).map_err(bad)?;
+    let current = match &store {
+        Some(s) => match s.current_settings() {
+            Ok(set) if set.version > 0 => Some(set.thresholds),
+            _ => model.card().thresholds,
+        },
+        None => model.card().thresholds,
+    };
+    progress(1.0, "Done");
+    let writers = genuine_per_writer.len();
+    let skipped_note = if skipped > 0 {
+        format!(" ({skipped} unreadable images left out)")
+    } else {
+        String::new()
+    };
+    Ok(EvalSummary {
+        genuine,
+        forgery,
+        roc: roc.iter().map(|p| (p.far(), p.tpr)).collect(),
+        det: roc.iter().map(|p| (p.far(), p.frr())).collect(),
+        eer: e.eer,
+        eer_threshold: e.threshold.clamp(0.0, 1.0),
+        model_id: format!("{}{skipped_note}", model.id()),
+        writers,
+        current,
+        calibration: Some(calibration),
+    })
+}
+
+/// Trains a model with the training layer's loop on this thread, reporting every step.
 pub fn train(
-    _config: &BackendConfig,
-    _options: &TrainOptions,
-    _on_update: &mut dyn FnMut(TrainUpdate),
-    _stop: &StopFlag,
+    config: &BackendConfig,
+    options: &TrainOptions,
+    on_update: &mut dyn FnMut(TrainUpdate),
+    stop: &StopFlag,
 ) -> Result<PathBuf, UserError> {
-    Err(UserError::unavailable("train"))
+    use crate::train::{LossKind, SourceSpec, TrainConfig};
+    let device = config
+        .device
+        .resolve()
+        .map_err(|e| UserError::new(format!("{e}"), "Train with --device cpu."))?;
+    let mut sources = Vec::new();
+    if !options.data.as_os_str().is_empty() {
+        let name = options
+            .data
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "data".into());
+        sources.push(SourceSpec::Data {
+            name,
+            path: options.data.clone(),
+            layout: crate::train::Layout::Auto,
+            weight: 1.0,
+            licence: "the bank's own data".into(),
+        });
+    }
+    if options.synthetic_writers > 0 {
+        sources.push(SourceSpec::Synthetic {
+            writers: options.synthetic_writers,
+            genuine: 12,
+            forgeries: 6,
+            weight: 1.0,
+        });
+    }
+    let defaults = TrainConfig::default();
+    // A batch is P writers x (K genuine + F forgeries); the screen asks for the batch size.
+    let per_writer = defaults.genuine_per_writer + defaults.forgeries_per_writer;
+    let cfg = TrainConfig {
+        sources,
+        out: options.out.clone(),
+        epochs: options.epochs.max(1) as u32,
+        writers_per_batch: (options.batch_size / per_writer.max(1)).max(2),
+        loss: if options.triplet {
+            LossKind::Triplet
+        } else {
+            LossKind::Contrastive
+        },
+        lr: options.learning_rate,
+        seed: options.seed,
+        device,
+        command_line: format!(
+            "countersign gui (Train screen): data {} synthetic {} epochs {} batch {} lr {} loss {} seed {}",
+            options.data.display(),
+            options.synthetic_writers,
+            options.epochs,
+            options.batch_size,
+            options.learning_rate,
+            if options.triplet {
+                "triplet"
+            } else {
+                "contrastive"
+            },
+            options.seed
+        ),
+        ..defaults
+    };
+    let epochs = f64::from(cfg.epochs);
+    let outcome = crate::train::run(
+        &cfg,
+        |e| {
+            if let Some(m) = &e.message {
+                on_update(TrainUpdate::Message(m.clone()));
+            }
+            if let Some(v) = e.val_eer {
+                on_update(TrainUpdate::Epoch { epoch: e.epoch as usize, train_loss: e.loss, val_eer: v });
+            } else if e.step > 0 && e.loss.is_finite() {
+                let x = e.step as f64 / e.total_steps.max(1) as f64 * epochs;
+                on_update(TrainUpdate::Step { x, fraction: e.step as f32 / e.total_steps.max(1) as f32, loss: e.loss });
+            }
+        },
+        stop.clone(),
+    )
+    .map_err(|e| {
+        UserError::new(
+            format!("Training failed: {e}"),
+            "Check the dataset folder (one folder per writer with genuine signatures) and the options.",
+        )
+    })?;
+    let Some(weights) = outcome.weights.clone() else {
+        on_update(TrainUpdate::Message(format!(
+            "Stopped after {} epochs; checkpoint {} (start again with the same output to continue).",
+            outcome.epochs_completed,
+            outcome.checkpoint.display()
+        )));
+        return Ok(outcome.checkpoint);
+    };
+    let card = card_fields(&crate::model::card_path(&weights));
+    on_update(TrainUpdate::Finished {
+        model_path: weights.clone(),
+        card,
+    });
+    Ok(weights)
+}
+
+/// The model card as (field, value) lines for display, nested objects flattened with dots.
+pub fn card_fields(card: &Path) -> Vec<(String, String)> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            serde_json::Value::Array(a) if a.len() > 6 => {
+                out.push((prefix.to_string(), format!("[{} items]", a.len())))
+            }
+            serde_json::Value::Null => {}
+            other => out.push((
+                prefix.to_string(),
+                other.to_string().trim_matches('"').to_string(),
+            )),
+        }
+    }
+    let mut out = Vec::new();
+    match std::fs::read_to_string(card).map(|t| serde_json::from_str::<serde_json::Value>(&t)) {
+        Ok(Ok(v)) => walk("", &v, &mut out),
+        _ => out.push((
+            "card".into(),
+            format!("{} could not be read", card.display()),
+        )),
+    }
+    out
 }
 
 pub fn run_batch(

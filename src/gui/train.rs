@@ -64,18 +64,10 @@ impl Default for TrainState {
 impl TrainState {
     pub fn on_event(&mut self, shared: &mut Shared, event: Event) {
         match event {
-            Event::Train(TrainUpdate::Step {
-                epoch,
-                step,
-                steps_per_epoch,
-                loss,
-            }) => {
-                let x = (epoch.saturating_sub(1) * steps_per_epoch.max(1) + step) as f64
-                    / steps_per_epoch.max(1) as f64;
+            Event::Train(TrainUpdate::Step { x, fraction, loss }) => {
                 self.losses.push([x, loss]);
-                self.progress = (x / self.epochs.max(1) as f64) as f32;
-                self.status =
-                    format!("Epoch {epoch}, step {step}/{steps_per_epoch}, loss {loss:.4}");
+                self.progress = fraction;
+                self.status = format!("Epoch {:.2} of {}, loss {loss:.4}", x, self.epochs);
             }
             Event::Train(TrainUpdate::Epoch {
                 epoch,
