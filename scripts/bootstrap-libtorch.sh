@@ -38,4 +38,3 @@ if [ ! -f "$torch_dir/lib/libtorch_cpu.so" ]; then
 fi
 echo "export LIBTORCH='$torch_dir'"
 echo "export LIBTORCH_CXX11_ABI=1"
-echo "export CARGO_TARGET_DIR=/work/targets/gui  # lead: private target dir per worktree (a shared one mixes up this crate's artifacts between worktrees)"

@@ -344,3 +344,63 @@ fn policy_round_trips_through_json() {
     assert_eq!(out.decision, Decision::Refer);
     assert_eq!(serde_json::to_string(&out.decision).unwrap(), "\"REFER\"");
 }
+
+#[test]
+fn platt_on_constant_scores_gives_the_base_rate() {
+    // No information in the score: the fit must stay finite and predict the (smoothed) base rate.
+    let s = [0.5; 10];
+    let l = [
+        true, true, true, false, false, false, false, false, false, false,
+    ];
+    let c = fit_platt(&s, &l).unwrap();
+    assert!(c.a.is_finite() && c.b.is_finite(), "{c:?}");
+    // Mean smoothed target: (3 * 4/5 + 7 * 1/9) / 10.
+    let base = (3.0 * 4.0 / 5.0 + 7.0 / 9.0) / 10.0;
+    assert!(
+        (c.probability(0.5) - base).abs() < 1e-3,
+        "{}",
+        c.probability(0.5)
+    );
+}
+
+#[test]
+fn saturated_forgeries_make_the_target_unreachable() {
+    // Both a genuine and a forgery reach probability exactly 1: no threshold in [0, 1] separates
+    // them, so a FAR of 0 cannot be promised and the choice is refused rather than stored.
+    let c = Calibration { a: 100.0, b: 0.0 };
+    let s = [11.0, 10.0, -1.0];
+    let l = [true, false, false];
+    assert!(matches!(
+        choose_thresholds(&s, &l, &c, 0.0, 0.1),
+        Err(ScoringError::NotEnoughData(_))
+    ));
+    // A FAR of 1/2 is reachable.
+    assert!(choose_thresholds(&s, &l, &c, 0.5, 0.1).is_ok());
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+
+        #[test]
+        fn chosen_thresholds_always_meet_their_targets(
+            v in prop::collection::vec((0u8..30, any::<bool>()), 1..80),
+            target in 0.0f64..=1.0,
+            band in 0.0f64..=1.0,
+        ) {
+            let mut s: Vec<f64> = v.iter().map(|(x, _)| f64::from(*x) / 29.0).collect();
+            let mut l: Vec<bool> = v.iter().map(|(_, b)| *b).collect();
+            s.extend([0.3, 0.7]);
+            l.extend([false, true]);
+            let c = fit_platt(&s, &l).unwrap();
+            prop_assume!(c.a > 0.0);
+            let ch = choose_thresholds(&s, &l, &c, target, band).unwrap();
+            prop_assert!(ch.thresholds.validate().is_ok());
+            prop_assert!(ch.far <= target && ch.genuine_rejected <= band);
+            prop_assert!((0.0..=1.0).contains(&ch.refer_rate));
+        }
+    }
+}

@@ -360,3 +360,16 @@ fn labelled_scores_select_forgery_kinds() {
     assert_eq!(count(Forgeries::Random), (140, 200));
     assert_eq!(count(Forgeries::All), (140, 320));
 }
+
+#[test]
+fn bench_reports_every_figure() {
+    let figures = countersign::scoring::bench::bench().unwrap();
+    assert_eq!(figures.len(), 4);
+    for (name, value) in &figures {
+        assert!(
+            name.starts_with("scoring: ") && !value.is_empty(),
+            "{name}: {value}"
+        );
+        println!("{name}: {value}");
+    }
+}

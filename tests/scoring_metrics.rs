@@ -329,6 +329,20 @@ fn similarity_errors_are_typed() {
     ));
     assert!(cosine_similarity(&[], &[]).is_err());
     assert!(score_against_references(&vec![1.0], &[], Aggregation::Mean).is_err());
+    let q = vec![1.0, 0.0];
+    let score = |r: Vec<f32>| score_against_references(&q, &[vec![1.0, 0.0], r], Aggregation::Max);
+    assert!(matches!(
+        score(vec![f32::NAN, 0.0]),
+        Err(ScoringError::NonFinite { .. })
+    ));
+    assert!(matches!(
+        score(vec![0.0, 0.0]),
+        Err(ScoringError::ZeroEmbedding)
+    ));
+    assert!(matches!(
+        score(vec![1.0]),
+        Err(ScoringError::DimensionMismatch { .. })
+    ));
     assert!(score_against_references(&vec![1.0], &[vec![1.0]], Aggregation::TopKMean(0)).is_err());
 }
 

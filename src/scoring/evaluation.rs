@@ -297,7 +297,12 @@ fn score_protocol(
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut pairs = Vec::new();
     let mut skipped = Vec::new();
+    // Each writer's genuine samples form one contiguous run of the pool, starting here.
+    let mut pool_start = 0usize;
     for (&writer, w) in &writers {
+        let own_start = pool_start;
+        let own_len = w.genuine.len();
+        pool_start += own_len;
         if w.genuine.len() < k {
             skipped.push(SkippedWriter {
                 writer: writer.to_string(),
@@ -341,16 +346,17 @@ fn score_protocol(
                 skilled: true,
             });
         }
-        let others: Vec<usize> = (0..pool.len())
-            .filter(|&i| pool[i].0.writer != writer)
-            .collect();
-        let amount = cfg.random_forgeries_per_writer.min(others.len());
+        // Draw among the other writers' samples by skipping this writer's run of the pool, which
+        // costs O(draws) per writer instead of O(pool).
+        let others = pool.len() - own_len;
+        let amount = cfg.random_forgeries_per_writer.min(others);
         if amount > 0 {
-            let mut picked = rand::seq::index::sample(&mut rng, others.len(), amount).into_vec();
+            let mut picked = rand::seq::index::sample(&mut rng, others, amount).into_vec();
             // Report the draw in pool order, independent of the sampler's internal order.
             picked.sort_unstable();
             for idx in picked {
-                let (s, e) = pool[others[idx]];
+                let pool_idx = if idx < own_start { idx } else { idx + own_len };
+                let (s, e) = pool[pool_idx];
                 pairs.push(ScoredPair {
                     writer: writer.to_string(),
                     questioned_writer: s.writer.clone(),

@@ -2,6 +2,21 @@
 //!
 //! CONTRACT (shared with model cards, the store and the GUI): `Embedding`, `Calibration`, `Thresholds`,
 //! `Decision`. The scoring work adds similarity, calibration fitting, metrics and the decision rules.
+//!
+//! Pure computation: no tch, no SQL, no GUI. The pieces, in the order a verification uses them:
+//!
+//! - [`score_against_references`]: cosine similarity of the questioned embedding to each reference,
+//!   aggregated ([`Aggregation`]); optionally z-normalised per account ([`ReferenceStats`],
+//!   [`normalise_score`]).
+//! - [`Calibration::probability`]: Platt scaling fitted by [`fit_platt`] (or [`fit_isotonic`] with a
+//!   large archive, via [`CalibrationModel`]).
+//! - [`decide`]: ACCEPT / REFER / REJECT against a [`DecisionPolicy`].
+//!
+//! For supervisors and model cards: [`evaluate`] runs the fixed evaluation protocol (documented in
+//! the [`evaluation`] module) into an [`EvaluationReport`]; [`evaluation_scores`] +
+//! [`labelled_scores`] give the labelled scores that [`fit_platt`] and [`choose_thresholds`] take.
+//! Metric conventions (FAR/FRR, ROC ties, AUC, EER interpolation, DET clamping) are documented in
+//! the [`metrics`] module and on [`eer`].
 
 use serde::{Deserialize, Serialize};
 
@@ -48,13 +63,14 @@ impl std::fmt::Display for Decision {
     }
 }
 
-mod calibration;
-mod decision;
-mod error;
-mod evaluation;
-mod metrics;
-mod similarity;
-mod thresholds;
+pub mod bench;
+pub mod calibration;
+pub mod decision;
+pub mod error;
+pub mod evaluation;
+pub mod metrics;
+pub mod similarity;
+pub mod thresholds;
 
 pub use calibration::{
     CalibrationModel, ISOTONIC_MIN_PAIRS, ISOTONIC_MIN_PER_CLASS, IsotonicCalibration,

@@ -152,9 +152,32 @@ pub fn score_against_references(
     refs: &[Embedding],
     agg: Aggregation,
 ) -> Result<f64, ScoringError> {
+    // The questioned norm is computed once; each reference costs one pass for its dot product and
+    // norm together (this runs for every cheque in a nightly batch).
+    let nq = checked_norm(questioned)?;
     let sims = refs
         .iter()
-        .map(|r| cosine_similarity(questioned, r))
+        .map(|r| {
+            if r.len() != questioned.len() {
+                return Err(ScoringError::DimensionMismatch {
+                    expected: questioned.len(),
+                    found: r.len(),
+                });
+            }
+            let (mut dot, mut rr) = (0.0f64, 0.0f64);
+            for (&x, &y) in questioned.iter().zip(r) {
+                let (x, y) = (f64::from(x), f64::from(y));
+                dot += x * y;
+                rr += y * y;
+            }
+            if !rr.is_finite() || !dot.is_finite() {
+                return checked_norm(r).and(Err(ScoringError::ZeroEmbedding));
+            }
+            if rr == 0.0 {
+                return Err(ScoringError::ZeroEmbedding);
+            }
+            Ok((dot / (nq * rr.sqrt())).clamp(-1.0, 1.0))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     aggregate(sims, agg)
 }

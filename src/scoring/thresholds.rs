@@ -8,6 +8,10 @@
 //!   the genuine signatures fall: "confident of forgery" means that auto-rejecting costs at most
 //!   `refer_band` of honest customers. It is capped at `accept`, so the REFER band
 //!   `[reject, accept)` is never negative.
+//!
+//! To set the accept threshold at the EER instead of a target FAR, pass the FAR at the EER
+//! threshold: `target_far = eer(&scores, &labels)?.far` (the calibration is monotone, so the FAR of
+//! a score threshold and of the matching probability threshold are the same).
 
 use serde::{Deserialize, Serialize};
 
