@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=${COUNTERSIGN_BIN:-$ROOT/target/release/countersign}
-OUT=$ROOT/docs/screenshots
+OUT=${SCREENSHOTS_OUT:-$ROOT/docs/screenshots}
 SCREENS=${SCREENS:-"signin verify calibrate audit train batch"}
 WIDTH=1440
 HEIGHT=900
@@ -64,42 +64,57 @@ done
 export COUNTERSIGN_DB=$TMP/audit.sqlite3
 export COUNTERSIGN_OPERATOR=demo-supervisor
 export COUNTERSIGN_PIN=demo-pin-2026
-DEMO=$ROOT/assets/demo
+DEMO=${COUNTERSIGN_DEMO:-$ROOT/assets/demo}
+export COUNTERSIGN_DEMO=$DEMO
 
 # Seed the database: the demo supervisor, and a few decisions so the Audit screen has rows.
-"$BIN" --db "$COUNTERSIGN_DB" operator add --name "$COUNTERSIGN_OPERATOR" --role supervisor --bootstrap >"$TMP/seed.log" 2>&1 \
+COUNTERSIGN_NEW_PIN=$COUNTERSIGN_PIN "$BIN" --db "$COUNTERSIGN_DB" operator add "$COUNTERSIGN_OPERATOR" --role supervisor >"$TMP/seed.log" 2>&1 \
     || { echo "screenshots: could not create the demo operator:" >&2; cat "$TMP/seed.log" >&2; exit 1; }
 if [[ -d $DEMO ]]; then
-    mapfile -t CHEQUES < <(find "$DEMO" -iname '*cheque*.png' | sort | head -n 4)
-    mapfile -t REFS < <(find "$DEMO" -path '*_forg*' -prune -o -iname '*.png' -print | grep -vi cheque | sort | head -n 1)
-    for c in "${CHEQUES[@]}"; do
-        [[ ${#REFS[@]} -gt 0 ]] || break
-        "$BIN" --db "$COUNTERSIGN_DB" --device cpu verify --reference "${REFS[0]}" --cheque "$c" >>"$TMP/seed.log" 2>&1 || true
+    # A batch over the demo manifest writes one audit row per cheque (where this build has `batch`).
+    for m in "$DEMO"/*batch*.csv "$DEMO"/cheques.csv; do
+        if [[ -f $m ]]; then
+            "$BIN" --db "$COUNTERSIGN_DB" --device cpu batch --manifest "$m" --out "$TMP/batch-results.csv" >>"$TMP/seed.log" 2>&1 || true
+            break
+        fi
     done
 fi
 
-mkdir -p "$OUT"
-for screen in $SCREENS; do
-    ready=$TMP/ready-$screen
+# Runs the app in screenshot mode $1 until it says it is ready; with $2 = capture, saves the window.
+run_app() {
+    local mode=$1 capture=$2
+    local ready=$TMP/ready-$mode
     rm -f "$ready"
-    COUNTERSIGN_SCREENSHOT=$screen COUNTERSIGN_SCREENSHOT_READY=$ready DISPLAY=":$DISPLAY_NUM" \
-        "$BIN" --device cpu gui >"$TMP/app-$screen.log" 2>&1 &
+    COUNTERSIGN_SCREENSHOT=$mode COUNTERSIGN_SCREENSHOT_READY=$ready DISPLAY=":$DISPLAY_NUM" \
+        "$BIN" --device cpu gui >"$TMP/app-$mode.log" 2>&1 &
     APP_PID=$!
-    for _ in $(seq 1 600); do
+    for _ in $(seq 1 900); do
         [[ -e $ready ]] && break
         if ! kill -0 "$APP_PID" 2>/dev/null; then break; fi
         sleep 0.2
     done
     if [[ ! -e $ready ]]; then
-        echo "screenshots: $screen did not become ready; log:" >&2
-        cat "$TMP/app-$screen.log" >&2
+        echo "screenshots: $mode did not become ready; log:" >&2
+        cat "$TMP/app-$mode.log" >&2
         exit 1
     fi
-    sleep 0.5
-    import -display ":$DISPLAY_NUM" -window root "$OUT/$screen.png"
-    grep -h "first frame" "$TMP/app-$screen.log" | sed "s/^/$screen: /" || true
+    if [[ $capture == capture ]]; then
+        sleep 0.5
+        import -display ":$DISPLAY_NUM" -window root "$OUT/$mode.png"
+        echo "screenshots: wrote $OUT/$mode.png"
+    fi
+    grep -h "first frame" "$TMP/app-$mode.log" | sed "s/^/$mode: /" || true
     kill "$APP_PID" 2>/dev/null || true
     wait "$APP_PID" 2>/dev/null || true
     APP_PID=""
-    echo "screenshots: wrote docs/screenshots/$screen.png"
+}
+
+mkdir -p "$OUT"
+# The seed run verifies and confirms every demo cheque through the Verify screen, so the Audit screen
+# has rows made by the real application.
+if [[ -d $DEMO ]]; then
+    run_app seed no
+fi
+for screen in $SCREENS; do
+    run_app "$screen" capture
 done

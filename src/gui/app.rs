@@ -196,6 +196,8 @@ pub struct CountersignApp {
     pub autopilot: Option<Autopilot>,
     /// Screenshot mode: a file to touch once the screen has settled.
     pub screenshot_ready: Option<PathBuf>,
+    seed_queue: Vec<(PathBuf, PathBuf)>,
+    seeding: bool,
     settled_frames: u64,
     frames: u64,
 }
@@ -205,6 +207,8 @@ pub struct CountersignApp {
 pub struct Autopilot {
     pub screen: Screen,
     pub started: bool,
+    /// Seed mode: verify and confirm every demo cheque through the Verify screen, then stop.
+    pub seed: bool,
 }
 
 impl CountersignApp {
@@ -245,6 +249,8 @@ impl CountersignApp {
             },
             autopilot: None,
             screenshot_ready: None,
+            seed_queue: Vec::new(),
+            seeding: false,
             settled_frames: 0,
             frames: 0,
         }
@@ -327,6 +333,9 @@ impl CountersignApp {
                 self.sign_in.pin.clear();
                 let role = op.role;
                 self.shared.operator = Some(op);
+                // Load the model now, while the operator looks at the screen, so the first
+                // verification does not wait for it.
+                self.shared.send(Job::Warmup);
                 self.shared.banners.clear();
                 let target = match &self.autopilot {
                     Some(a) if allowed(role, a.screen) => a.screen,
@@ -441,6 +450,7 @@ impl CountersignApp {
         self.frames += 1;
         self.poll_events(&ctx);
         self.run_autopilot();
+        self.run_seed();
         self.handle_dropped_files(&ctx);
         self.handle_shortcuts(&ctx);
 
@@ -482,6 +492,29 @@ impl CountersignApp {
         }
     }
 
+    /// Seed mode: one demo cheque at a time, load, wait for the result, confirm, next.
+    fn run_seed(&mut self) {
+        if !self.seeding || self.verify.busy() {
+            return;
+        }
+        if self.verify.outcome.is_some() && self.verify.recorded.is_none() {
+            self.verify.confirm(&mut self.shared);
+            return;
+        }
+        let stuck = self.verify.verify_error.is_some() || !self.verify.slot_errors.is_empty();
+        let fresh = self.verify.cheque.is_none() && self.verify.references.is_empty();
+        if self.verify.recorded.is_some() || stuck || fresh {
+            match self.seed_queue.pop() {
+                Some((reference, cheque)) => {
+                    self.verify.slot_errors.clear();
+                    self.load_file(Slot::Reference(0), &reference);
+                    self.load_file(Slot::Cheque, &cheque);
+                }
+                None => self.seeding = false,
+            }
+        }
+    }
+
     /// Screenshot mode: once signed in, the autopilot done and nothing running for a while, touch the
     /// ready file so the script can capture the window.
     fn signal_screenshot_ready(&mut self, ctx: &egui::Context) {
@@ -489,6 +522,7 @@ impl CountersignApp {
             return;
         };
         let settled = self.autopilot.is_none()
+            && !self.seeding
             && !self.busy()
             && (self.shared.operator.is_some() || self.screen == Screen::SignIn);
         self.settled_frames = if settled { self.settled_frames + 1 } else { 0 };
@@ -731,8 +765,16 @@ impl CountersignApp {
             return;
         }
         let screen = pilot.screen;
+        if pilot.seed {
+            self.autopilot = None;
+            self.seed_queue = super::demo_dir()
+                .map(|d| super::demo_pairs(&d))
+                .unwrap_or_default();
+            self.seeding = true;
+            return;
+        }
         self.autopilot = None;
-        let demo = crate::paths::demo_assets();
+        let demo = super::demo_dir();
         match (screen, demo) {
             (Screen::Verify, Some(dir)) => {
                 if let Some((reference, cheque)) = super::demo_pair(&dir) {

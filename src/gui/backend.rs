@@ -621,6 +621,23 @@ impl Backend {
             .ok_or_else(|| UserError::new("The model is not loaded.", "Try again."))
     }
 
+    /// Loads the model and runs one forward pass (libtorch allocates and picks kernels on the first).
+    pub fn warmup(&mut self) {
+        if let Ok(m) = self.model() {
+            let p = m.normalise_params();
+            let mut pixels = vec![0.0f32; (p.width * p.height) as usize];
+            for (i, v) in pixels.iter_mut().enumerate() {
+                *v = if i % 7 == 0 { 1.0 } else { 0.0 };
+            }
+            let dummy = crate::imaging::NormalisedSignature {
+                width: p.width,
+                height: p.height,
+                pixels,
+            };
+            let _ = m.embed(std::slice::from_ref(&dummy));
+        }
+    }
+
     pub fn status(&mut self) -> StatusInfo {
         let device = match self.config.device.resolve() {
             Ok(d) => crate::device::describe(d),

@@ -194,20 +194,35 @@ impl CalibrateState {
             ));
         });
         ui.add_space(4.0);
-        let l = ui.label("Accept threshold");
-        ui.add(
-            egui::Slider::new(&mut self.accept, 0.0..=1.0)
-                .step_by(0.001)
-                .fixed_decimals(3),
-        )
-        .labelled_by(l.id);
-        let l = ui.label("Reject threshold");
-        ui.add(
-            egui::Slider::new(&mut self.reject, 0.0..=1.0)
-                .step_by(0.001)
-                .fixed_decimals(3),
-        )
-        .labelled_by(l.id);
+        ui.spacing_mut().slider_width = (ui.available_width() * 0.45).clamp(200.0, 600.0);
+        egui::Grid::new("calibrate-sliders")
+            .num_columns(2)
+            .show(ui, |ui| {
+                let l = ui.label(
+                    RichText::new("Accept threshold")
+                        .color(widgets::GREEN)
+                        .strong(),
+                );
+                ui.add(
+                    egui::Slider::new(&mut self.accept, 0.0..=1.0)
+                        .step_by(0.001)
+                        .fixed_decimals(3),
+                )
+                .labelled_by(l.id);
+                ui.end_row();
+                let l = ui.label(
+                    RichText::new("Reject threshold")
+                        .color(widgets::RED)
+                        .strong(),
+                );
+                ui.add(
+                    egui::Slider::new(&mut self.reject, 0.0..=1.0)
+                        .step_by(0.001)
+                        .fixed_decimals(3),
+                )
+                .labelled_by(l.id);
+                ui.end_row();
+            });
         if self.reject > self.accept {
             self.reject = self.accept;
         }
@@ -336,16 +351,16 @@ impl CalibrateState {
     }
 
     fn plots(&self, ui: &mut egui::Ui, s: &EvalSummary) {
-        let w = ui.available_width();
-        let h = (ui.available_height() - 30.0).clamp(160.0, 320.0);
+        let w = (ui.available_width() - 24.0) / 3.0;
+        let h = (ui.available_height() - 40.0).clamp(160.0, 320.0);
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
-                ui.label(RichText::new("Probability of genuine: genuine vs forgeries").strong());
+                ui.label(RichText::new("Scores: genuine (green) and forgeries (red)").strong());
                 let bins = 25;
                 let hist = |xs: &[f64]| {
                     let mut counts = vec![0usize; bins];
                     for &x in xs {
-                        let i = ((x.clamp(0.0, 1.0)) * bins as f64).floor() as usize;
+                        let i = (x.clamp(0.0, 1.0) * bins as f64).floor() as usize;
                         counts[i.min(bins - 1)] += 1;
                     }
                     let n = xs.len().max(1) as f64;
@@ -354,55 +369,50 @@ impl CalibrateState {
                         .enumerate()
                         .map(move |(i, c)| ((i as f64 + 0.5) / bins as f64, c as f64 / n))
                 };
-                let genuine: Vec<Bar> = hist(&s.genuine)
-                    .map(|(x, y)| Bar::new(x, y).width(1.0 / bins as f64))
-                    .collect();
-                let forgery: Vec<Bar> = hist(&s.forgery)
-                    .map(|(x, y)| Bar::new(x, y).width(1.0 / bins as f64))
-                    .collect();
+                let bar = |(x, y): (f64, f64)| Bar::new(x, y).width(0.9 / bins as f64);
+                let genuine: Vec<Bar> = hist(&s.genuine).map(bar).collect();
+                let forgery: Vec<Bar> = hist(&s.forgery).map(bar).collect();
                 Plot::new("calibrate-hist")
-                    .width(w * 0.48)
+                    .width(w)
                     .height(h)
                     .legend(Legend::default())
                     .allow_scroll(false)
                     .x_axis_label("probability genuine")
+                    .y_axis_label("share")
+                    .include_x(0.0)
+                    .include_x(1.0)
                     .show(ui, |p| {
                         p.bar_chart(BarChart::new("genuine", genuine).color(widgets::GREEN));
                         p.bar_chart(BarChart::new("forgeries", forgery).color(widgets::RED));
                         p.vline(
                             VLine::new("accept threshold", self.accept)
                                 .color(widgets::GREEN)
-                                .width(2.0),
+                                .width(2.5),
                         );
                         p.vline(
                             VLine::new("reject threshold", self.reject)
                                 .color(widgets::RED)
-                                .width(2.0),
+                                .width(2.5),
                         );
                     });
             });
+            let r = rates(
+                &s.genuine,
+                &s.forgery,
+                Thresholds {
+                    accept: self.accept,
+                    reject: self.accept,
+                },
+            );
             ui.vertical(|ui| {
-                ui.label(
-                    RichText::new("ROC (true accept vs false accept) and DET (FRR vs FAR)")
-                        .strong(),
-                );
+                ui.label(RichText::new("ROC: genuine accepted vs forgeries accepted").strong());
                 let roc: Vec<[f64; 2]> = s.roc.iter().map(|&(a, b)| [a, b]).collect();
-                let det: Vec<[f64; 2]> = s.det.iter().map(|&(a, b)| [a, b]).collect();
-                let r = rates(
-                    &s.genuine,
-                    &s.forgery,
-                    Thresholds {
-                        accept: self.accept,
-                        reject: self.accept,
-                    },
-                );
                 Plot::new("calibrate-roc")
-                    .width(w * 0.48)
+                    .width(w)
                     .height(h)
-                    .legend(Legend::default())
                     .allow_scroll(false)
-                    .data_aspect(1.0)
                     .x_axis_label("FAR")
+                    .y_axis_label("genuine accepted")
                     .include_x(0.0)
                     .include_x(1.0)
                     .include_y(0.0)
@@ -411,22 +421,69 @@ impl CalibrateState {
                         p.line(
                             Line::new("ROC", PlotPoints::new(roc))
                                 .color(widgets::BLUE)
-                                .width(2.0),
-                        );
-                        p.line(
-                            Line::new("DET", PlotPoints::new(det))
-                                .color(widgets::AMBER)
-                                .width(2.0),
-                        );
-                        p.line(
-                            Line::new("EER line", PlotPoints::new(vec![[0.0, 0.0], [1.0, 1.0]]))
-                                .color(Color32::GRAY)
-                                .style(egui_plot::LineStyle::dashed_dense()),
+                                .width(2.0)
+                                .allow_band(false),
                         );
                         p.points(
                             egui_plot::Points::new(
                                 "accept threshold",
-                                vec![[r.far, r.genuine_not_accepted]],
+                                vec![[r.far, 1.0 - r.genuine_not_accepted]],
+                            )
+                            .radius(5.0)
+                            .color(widgets::GREEN),
+                        );
+                    });
+            });
+            ui.vertical(|ui| {
+                ui.label(RichText::new("DET: FRR vs FAR (normal deviate scale)").strong());
+                // A DET plot draws both error rates on the normal-deviate (probit) scale, where
+                // normally distributed scores give straight lines; rates are clamped away from 0 and 1.
+                let probit = |v: f64| crate::scoring::inverse_normal_cdf(v.clamp(1e-3, 1.0 - 1e-3));
+                let det: Vec<[f64; 2]> =
+                    s.det.iter().map(|&(a, b)| [probit(a), probit(b)]).collect();
+                let pct_axis = |m: egui_plot::GridMark, _r: &std::ops::RangeInclusive<f64>| {
+                    let p = normal_cdf(m.value) * 100.0;
+                    if p < 1.0 {
+                        format!("{p:.2}%")
+                    } else {
+                        format!("{p:.0}%")
+                    }
+                };
+                Plot::new("calibrate-det")
+                    .width(w)
+                    .height(h)
+                    .allow_scroll(false)
+                    .x_axis_label("FAR")
+                    .y_axis_label("FRR")
+                    .x_axis_formatter(pct_axis)
+                    .y_axis_formatter(pct_axis)
+                    .include_x(probit(0.001))
+                    .include_x(probit(0.5))
+                    .include_y(probit(0.001))
+                    .include_y(probit(0.5))
+                    .show(ui, |p| {
+                        p.line(
+                            Line::new("DET", PlotPoints::new(det))
+                                .color(widgets::AMBER)
+                                .width(2.0)
+                                .allow_band(false),
+                        );
+                        p.line(
+                            Line::new(
+                                "EER",
+                                PlotPoints::new(vec![
+                                    [probit(0.001), probit(0.001)],
+                                    [probit(0.999), probit(0.999)],
+                                ]),
+                            )
+                            .color(Color32::GRAY)
+                            .style(egui_plot::LineStyle::dashed_dense())
+                            .allow_band(false),
+                        );
+                        p.points(
+                            egui_plot::Points::new(
+                                "accept threshold",
+                                vec![[probit(r.far), probit(r.genuine_not_accepted)]],
                             )
                             .radius(5.0)
                             .color(widgets::GREEN),
@@ -434,6 +491,22 @@ impl CalibrateState {
                     });
             });
         });
+    }
+}
+
+/// The standard normal distribution function (Abramowitz and Stegun 7.1.26, error below 1.5e-7),
+/// to label the DET plot's probit axes in percent.
+fn normal_cdf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs() / std::f64::consts::SQRT_2);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-(x * x) / 2.0).exp();
+    if x >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
     }
 }
 
@@ -502,6 +575,17 @@ mod tests {
                 "target {target}: FAR {} at {t}",
                 r.far
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod cdf_tests {
+    #[test]
+    fn normal_cdf_inverts_the_scoring_probit() {
+        for p in [0.001, 0.01, 0.1, 0.5, 0.9, 0.99] {
+            let x = crate::scoring::inverse_normal_cdf(p);
+            assert!((super::normal_cdf(x) - p).abs() < 1e-6, "p {p}");
         }
     }
 }

@@ -46,12 +46,15 @@ pub fn run(global: &GlobalOpts) -> anyhow::Result<()> {
         app.sign_in.name = name.clone();
     }
     if let Ok(screen) = std::env::var(SCREENSHOT_ENV) {
+        let seed = screen.eq_ignore_ascii_case("seed");
+        let screen = if seed { "verify".to_string() } else { screen };
         let screen = Screen::from_name(&screen)
             .ok_or_else(|| anyhow::anyhow!("{SCREENSHOT_ENV}={screen} names no screen (verify, batch, calibrate, audit, train, signin)"))?;
         app.sign_in.pin = global.pin.clone().unwrap_or_default();
         app.autopilot = Some(app::Autopilot {
             screen,
             started: false,
+            seed,
         });
         app.screenshot_ready = std::env::var_os(SCREENSHOT_READY_ENV).map(PathBuf::from);
     }
@@ -103,6 +106,14 @@ pub fn seconds_since_process_start() -> Option<f64> {
     Some((uptime - start_ticks / 100.0).max(0.0))
 }
 
+/// The demo data folder: `COUNTERSIGN_DEMO` when set (the screenshot script sets it), else `assets/demo`.
+pub fn demo_dir() -> Option<PathBuf> {
+    std::env::var_os("COUNTERSIGN_DEMO")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .or_else(crate::paths::demo_assets)
+}
+
 fn image_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
@@ -138,6 +149,12 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
 
 /// The labelled writer folders of the demo data (the folder holding `NNN/` and `NNN_forg/`).
 pub fn demo_labelled_folder(demo: &Path) -> PathBuf {
+    // The synthetic generator writes a manifest beside the writer folders; it names exactly the
+    // labelled signatures (the cheques folder beside them is not a writer).
+    let manifest = demo.join("manifest.csv");
+    if manifest.is_file() {
+        return manifest;
+    }
     for candidate in [
         demo.join("writers"),
         demo.join("signatures"),
@@ -154,42 +171,38 @@ pub fn demo_labelled_folder(demo: &Path) -> PathBuf {
     demo.to_path_buf()
 }
 
+/// Every demo cheque with a reference signature of its writer (the writer whose folder name the
+/// cheque's file name contains), for the screenshot mode's seeding.
+pub fn demo_pairs(demo: &Path) -> Vec<(PathBuf, PathBuf)> {
+    // Every image in `cheques/` is a cheque; in the folder itself, those named so.
+    let mut cheques = image_files(&demo.join("cheques"));
+    cheques.extend(image_files(demo).into_iter().filter(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.to_lowercase().contains("cheque"))
+    }));
+    let writers: Vec<(String, PathBuf)> = subdirs(demo)
+        .into_iter()
+        .filter_map(|d| {
+            let name = d.file_name()?.to_str()?.to_string();
+            let is_writer = !name.ends_with("_forg") && name != "cheques";
+            let first = image_files(&d).into_iter().next()?;
+            is_writer.then_some((name, first))
+        })
+        .collect();
+    cheques
+        .into_iter()
+        .filter_map(|c| {
+            let name = c.file_name()?.to_str()?.to_string();
+            let (_, reference) = writers.iter().find(|(w, _)| name.contains(w.as_str()))?;
+            Some((reference.clone(), c))
+        })
+        .collect()
+}
+
 /// A reference signature and a genuine cheque of the same writer from the demo data.
 pub fn demo_pair(demo: &Path) -> Option<(PathBuf, PathBuf)> {
-    let cheques: Vec<PathBuf> = [demo.join("cheques"), demo.to_path_buf()]
-        .iter()
-        .flat_map(|d| image_files(d))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.to_lowercase().contains("cheque"))
-        })
-        .collect();
-    let writers = demo_labelled_folder(demo);
-    let genuine: Vec<PathBuf> = subdirs(&writers)
-        .into_iter()
-        .filter(|d| {
-            d.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| !n.ends_with("_forg"))
-        })
-        .collect();
-    // Prefer a cheque whose name mentions a writer folder's name, so the demo shows a genuine match.
-    for cheque in &cheques {
-        let name = cheque.file_name()?.to_str()?.to_string();
-        for w in &genuine {
-            let wname = w.file_name()?.to_str()?;
-            if name.contains(wname)
-                && let Some(r) = image_files(w).into_iter().next()
-            {
-                return Some((r, cheque.clone()));
-            }
-        }
-    }
-    let reference = genuine
-        .iter()
-        .find_map(|w| image_files(w).into_iter().next())?;
-    Some((reference, cheques.into_iter().next()?))
+    demo_pairs(demo).into_iter().next()
 }
 
 /// The demo batch manifest, if there is one.
@@ -200,6 +213,50 @@ pub fn demo_manifest(demo: &Path) -> Option<PathBuf> {
         .map(|e| e.path())
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("csv"))
         .collect();
+    // The labelled-signature manifest is not a batch manifest.
+    found.retain(|p| p.file_name().is_some_and(|n| n != "manifest.csv"));
     found.sort_by_key(|p| !p.to_string_lossy().contains("batch"));
     found.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_pairs_match_cheques_to_their_writers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = crate::synth::dataset::DatasetOptions {
+            writers: 2,
+            genuine: 2,
+            forgeries: 1,
+            cheques: 1,
+            seed: 3,
+        };
+        crate::synth::dataset::generate_dataset(dir.path(), &opts).expect("demo data");
+        let pairs = demo_pairs(dir.path());
+        assert_eq!(pairs.len(), 2, "{pairs:?}");
+        for (reference, cheque) in &pairs {
+            let writer = reference
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .expect("writer");
+            assert!(!writer.ends_with("_forg"));
+            let cname = cheque
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("cheque name");
+            assert!(cname.contains(writer), "{cname} belongs to {writer}");
+        }
+        assert_eq!(
+            demo_labelled_folder(dir.path()),
+            dir.path().join("manifest.csv")
+        );
+        assert_eq!(
+            demo_manifest(dir.path()),
+            None,
+            "the labelled manifest is not a batch manifest"
+        );
+    }
 }

@@ -34,6 +34,8 @@ pub enum TaskKind {
 #[derive(Clone, Debug)]
 pub enum Job {
     Status,
+    /// Load the model and run one forward pass, so the first verification is quick.
+    Warmup,
     SignIn {
         name: String,
         pin: String,
@@ -274,6 +276,11 @@ fn handle_job(
 ) {
     match job {
         Job::Status => notify.send(Event::Status(backend.status())),
+        Job::Warmup => {
+            // A failure here is reported when the clerk verifies; the status bar shows it now.
+            backend.warmup();
+            notify.send(Event::Status(backend.status()));
+        }
         Job::SignIn { name, pin } => match backend.sign_in(&name, &pin) {
             Ok(op) => {
                 notify.send(Event::SignedIn(op));
