@@ -8,9 +8,13 @@ CARGO ?= cargo
 
 .PHONY: run test build lint fmt bench screenshots demo model clean-venv info
 
-## Build the release binary and start the desktop application with the bundled model and demo data.
+DEMO_DB := target/demo/audit.sqlite3
+
+## Build the release binary and start the desktop application with the bundled model and demo data
+## (a demo database with one operator per role and four enrolled accounts; see the README).
 run: build
-	./target/release/countersign gui
+	@scripts/demo-db.sh ./target/release/countersign $(DEMO_DB)
+	./target/release/countersign --db $(DEMO_DB) gui
 
 ## Build (release) and run every test, with the lints. CI runs exactly this.
 # Tests use the release profile too, so CI compiles the dependency tree once and the network runs fast.

@@ -8,6 +8,7 @@
 //! The same library serves the GUI ([`gui`]), the command line ([`cli`]) and the tests. Nothing in
 //! `imaging`, `scoring` or `store` knows about egui, and the GUI never runs tch or SQL on its UI thread.
 
+pub mod assess;
 pub mod batch;
 pub mod cli;
 pub mod device;

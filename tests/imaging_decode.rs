@@ -312,3 +312,127 @@ fn sixteen_bit_tiff_keeps_its_levels() {
     assert!((245..=249).contains(&g.get_pixel(31, 0).0[0]));
     assert!(g.get_pixel(16, 0).0[0] > g.get_pixel(8, 0).0[0]);
 }
+
+/// Encodes a bitonal image (ink = value < 128) as a CCITT Group 4 TIFF, the cheque-archive format.
+fn g4_tiff(img: &GrayImage) -> Vec<u8> {
+    use fax::{Color, VecWriter, encoder::Encoder};
+    let (w, h) = img.dimensions();
+    let mut enc = Encoder::new(VecWriter::new());
+    for y in 0..h {
+        let line = (0..w).map(|x| {
+            if img.get_pixel(x, y).0[0] < 128 {
+                Color::Black
+            } else {
+                Color::White
+            }
+        });
+        enc.encode_line(line, w as u16).expect("encode line");
+    }
+    let data = enc.finish().expect("finish").finish();
+    fax::tiff::wrap(&data, w, h)
+}
+
+#[test]
+fn group4_bitonal_tiff_decodes_exactly() {
+    let cheque = countersign::imaging::sample::sample_cheque(3, 1700, 760, true);
+    let bitonal = GrayImage::from_fn(1700, 760, |x, y| {
+        Luma([if cheque.image.get_pixel(x, y).0[0] < 150 {
+            0
+        } else {
+            255
+        }])
+    });
+    let tiff = g4_tiff(&bitonal);
+    assert!(
+        tiff.len() < 1700 * 760 / 8 / 4,
+        "G4 should compress a cheque well"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cheque-g4.tif");
+    std::fs::write(&path, &tiff).expect("write");
+    let decoded = decode_path(&path, &lim()).expect("G4 TIFF");
+    assert_eq!(decoded.dimensions(), (1700, 760));
+    let diff = decoded
+        .as_raw()
+        .iter()
+        .zip(bitonal.as_raw())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(diff, 0, "G4 round trip changed {diff} pixels");
+
+    // The finder works on the bitonal scan as on the gray one.
+    let truth = cheque.signature_box.expect("box");
+    let f = countersign::imaging::cheque::find_signature(
+        &decoded,
+        &countersign::imaging::cheque::ChequeLayout::default(),
+    )
+    .expect("find");
+    assert!(f.found && f.bbox.iou(&truth) >= 0.8, "{f:?} vs {truth:?}");
+
+    // A G4 TIFF cut short is reported as truncated or corrupt, never as an image.
+    let cut = &tiff[..tiff.len() * 2 / 3];
+    let err = decode_bytes(cut, "cut-g4.tif", &lim()).expect_err("cut");
+    assert!(
+        matches!(
+            err,
+            ImagingError::Truncated { .. } | ImagingError::Corrupt { .. }
+        ),
+        "{err:?}"
+    );
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let g = DynamicImage::ImageLuma8(picture(24, 16));
+        vec![
+            encode(&g, ImageFormat::Png),
+            encode(&g, ImageFormat::Jpeg),
+            encode(&g, ImageFormat::Tiff),
+            encode(&g, ImageFormat::Bmp),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Corrupting bytes anywhere in a valid file of any accepted format gives an image or a typed
+        /// error, never a panic, and never an image larger than the limits.
+        #[test]
+        fn corrupted_files_never_panic(
+            which in 0usize..4,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            cut in any::<Option<usize>>(),
+        ) {
+            let mut bytes = seeds()[which].clone();
+            for (pos, val) in edits {
+                let i = pos % bytes.len();
+                bytes[i] = val;
+            }
+            if let Some(c) = cut {
+                bytes.truncate(c % (bytes.len() + 1));
+            }
+            let small = DecodeLimits { max_pixels: 1_000_000, max_side: 4000, ..DecodeLimits::default() };
+            if let Ok(img) = decode_bytes(&bytes, "fuzz", &small) {
+                prop_assert!(img.width() > 0 && img.height() > 0);
+                prop_assert!(u64::from(img.width()) * u64::from(img.height()) <= 1_000_000);
+            }
+        }
+
+        /// Normalisation accepts any small gray image: a signature or a typed error.
+        #[test]
+        fn normalise_never_panics(w in 1u32..64, h in 1u32..64, seed in any::<u64>()) {
+            let img = GrayImage::from_fn(w, h, |x, y| {
+                let v = seed.wrapping_mul(u64::from(x * 31 + y * 17 + 1)).rotate_left(x + y) as u8;
+                Luma([v])
+            });
+            let p = countersign::imaging::normalise::NormaliseParams::default();
+            match countersign::imaging::normalise::normalise(&img, &p) {
+                Ok(n) => prop_assert!(n.pixels.iter().all(|v| (0.0..=1.0).contains(v))),
+                Err(e) => prop_assert!(matches!(e, ImagingError::NoSignature(_))),
+            }
+        }
+    }
+}

@@ -352,6 +352,7 @@ fn bad_requests_are_errors_not_panics() {
         forgeries: 0,
         cheques: 0,
         seed: 1,
+        scan: false,
     };
     assert!(generate_dataset(tmp.path(), &opts).is_err());
     // The output path is a file, not a folder.
@@ -363,6 +364,50 @@ fn bad_requests_are_errors_not_panics() {
         forgeries: 0,
         cheques: 0,
         seed: 1,
+        scan: true,
     };
     assert!(generate_dataset(&file, &opts).is_err());
+}
+
+#[test]
+fn scan_flag_gives_scanned_looking_signatures() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clean = tmp.path().join("clean");
+    let scanned = tmp.path().join("scanned");
+    synth_cli(&clean, 5, &[]).expect("clean");
+    synth_cli(&scanned, 5, &["--scan"]).expect("scanned");
+    let mut grey_paper = 0;
+    for w in ["w0001", "w0002", "w0003"] {
+        let a = image::open(clean.join(w).join("01.png"))
+            .expect("png")
+            .to_luma8();
+        let b = image::open(scanned.join(w).join("01.png"))
+            .expect("png")
+            .to_luma8();
+        assert_ne!(a, b);
+        // Clean output is white paper at the border; scanned output mostly is not pure white.
+        assert!((0..a.width()).all(|x| a.get_pixel(x, 0).0[0] == 255));
+        let border_mean = (0..b.width())
+            .map(|x| b.get_pixel(x, 0).0[0] as f32)
+            .sum::<f32>()
+            / b.width() as f32;
+        if border_mean < 254.0 {
+            grey_paper += 1;
+        }
+        // The ink is still there.
+        assert!(b.pixels().filter(|p| p.0[0] < 150).count() > 100);
+    }
+    assert!(
+        grey_paper >= 2,
+        "scan effects should usually tint the paper"
+    );
+}
+
+/// Speed figures (not a check): `cargo test --release --test synth -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn print_generator_speed() {
+    for (name, figure) in countersign::synth::bench::bench(600).expect("bench") {
+        println!("{name}: {figure}");
+    }
 }

@@ -11,9 +11,13 @@ use clap::{Parser, Subcommand};
 use crate::device::DeviceChoice;
 
 pub mod account;
+pub mod assess_args;
 pub mod audit;
+pub mod calibrate;
+pub mod evaluate;
 pub mod info;
 pub mod operator;
+pub mod settings;
 pub mod synth;
 pub mod train;
 
@@ -136,8 +140,14 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Operators, roles and PINs.
     Operator(operator::OperatorArgs),
+    /// Measure the model on labelled signatures (EER, AUC, FAR/FRR, ROC/DET, per writer).
+    Evaluate(evaluate::EvaluateArgs),
+    /// Fit calibration and choose thresholds for a target false-accept rate on labelled signatures.
+    Calibrate(calibrate::CalibrateArgs),
     /// Train or fine-tune the signature network offline on labelled signatures.
     Train(train::TrainArgs),
+    /// Supervisor settings (thresholds, active model) and decision confirm/override.
+    Settings(settings::SettingsArgs),
 }
 
 /// Runs the parsed command line.
@@ -152,10 +162,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Gui) => crate::gui::run(&cli.global),
         Some(Command::Info(args)) => info::run(&cli.global, &args),
+        Some(Command::Evaluate(args)) => evaluate::run(&cli.global, &args),
+        Some(Command::Calibrate(args)) => calibrate::run(&cli.global, &args),
         Some(Command::Synth(args)) => synth::run(&cli.global, &args),
         Some(Command::Account(args)) => account::run(&cli.global, &args),
         Some(Command::Audit(args)) => audit::run(&cli.global, &args),
         Some(Command::Operator(args)) => operator::run(&cli.global, &args),
+        Some(Command::Settings(args)) => settings::run(&cli.global, &args),
         Some(Command::Train(args)) => train::run(&cli.global, &args),
     }
 }

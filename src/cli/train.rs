@@ -45,6 +45,10 @@ pub struct TrainArgs {
     /// Hold out this many writers of every --data set, chosen with the seed (default: a fifth).
     #[arg(long, value_name = "N", conflicts_with = "no_holdout")]
     pub holdout_count: Option<usize>,
+    /// Hold out fold K of N of every --data set's writers (shuffled with the seed), e.g. 0/4; run
+    /// 0/4 .. 3/4 for a cross-validation over every writer.
+    #[arg(long, value_name = "K/N", conflicts_with_all = ["holdout", "holdout_count", "no_holdout"])]
+    pub holdout_fold: Option<String>,
     /// Train on every writer of the --data sets (validation only on --val-data).
     #[arg(long)]
     pub no_holdout: bool,
@@ -151,6 +155,14 @@ pub fn config(global: &GlobalOpts, args: &TrainArgs) -> anyhow::Result<TrainConf
             anyhow::bail!("holdout list {} names no writer", file.display());
         }
         Holdout::List(list)
+    } else if let Some(fold) = &args.holdout_fold {
+        let parsed = fold
+            .split_once('/')
+            .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
+        let Some((k, n)) = parsed else {
+            anyhow::bail!("--holdout-fold takes K/N, e.g. 0/4 (got {fold:?})");
+        };
+        Holdout::Fold(k, n)
     } else if let Some(n) = args.holdout_count {
         Holdout::Count(n)
     } else {

@@ -10,9 +10,12 @@
 //! Modules: [`decode`] turns untrusted bytes into a bounded `GrayImage`; [`normalise`] turns a signature
 //! image into the network's input.
 
+pub mod bench;
+pub mod cheque;
 pub mod components;
 pub mod decode;
 pub mod normalise;
+pub mod sample;
 
 /// A signature ready for the network: `height` rows of `width` floats in [0, 1], ink bright.
 #[derive(Clone, Debug, PartialEq)]

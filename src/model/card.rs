@@ -115,9 +115,6 @@ pub struct DataSourceInfo {
 pub struct ValidationMetrics {
     /// Which data and protocol the figures below come from.
     pub protocol: String,
-    /// Equal error rate, genuine vs skilled forgery, all pairs of one reference and one questioned.
-    #[serde(default)]
-    pub eer_skilled_pairs: Option<f64>,
     /// EER, skilled forgeries, 1 reference per writer (first genuine), global threshold.
     #[serde(default)]
     pub eer_skilled_1ref: Option<f64>,

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod card;
 pub mod net;
 mod safetensors;
+pub mod slot;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 pub use card::{DataSourceInfo, ModelCard, Preprocessing, TrainingInfo, ValidationMetrics};
 pub use net::{ARCH_NAME, ARCH_VERSION, EMBEDDING_DIM, EmbeddingNet};
+pub use slot::ModelSlot;
 
 use crate::imaging::NormalisedSignature;
 use crate::imaging::normalise::{NormaliseParams, PREPROCESSING_VERSION};

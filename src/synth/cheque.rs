@@ -383,40 +383,30 @@ pub fn render_cheque<R: Rng>(
                 .collect::<Vec<_>>()
                 .join(" ")
                 .to_uppercase();
-            let px = 0.22 * stamp_r;
-            let w = text_width(sans, &short, px);
-            draw_text(
-                &mut stamp_layer,
-                sans,
-                &short,
-                stamp_cx - 0.5 * w,
-                stamp_cy - 0.25 * stamp_r,
-                px,
-                stamp_dark,
-            );
-            let px2 = 0.36 * stamp_r;
-            let w2 = text_width(sans, stamp_word, px2);
-            draw_text(
-                &mut stamp_layer,
-                sans,
-                stamp_word,
-                stamp_cx - 0.5 * w2,
-                stamp_cy + 0.15 * stamp_r,
-                px2,
-                stamp_dark,
-            );
             let date = format!("{day:02}.{month:02}.{year}");
-            let px3 = 0.2 * stamp_r;
-            let w3 = text_width(sans, &date, px3);
-            draw_text(
-                &mut stamp_layer,
-                sans,
-                &date,
-                stamp_cx - 0.5 * w3,
-                stamp_cy + 0.5 * stamp_r,
-                px3,
-                stamp_dark,
-            );
+            let lines = [
+                (short.as_str(), -0.25, 0.22, 1.2),
+                (stamp_word, 0.15, 0.36, 1.45),
+                (date.as_str(), 0.5, 0.2, 1.0),
+            ];
+            for (text, dy, size, max_w) in lines {
+                // Shrink the type until the line fits inside the ring at its height.
+                let mut px = size * stamp_r;
+                let w = text_width(sans, text, px);
+                if w > max_w * stamp_r {
+                    px *= max_w * stamp_r / w;
+                }
+                let w = text_width(sans, text, px);
+                draw_text(
+                    &mut stamp_layer,
+                    sans,
+                    text,
+                    stamp_cx - 0.5 * w,
+                    stamp_cy + dy * stamp_r,
+                    px,
+                    stamp_dark,
+                );
+            }
         }
     }
 
@@ -448,7 +438,7 @@ pub fn render_cheque<R: Rng>(
         f.rotation_deg = 0.0;
         f.paper_level = 255.0;
         // Cheque readers scan cleanly; heavy sensor noise would also make the PNGs needlessly large.
-        f.noise_sigma *= 0.35;
+        f.noise_sigma *= 0.15;
         f
     };
     if skew.abs() > 0.01 {
@@ -545,6 +535,7 @@ pub fn write_cheque<R: Rng>(
         cheque_id: format!("{writer_id}_c{:02}", index + 1),
         writer_id: writer_id.to_string(),
         genuine,
+        stamp_probability: 0.4,
         ..ChequeOptions::default()
     };
     let (img, truth) = render_cheque(&signature, rng, &opts);

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use super::SynthError;
 use super::writer::SyntheticWriter;
+use super::{ScanEffects, apply_scan};
 
 /// One manifest line: path relative to the data-set folder, writer id, label.
 type ManifestRow = (String, String, &'static str);
@@ -26,6 +27,8 @@ pub struct DatasetOptions {
     pub forgeries: u32,
     pub cheques: u32,
     pub seed: u64,
+    /// Pass each signature through random scan effects (resolution, blur, noise, paper, JPEG).
+    pub scan: bool,
 }
 
 /// What was written.
@@ -82,6 +85,15 @@ pub fn forgery_sample(opts_seed: u64, w: u32, i: u32) -> GrayImage {
     writer.forgery(&mut rng, skill)
 }
 
+fn scanned<R: Rng>(img: GrayImage, scan: bool, rng: &mut R) -> GrayImage {
+    if scan {
+        let fx = ScanEffects::random(rng);
+        apply_scan(&img, &fx, rng)
+    } else {
+        img
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SynthError + '_ {
     move |source| SynthError::Io {
         path: path.to_path_buf(),
@@ -127,7 +139,7 @@ pub fn generate_dataset(dir: &Path, opts: &DatasetOptions) -> Result<DatasetSumm
             fs::create_dir_all(&gdir).map_err(io_err(&gdir))?;
             for i in 0..opts.genuine {
                 let mut rng = sample_rng(opts.seed, w, KIND_GENUINE, i);
-                let img = writer.genuine(&mut rng);
+                let img = scanned(writer.genuine(&mut rng), opts.scan, &mut rng);
                 let name = format!("{:02}.png", i + 1);
                 save_png(&img, &gdir.join(&name))?;
                 rows.push((format!("{id}/{name}"), id.clone(), "genuine"));
@@ -138,7 +150,7 @@ pub fn generate_dataset(dir: &Path, opts: &DatasetOptions) -> Result<DatasetSumm
                 for i in 0..opts.forgeries {
                     let mut rng = sample_rng(opts.seed, w, KIND_FORGERY, i);
                     let skill = rng.random_range(0.2..1.0);
-                    let img = writer.forgery(&mut rng, skill);
+                    let img = scanned(writer.forgery(&mut rng, skill), opts.scan, &mut rng);
                     let name = format!("{:02}.png", i + 1);
                     save_png(&img, &fdir.join(&name))?;
                     rows.push((format!("{id}_forg/{name}"), id.clone(), "forgery"));

@@ -24,6 +24,7 @@ pub use scan::{ScanEffects, apply_scan};
 pub use sheet::contact_sheet;
 pub use writer::{SyntheticWriter, WriterParams};
 
+pub mod bench;
 pub mod cheque;
 pub mod dataset;
 

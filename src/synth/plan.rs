@@ -658,6 +658,58 @@ pub struct PlanStyle {
     pub width: f32,
     /// How much the last letter is smaller than the first (0 = no trailing off).
     pub decay: f32,
+    /// Height of the middle zone (lowercase body) relative to the x-height unit.
+    pub mid: f32,
+    /// Height of ascenders and capitals above the middle zone, relative to the glyph table.
+    pub ascender: f32,
+    /// Depth of descenders, relative to the glyph table.
+    pub descender: f32,
+    /// Standard deviation, in x-heights, of the writer's own fixed distortion of every target: the
+    /// personal letter forms that make one hand differ from another writing the same word.
+    pub idiosyncrasy: f32,
+    /// Probability of a long entry stroke from far below and to the left.
+    pub lead_in: f32,
+}
+
+fn gauss<R: Rng + ?Sized>(rng: &mut R) -> f32 {
+    rng.sample(rand_distr::StandardNormal)
+}
+
+/// Applies the writer's zone proportions and personal distortions to a laid-out plan.
+fn personalise<R: Rng + ?Sized>(rng: &mut R, style: &PlanStyle, components: &mut [Component]) {
+    for comp in components.iter_mut() {
+        for t in comp.targets.iter_mut() {
+            t.y = if t.y <= 1.0 && t.y >= 0.0 {
+                t.y * style.mid
+            } else if t.y > 1.0 {
+                style.mid + (t.y - 1.0) * style.ascender
+            } else {
+                t.y * style.descender
+            };
+            // Dots and bars move together with their letter; other targets each get their own offset.
+            if comp.kind == ComponentKind::Word || comp.kind == ComponentKind::Underline {
+                t.x += style.idiosyncrasy * gauss(rng);
+                t.y += style.idiosyncrasy * gauss(rng);
+            }
+        }
+    }
+    if rng.random::<f32>() < style.lead_in
+        && let Some(first_word) = components
+            .iter_mut()
+            .find(|c| c.kind == ComponentKind::Word)
+        && let Some(first) = first_word.targets.first().copied()
+    {
+        let dx = rng.random_range(0.8..2.0);
+        let dy = rng.random_range(0.6..1.6);
+        first_word.targets.insert(
+            0,
+            Target {
+                x: first.x - dx,
+                y: first.y - dy,
+                cusp: false,
+            },
+        );
+    }
 }
 
 /// Builds a random name-like plan: initials, a capital with a cursive surname, or a full short name,
@@ -802,5 +854,6 @@ pub fn random_plan<R: Rng + ?Sized>(rng: &mut R, style: PlanStyle) -> ActionPlan
         });
     }
     components.extend(marks);
+    personalise(rng, &style, &mut components);
     ActionPlan { components, text }
 }

@@ -48,6 +48,16 @@ pub struct WriterParams {
     pub pressure_var: f32,
     /// How much faster movement thins the line, in [0, 0.5].
     pub speed_thinning: f32,
+    /// Height of the lowercase body relative to the x-height (small or large middle zone).
+    pub zone_mid: f32,
+    /// Relative height of ascenders and capitals above the middle zone.
+    pub zone_ascender: f32,
+    /// Relative depth of descenders.
+    pub zone_descender: f32,
+    /// How far the writer's personal letter forms depart from the copybook, in x-heights.
+    pub idiosyncrasy: f32,
+    /// Probability that the plan starts with a long entry stroke.
+    pub lead_in: f32,
 }
 
 impl WriterParams {
@@ -56,12 +66,12 @@ impl WriterParams {
         let n = |rng: &mut R| -> f32 { rng.sample(StandardNormal) };
         WriterParams {
             stability: rng.random_range(0.5..0.95),
-            x_height_px: rng.random_range(38.0..62.0),
+            x_height_px: rng.random_range(48.0..85.0),
             width: rng.random_range(0.95..1.7),
             y_scale: rng.random_range(0.8..1.3),
             slant_deg: (12.0 + 10.0 * n(rng)).clamp(-15.0, 35.0),
             baseline_deg: (2.0 + 3.0 * n(rng)).clamp(-7.0, 10.0),
-            pen_width_px: rng.random_range(2.6..5.8),
+            pen_width_px: rng.random_range(3.0..7.0),
             ink: rng.random_range(0.55..0.95),
             stroke_time_s: rng.random_range(0.07..0.13),
             sigma: rng.random_range(0.22..0.36),
@@ -70,6 +80,11 @@ impl WriterParams {
             size_decay: rng.random_range(0.0..0.45),
             pressure_var: rng.random_range(0.1..0.35),
             speed_thinning: rng.random_range(0.1..0.4),
+            zone_mid: rng.random_range(0.6..1.1),
+            zone_ascender: rng.random_range(0.7..1.5),
+            zone_descender: rng.random_range(0.6..1.3),
+            idiosyncrasy: rng.random_range(0.03..0.16),
+            lead_in: rng.random_range(0.0..0.5),
         }
     }
 }
@@ -143,13 +158,16 @@ impl SyntheticWriter {
     pub fn with_params(seed: u64, params: WriterParams) -> SyntheticWriter {
         // The plan has its own stream so changing the style does not change the name.
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
-        let plan = random_plan(
-            &mut rng,
-            PlanStyle {
-                width: params.width,
-                decay: params.size_decay,
-            },
-        );
+        let style = PlanStyle {
+            width: params.width,
+            decay: params.size_decay,
+            mid: params.zone_mid,
+            ascender: params.zone_ascender,
+            descender: params.zone_descender,
+            idiosyncrasy: params.idiosyncrasy,
+            lead_in: params.lead_in,
+        };
+        let plan = random_plan(&mut rng, style);
         SyntheticWriter { seed, params, plan }
     }
 

@@ -129,10 +129,48 @@ fn synthetic_samples(
     forgeries: usize,
     seed: u64,
 ) -> Result<Vec<Raw>, TrainError> {
-    let _ = (writers, genuine, forgeries, seed);
-    Err(TrainError::Synthetic(
-        "this build has no synthetic writer generator yet".to_string(),
-    ))
+    use crate::synth::dataset::{forgery_sample, genuine_sample, writer_id};
+    if writers < 2 || genuine < 2 {
+        return Err(TrainError::Synthetic(format!(
+            "{writers} writers with {genuine} genuine signatures each: at least 2 of each are needed"
+        )));
+    }
+    let (w_max, g_max, f_max) = (
+        u32::try_from(writers),
+        u32::try_from(genuine),
+        u32::try_from(forgeries),
+    );
+    let (Ok(w_max), Ok(g_max), Ok(f_max)) = (w_max, g_max, f_max) else {
+        return Err(TrainError::Synthetic(
+            "too many synthetic writers or samples".to_string(),
+        ));
+    };
+    // Each sample has its own generator (synth::dataset), so the parallel order does not matter.
+    let jobs: Vec<(u32, bool, u32)> = (0..w_max)
+        .flat_map(|w| {
+            (0..g_max)
+                .map(move |i| (w, true, i))
+                .chain((0..f_max).map(move |i| (w, false, i)))
+        })
+        .collect();
+    Ok(jobs
+        .par_iter()
+        .map(|&(w, is_genuine, i)| {
+            let image = if is_genuine {
+                genuine_sample(seed, w, i)
+            } else {
+                forgery_sample(seed, w, i)
+            };
+            let kind = if is_genuine { "g" } else { "f" };
+            Raw {
+                writer: writer_id(w),
+                genuine: is_genuine,
+                sample_id: format!("{kind}{:03}", i + 1),
+                path: PathBuf::from(format!("synthetic/{}/{kind}{:03}", writer_id(w), i + 1)),
+                image: Ok(image),
+            }
+        })
+        .collect())
 }
 
 fn choose_holdout(
@@ -159,6 +197,15 @@ fn choose_holdout(
         Holdout::Fifth => {
             let n = (writers.len() / 5).max(1);
             shuffled.into_iter().take(n).collect()
+        }
+        Holdout::Fold(k, n) => {
+            let (len, k, n) = (shuffled.len(), *k, (*n).max(1));
+            let (start, end) = (k * len / n, (k + 1) * len / n);
+            shuffled
+                .into_iter()
+                .skip(start)
+                .take(end.saturating_sub(start))
+                .collect()
         }
     }
 }

@@ -123,6 +123,9 @@ pub enum Holdout {
     /// A fifth of the writers of every on-disk source (at least one), chosen with the seed.
     #[default]
     Fifth,
+    /// Fold `k` (0-based) of `n`: the writers, shuffled with the seed, cut into `n` near-equal parts;
+    /// part `k` is held out. Running k = 0..n gives a cross-validation over every writer.
+    Fold(usize, usize),
 }
 
 /// Everything a training run needs. [`TrainConfig::default`] holds the defaults of `countersign train`.
@@ -212,6 +215,11 @@ impl TrainConfig {
             || !(self.weight_decay.is_finite() && self.weight_decay >= 0.0)
         {
             return bad("the learning rate must be positive and the weight decay non-negative");
+        }
+        if let Holdout::Fold(k, n) = self.holdout {
+            if n < 2 || k >= n {
+                return bad("a holdout fold k/n needs n >= 2 and k < n");
+            }
         }
         if self.margin.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
             return bad("the margin must be positive");
@@ -842,7 +850,6 @@ fn final_metrics(
             loaded.val_sources.join(", "),
             loaded.val_writers.len()
         ),
-        eer_skilled_pairs: None,
         eer_skilled_1ref: report_1.skilled.as_ref().map(|m| m.eer),
         eer_skilled_5ref: report_k.skilled.as_ref().map(|m| m.eer),
         eer_random_5ref: report_k.random.as_ref().map(|m| m.eer),

@@ -1,0 +1,176 @@
+//! Assessment on labelled data: a dataset (any layout `train::dataset` reads) is decoded, normalised
+//! and embedded with the active model, then handed to the scoring layer's evaluation protocol or
+//! calibration. Shared by `countersign evaluate`, `countersign calibrate` and the GUI's Calibrate screen,
+//! so all three report the same numbers for the same data.
+
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use crate::imaging::decode::{DecodeLimits, decode_path};
+use crate::imaging::normalise::normalise;
+use crate::model::{ModelError, SignatureModel};
+use crate::scoring::{
+    Calibration, EvalConfig, EvaluationReport, Forgeries, LabelledEmbedding, OperatingPoint,
+    ScoredPair, ScoringError, ThresholdChoice, Thresholds, choose_thresholds, evaluation_scores,
+    fit_platt, labelled_scores,
+};
+use crate::train::dataset::Dataset;
+
+/// Images are decoded and normalised in parallel in chunks of this many, then embedded together, so
+/// memory stays bounded by one chunk whatever the dataset's size.
+const CHUNK: usize = 256;
+
+/// A dataset's embeddings, and the files that could not be used (with the reason).
+#[derive(Debug, Default)]
+pub struct EmbeddedSet {
+    pub samples: Vec<LabelledEmbedding>,
+    pub failures: Vec<(PathBuf, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssessError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Scoring(#[from] ScoringError),
+    #[error("none of the {0} images could be used (first problem: {1})")]
+    NothingUsable(usize, String),
+}
+
+/// Decodes, normalises and embeds every sample. Unreadable images and images without ink are listed
+/// in `failures` rather than stopping the run: one bad scan must not hide the figures for the rest.
+/// `progress(done, total)` is called after each chunk.
+pub fn embed_dataset(
+    model: &SignatureModel,
+    dataset: &Dataset,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EmbeddedSet, AssessError> {
+    let limits = DecodeLimits::default();
+    let params = model.normalise_params().clone();
+    let total = dataset.samples.len();
+    let mut out = EmbeddedSet::default();
+    for chunk in dataset.samples.chunks(CHUNK) {
+        let prepared: Vec<_> = chunk
+            .par_iter()
+            .map(|s| {
+                decode_path(&s.path, &limits)
+                    .and_then(|img| normalise(&img, &params))
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        let mut ok_samples = Vec::with_capacity(chunk.len());
+        let mut inputs = Vec::with_capacity(chunk.len());
+        for (s, p) in chunk.iter().zip(prepared) {
+            match p {
+                Ok(n) => {
+                    ok_samples.push(s);
+                    inputs.push(n);
+                }
+                Err(e) => out.failures.push((s.path.clone(), e)),
+            }
+        }
+        let embeddings = model.embed(&inputs)?;
+        for (s, embedding) in ok_samples.into_iter().zip(embeddings) {
+            out.samples.push(LabelledEmbedding {
+                writer: s.writer.clone(),
+                genuine: s.genuine,
+                // The path below the dataset root, not the bare file name: a writer's genuine
+                // `w1/01.png` and forged `w1_forg/01.png` must stay two samples.
+                sample_id: s
+                    .path
+                    .strip_prefix(&dataset.root)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| s.sample_id()),
+                embedding,
+            });
+        }
+        progress(out.samples.len() + out.failures.len(), total);
+    }
+    if out.samples.is_empty() {
+        let first = out
+            .failures
+            .first()
+            .map(|(p, e)| format!("{}: {e}", p.display()));
+        return Err(AssessError::NothingUsable(
+            total,
+            first.unwrap_or_else(|| "empty dataset".into()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs the documented evaluation protocol on embedded samples and stamps the model id.
+pub fn evaluate(
+    model_id: &str,
+    samples: &[LabelledEmbedding],
+    cfg: &EvalConfig,
+) -> Result<EvaluationReport, AssessError> {
+    let mut report = crate::scoring::evaluate(samples, cfg)?;
+    report.model_id = Some(model_id.to_string());
+    Ok(report)
+}
+
+/// What `calibrate` found: the fitted calibration, the chosen thresholds, and the scored pairs
+/// behind them (for plots).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CalibrationResult {
+    pub calibration: Calibration,
+    pub choice: ThresholdChoice,
+    pub pairs: usize,
+    pub genuine_pairs: usize,
+    pub forgery_pairs: usize,
+}
+
+/// Fits Platt scaling on genuine vs skilled-and-random forgery pairs of the evaluation protocol and
+/// chooses thresholds for a target false-accept rate.
+pub fn calibrate(
+    samples: &[LabelledEmbedding],
+    cfg: &EvalConfig,
+    target_far: f64,
+    refer_band: f64,
+) -> Result<(CalibrationResult, Vec<ScoredPair>), AssessError> {
+    let pairs = evaluation_scores(samples, cfg)?;
+    // Both skilled and random forgeries are what a cheque can carry, so both shape the threshold.
+    let (scores, labels) = labelled_scores(&pairs, Forgeries::All);
+    let calibration = fit_platt(&scores, &labels)?;
+    let choice = choose_thresholds(&scores, &labels, &calibration, target_far, refer_band)?;
+    let genuine_pairs = labels.iter().filter(|g| **g).count();
+    Ok((
+        CalibrationResult {
+            calibration,
+            choice,
+            pairs: labels.len(),
+            genuine_pairs,
+            forgery_pairs: labels.len() - genuine_pairs,
+        },
+        pairs,
+    ))
+}
+
+/// The operating point in force: the store's settings once a supervisor has saved any, else the
+/// model card's own calibration and thresholds, else none (then no FAR/FRR at thresholds is reported).
+pub fn operating_point(
+    model: &SignatureModel,
+    settings: Option<&crate::store::Settings>,
+) -> Option<OperatingPoint> {
+    if let Some(s) = settings.filter(|s| s.version > 0) {
+        return Some(OperatingPoint {
+            calibration: s.calibration,
+            thresholds: s.thresholds,
+        });
+    }
+    let card = model.card();
+    match (card.calibration, card.thresholds) {
+        (Some(calibration), Some(thresholds)) => Some(OperatingPoint {
+            calibration,
+            thresholds,
+        }),
+        _ => None,
+    }
+}
+
+/// Thresholds as text, e.g. "accept >= 0.912, reject < 0.301".
+pub fn describe_thresholds(t: &Thresholds) -> String {
+    format!("accept >= {:.3}, reject < {:.3}", t.accept, t.reject)
+}

@@ -1,0 +1,108 @@
+//! `countersign calibrate`: fit the score-to-probability calibration on labelled data, choose thresholds
+//! for a target false-accept rate, and (only when asked) save them as an audited settings change.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::cli::GlobalOpts;
+use crate::cli::assess_args::{DataArgs, embed_with_progress, load_model};
+use crate::store::SettingsChange;
+
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The false-accept rate (skilled and random forgeries accepted) the accept threshold may give.
+    #[arg(long, default_value_t = 0.01)]
+    pub target_far: f64,
+    /// The share of genuine signatures that may be rejected outright; the rest of the doubtful ones are referred.
+    #[arg(long, default_value_t = 0.02)]
+    pub refer_band: f64,
+    /// Save calibration and thresholds in the audit store (supervisor only; needs --reason).
+    #[arg(long)]
+    pub save: bool,
+    /// Why the thresholds change (recorded in the audit log).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Also write calibration and thresholds into the model card beside the weights (model builders).
+    #[arg(long)]
+    pub write_card: bool,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
+    if !(0.0..1.0).contains(&args.target_far) || !(0.0..1.0).contains(&args.refer_band) {
+        anyhow::bail!("--target-far and --refer-band must be in [0, 1)");
+    }
+    if args.save && args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        anyhow::bail!("--save needs --reason \"...\": threshold changes are audited");
+    }
+    let model = load_model(global)?;
+    let ds = args.data.dataset()?;
+    let set = embed_with_progress(&model, &ds)?;
+    let cfg = args.data.eval_config();
+    let (result, _) =
+        crate::assess::calibrate(&set.samples, &cfg, args.target_far, args.refer_band)?;
+    let c = &result.choice;
+    println!(
+        "model {}  data {} ({}), {} pairs ({} genuine, {} forgery)",
+        model.id(),
+        ds.root.display(),
+        ds.layout,
+        result.pairs,
+        result.genuine_pairs,
+        result.forgery_pairs
+    );
+    println!(
+        "calibration  P(genuine) = sigmoid({:.4} * score + {:.4})",
+        result.calibration.a, result.calibration.b
+    );
+    println!(
+        "thresholds   {}",
+        crate::assess::describe_thresholds(&c.thresholds)
+    );
+    println!(
+        "on this data FAR {:.2}% (target {:.2}%), FRR {:.2}%, genuine rejected {:.2}%, referred {:.2}%",
+        100.0 * c.far,
+        100.0 * args.target_far,
+        100.0 * c.frr,
+        100.0 * c.genuine_rejected,
+        100.0 * c.refer_rate
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&result)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.write_card {
+        let weights = global.model_path()?.0;
+        let card_file = crate::model::card_path(&weights);
+        let mut card = model.card().clone();
+        card.calibration = Some(result.calibration);
+        card.thresholds = Some(c.thresholds);
+        std::fs::write(&card_file, serde_json::to_string_pretty(&card)?)
+            .with_context(|| format!("writing {}", card_file.display()))?;
+        println!("written into the model card {}", card_file.display());
+    }
+    if args.save {
+        let mut store = super::operator::open_store(global)?;
+        let op = super::operator::sign_in(&mut store, global)?;
+        let reason = args.reason.as_deref().unwrap_or_default();
+        store.change_settings(
+            &op,
+            &SettingsChange::Calibration(result.calibration),
+            reason,
+        )?;
+        let s = store.change_settings(&op, &SettingsChange::Thresholds(c.thresholds), reason)?;
+        println!(
+            "saved by {} as settings version {} (audited)",
+            op.name(),
+            s.version
+        );
+    } else {
+        println!("not saved: add --save --reason \"...\" to put these thresholds into use");
+    }
+    Ok(())
+}
