@@ -63,6 +63,27 @@ impl Fixture {
         p
     }
 
+    /// A reference signature and a cheque of the same writer: from the shipped demo data when it is
+    /// there, else from demo data generated here by the synthetic generator.
+    fn demo_pair(&self) -> (PathBuf, PathBuf) {
+        if let Some(pair) =
+            countersign::paths::demo_assets().and_then(|d| countersign::gui::demo_pair(&d))
+        {
+            return pair;
+        }
+        let demo = self.path("demo");
+        let opts = countersign::synth::dataset::DatasetOptions {
+            writers: 2,
+            genuine: 3,
+            forgeries: 1,
+            cheques: 1,
+            seed: 2026,
+            scan: false,
+        };
+        countersign::synth::dataset::generate_dataset(&demo, &opts).expect("demo data");
+        countersign::gui::demo_pair(&demo).expect("a demo pair")
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -183,8 +204,16 @@ fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
     assert_eq!(h.state().screen, Screen::Verify);
 
     // The same function a file-dialog pick and a drag-and-drop call.
-    load(&mut h, Slot::Reference(0), &f.signature(1, 0));
-    load(&mut h, Slot::Cheque, &f.signature(1, 1));
+    let (reference, cheque) = f.demo_pair();
+    load(&mut h, Slot::Reference(0), &reference);
+    load(&mut h, Slot::Cheque, &cheque);
+    let found = h
+        .state()
+        .verify
+        .cheque
+        .as_ref()
+        .and_then(|c| c.info.detected);
+    assert!(found.is_some(), "the signature is found on the demo cheque");
     wait_for(&mut h, "the verification result", |a| {
         a.verify.outcome.is_some()
     });
@@ -311,6 +340,7 @@ fn calibration_slider_changes_far_and_frr() {
             forgeries: 3,
             cheques: 0,
             seed: 7,
+            scan: false,
         },
     )
     .expect("labelled data");
@@ -361,4 +391,50 @@ fn calibration_slider_changes_far_and_frr() {
         "FRR 100.0%",
         "every genuine signature is rejected below 1"
     );
+}
+
+#[test]
+fn a_cheque_without_a_signature_is_referred() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    let blank = f.path("blank-cheque.png");
+    image::GrayImage::from_pixel(1600, 700, image::Luma([250]))
+        .save(&blank)
+        .expect("write");
+    load(&mut h, Slot::Reference(0), &f.signature(3, 0));
+    load(&mut h, Slot::Cheque, &blank);
+    wait_for(&mut h, "the result", |a| a.verify.outcome.is_some());
+    let o = h
+        .state()
+        .verify
+        .outcome
+        .as_ref()
+        .map(|o| o.outcome.clone())
+        .expect("outcome");
+    assert!(!o.signature_found);
+    assert_eq!(o.decision, countersign::scoring::Decision::Refer);
+    assert!(has_text(&h, "No signature was found"));
+    assert!(has_text(&h, "REFER"));
+}
+
+#[test]
+fn a_bare_signature_in_the_cheque_slot_is_scored_whole() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "sam");
+    load(&mut h, Slot::Reference(0), &f.signature(2, 0));
+    load(&mut h, Slot::Cheque, &f.signature(2, 1));
+    wait_for(&mut h, "the result", |a| a.verify.outcome.is_some());
+    let o = h
+        .state()
+        .verify
+        .outcome
+        .as_ref()
+        .map(|o| o.outcome.clone())
+        .expect("outcome");
+    assert!(o.signature_found);
+    assert!(o.latency_ms >= 0.0 && o.score.is_finite());
+    assert_eq!(o.references.len(), 1);
+    assert_eq!(o.overlay.width, o.questioned.width);
 }

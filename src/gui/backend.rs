@@ -344,6 +344,8 @@ struct Decoded {
     sha256: String,
     source: String,
     detected: Option<(PixelBox, f32)>,
+    /// A cheque-slot image that is a bare signature (scored whole).
+    bare: bool,
     /// Normalised signature and its embedding, tagged with the model id they were made with.
     normalised: Option<(String, crate::imaging::NormalisedSignature)>,
     embedding: Option<(String, crate::scoring::Embedding)>,
@@ -706,6 +708,7 @@ impl Backend {
         let (preview_img, preview_scale) = preview(&gray, max_w, max_h);
         let mut detected = None;
         let mut detection_note = None;
+        let mut bare = false;
         match slot {
             Slot::Reference(_) => {
                 let params = self
@@ -716,9 +719,14 @@ impl Backend {
                     imaging_error(&format!("{} has no usable signature", slot.label()), &e)
                 })?;
             }
-            Slot::Cheque => match find_signature_box(&gray) {
-                Ok(found) => detected = found,
-                Err(note) => detection_note = Some(note),
+            Slot::Cheque => match classify_cheque(&gray) {
+                ChequeKind::Found(b, c) => detected = Some((b, c)),
+                ChequeKind::NotFound(note) => detection_note = Some(note),
+                ChequeKind::BareSignature => {
+                    bare = true;
+                    detection_note =
+                        Some("This looks like a bare signature image; it is scored whole.".into());
+                }
             },
         }
         let (width, height) = gray.dimensions();
@@ -729,6 +737,7 @@ impl Backend {
                 sha256: sha256.clone(),
                 source: source.clone(),
                 detected,
+                bare,
                 normalised: None,
                 embedding: None,
             },
@@ -818,7 +827,18 @@ impl Backend {
             return Ok(Some(e.clone()));
         }
         let region = match (slot, crop.or(d.detected.map(|(b, _)| b))) {
-            (Slot::Cheque, Some(b)) => crop_box(&d.gray, b),
+            (Slot::Cheque, Some(b)) => {
+                let b = crate::imaging::cheque::CropBox {
+                    x: b.x,
+                    y: b.y,
+                    width: b.width,
+                    height: b.height,
+                };
+                crate::imaging::cheque::crop(&d.gray, b)
+                    .map_err(|e| imaging_error("The signature box is not usable", &e))?
+            }
+            // A cheque without a box is not scored: the decision is REFER until the clerk draws one.
+            (Slot::Cheque, None) if !d.bare => return Ok(None),
             _ => d.gray.clone(),
         };
         let n = match crate::imaging::normalise::normalise(&region, &params) {
@@ -1239,20 +1259,39 @@ impl Backend {
     }
 }
 
-/// Cuts a box out of an image, clamped to its bounds.
-fn crop_box(img: &image::GrayImage, b: PixelBox) -> image::GrayImage {
-    let (w, h) = img.dimensions();
-    let x = b.x.min(w.saturating_sub(1));
-    let y = b.y.min(h.saturating_sub(1));
-    let cw = b.width.min(w - x).max(1);
-    let ch = b.height.min(h - y).max(1);
-    image::imageops::crop_imm(img, x, y, cw, ch).to_image()
+/// What the cheque slot holds: a full cheque scan, or a bare signature image (a clerk may scan just
+/// the signature). Bare signatures are scored whole; a cheque's signature is found by the imaging
+/// layer's finder, and when it finds nothing convincing the clerk draws the box or the cheque is REFERRED.
+enum ChequeKind {
+    Found(PixelBox, f32),
+    NotFound(String),
+    BareSignature,
 }
 
-/// Finds the signature on a cheque scan. Returns `Ok(None)` for an image that is a bare signature
-/// (small enough to be one), and `Err(note)` when the finder is not available.
-fn find_signature_box(_gray: &image::GrayImage) -> Result<Option<(PixelBox, f32)>, String> {
-    Err("Automatic signature finding is not available in this build.".into())
+/// Images no taller than this (in pixels) are taken as a bare signature when the finder finds no
+/// signature zone in them; a cheque scanned at 200 dpi is about 550-800 pixels tall.
+const BARE_SIGNATURE_MAX_HEIGHT: u32 = 420;
+
+fn classify_cheque(gray: &image::GrayImage) -> ChequeKind {
+    use crate::imaging::cheque::{ChequeLayout, find_signature};
+    let bare = gray.height() <= BARE_SIGNATURE_MAX_HEIGHT;
+    match find_signature(gray, &ChequeLayout::default()) {
+        Ok(f) if f.found && !bare => ChequeKind::Found(
+            PixelBox {
+                x: f.bbox.x,
+                y: f.bbox.y,
+                width: f.bbox.width,
+                height: f.bbox.height,
+            },
+            f.confidence,
+        ),
+        _ if bare => ChequeKind::BareSignature,
+        Ok(f) => ChequeKind::NotFound(format!(
+            "No convincing signature was found on the cheque (confidence {:.0}%).",
+            f.confidence * 100.0
+        )),
+        Err(e) => ChequeKind::NotFound(format!("The signature could not be searched for: {e}.")),
+    }
 }
 
 /// Long tasks run on their own threads with their own database connection, so the worker stays free

@@ -232,6 +232,7 @@ mod tests {
             forgeries: 1,
             cheques: 1,
             seed: 3,
+            scan: false,
         };
         crate::synth::dataset::generate_dataset(dir.path(), &opts).expect("demo data");
         let pairs = demo_pairs(dir.path());
