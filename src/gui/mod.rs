@@ -18,6 +18,7 @@ pub mod app;
 pub mod audit;
 pub mod backend;
 pub mod batch;
+pub mod bench;
 pub mod calibrate;
 pub mod sign_in;
 pub mod train;
