@@ -438,3 +438,66 @@ fn a_bare_signature_in_the_cheque_slot_is_scored_whole() {
     assert_eq!(o.references.len(), 1);
     assert_eq!(o.overlay.width, o.questioned.width);
 }
+
+#[test]
+fn audit_fetches_only_the_visible_page_of_many_rows() {
+    use countersign::store::{FinalAction, NewDecision, Source};
+    let f = Fixture::new();
+    let rows = 5_000u64;
+    {
+        let mut store = Store::open(&f.db).expect("open");
+        store.set_kdf_cost(KdfCost::Test);
+        let clerk = store.authenticate("clara", "clara-pin-1").expect("clerk");
+        let base = time::OffsetDateTime::now_utc() - time::Duration::days(10);
+        let batch: Vec<NewDecision> = (0..rows)
+            .map(|k| NewDecision {
+                time: base + time::Duration::seconds(k as i64),
+                operator: "clara".into(),
+                account: Some(format!("ACC-{k:05}")),
+                cheque_id: Some(format!("CHQ-{k:06}")),
+                cheque_sha256: format!("{k:064x}"),
+                reference_sha256s: vec![format!("{:064x}", k + 1)],
+                raw_score: 0.5,
+                probability: 0.5,
+                t_accept: 0.8,
+                t_reject: 0.3,
+                decision: countersign::scoring::Decision::Refer,
+                final_action: FinalAction::Confirm,
+                model_id: "bench".into(),
+                device: "CPU".into(),
+                source: Source::Cli,
+                ..Default::default()
+            })
+            .collect();
+        store.insert_decisions(&clerk, &batch).expect("insert");
+    }
+    let mut h = harness(f.app());
+    sign_in(&mut h, "ada");
+    wait_for(&mut h, "the first page", |a| {
+        a.audit.count == Some(rows) && a.audit.pages.contains_key(&0)
+    });
+    assert!(
+        h.state().audit.fetches <= 2,
+        "only the visible page is fetched, not {}",
+        h.state().audit.fetches
+    );
+    assert!(has_text(&h, "ACC-04999"), "the newest row is on screen");
+
+    // Scroll far down with the wheel over the table: only the pages that come into view are fetched.
+    let table = h.get_by_label("ACC-04999").rect().center();
+    h.hover_at(table);
+    h.event(egui::Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Point,
+        delta: egui::vec2(0.0, -22.0 * 28.0 * 2500.0 / 28.0),
+        phase: egui::TouchPhase::Move,
+        source: egui::MouseWheelSource::Unknown,
+        modifiers: egui::Modifiers::NONE,
+    });
+    h.run_ok();
+    wait_for(&mut h, "a deep page", |a| {
+        a.audit.pages.keys().any(|&p| p >= 10)
+    });
+    let fetched = h.state().audit.fetches;
+    assert!(fetched <= 6, "scrolling 2,500 rows fetched {fetched} pages");
+    assert!(h.state().audit.pages.len() <= 6);
+}

@@ -792,6 +792,7 @@ impl CountersignApp {
                     self.batch.start(&mut self.shared);
                 }
             }
+            (Screen::Audit, _) => self.audit.select_first = true,
             (Screen::Train, Some(dir)) => {
                 self.train.data = super::demo_labelled_folder(&dir).display().to_string();
             }

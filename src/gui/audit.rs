@@ -35,6 +35,8 @@ pub struct AuditState {
     pub chain: Option<ChainReport>,
     pub chain_running: bool,
     pub exporting: bool,
+    /// Open the newest decision's detail once the first page arrives (screenshot mode).
+    pub select_first: bool,
     /// Page fetches sent since the filter was applied (the 1,000,000-row test counts these).
     pub fetches: u64,
 }
@@ -63,7 +65,7 @@ impl AuditState {
         });
     }
 
-    pub fn on_event(&mut self, ctx: &egui::Context, _shared: &mut Shared, event: Event) {
+    pub fn on_event(&mut self, ctx: &egui::Context, shared: &mut Shared, event: Event) {
         match event {
             Event::AuditCount { count, generation } if generation == self.generation => {
                 self.count = Some(count);
@@ -75,6 +77,14 @@ impl AuditState {
                 generation,
             } if generation == self.generation => {
                 let page = offset / PAGE;
+                if self.select_first
+                    && page == 0
+                    && let Some(r) = rows.first()
+                {
+                    self.select_first = false;
+                    self.selected = Some(r.id);
+                    shared.send(Job::AuditDetail { id: r.id });
+                }
                 self.pages.insert(page, rows);
                 self.loading = !self.requested.iter().all(|p| self.pages.contains_key(p));
             }
@@ -152,7 +162,7 @@ impl AuditState {
                 .labelled_by(l.id)
             };
             let mut enter = false;
-            for (label, hint, w) in [("From", "YYYY-MM-DD", 100.0), ("To", "YYYY-MM-DD", 100.0)] {
+            for (label, hint, w) in [("From", "YYYY-MM-DD", 110.0), ("To", "YYYY-MM-DD", 110.0)] {
                 let v = if label == "From" {
                     &mut self.filter.from
                 } else {
@@ -242,13 +252,13 @@ impl AuditState {
         const COLS: [(&str, f32); 9] = [
             ("#", 70.0),
             ("Time (UTC)", 165.0),
-            ("Operator", 100.0),
+            ("Operator", 130.0),
             ("Account", 100.0),
             ("Model said", 90.0),
             ("Final", 80.0),
             ("Action", 80.0),
             ("Prob.", 60.0),
-            ("Model", 140.0),
+            ("Model", 230.0),
         ];
         ui.horizontal(|ui| {
             for (h, w) in COLS {

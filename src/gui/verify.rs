@@ -677,7 +677,10 @@ impl VerifyState {
             });
         });
         ui.add_space(8.0);
-        let thumb = egui::vec2(200.0, 90.0);
+        // Cheque crop, each reference and the overlay share the row; size them so all fit.
+        let columns = (view.references.len() + 2) as f32;
+        let tw = ((ui.available_width() - 12.0 * columns) / columns).clamp(90.0, 240.0);
+        let thumb = egui::vec2(tw, tw * 0.5);
         ui.horizontal_wrapped(|ui| {
             ui.vertical(|ui| {
                 ui.label("On the cheque");
@@ -692,7 +695,7 @@ impl VerifyState {
                 });
             }
             ui.vertical(|ui| {
-                ui.label(RichText::new("Overlay: ").color(Color32::GRAY));
+                ui.label("Overlay");
                 if let Some(t) = &view.overlay {
                     widgets::fit_image(ui, t, thumb);
                 }
