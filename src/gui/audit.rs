@@ -162,7 +162,7 @@ impl AuditState {
                 .labelled_by(l.id)
             };
             let mut enter = false;
-            for (label, hint, w) in [("From", "YYYY-MM-DD", 110.0), ("To", "YYYY-MM-DD", 110.0)] {
+            for (label, hint, w) in [("From", "YYYY-MM-DD", 125.0), ("To", "YYYY-MM-DD", 125.0)] {
                 let v = if label == "From" {
                     &mut self.filter.from
                 } else {
