@@ -158,3 +158,33 @@ fn custom_layout_from_a_json_file_moves_the_search() {
     assert!(matches!(err, ImagingError::InvalidLayout(_)));
     assert!(err.to_string().contains("bad.json"));
 }
+
+#[test]
+fn odd_sized_and_noisy_pages_never_panic() {
+    let layout = ChequeLayout::default();
+    for (w, h) in [
+        (1u32, 1u32),
+        (20, 10),
+        (3000, 5),
+        (5, 3000),
+        (64, 64),
+        (400, 180),
+    ] {
+        let noisy = GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([((x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) >> 7) as u8])
+        });
+        let f = find_signature(&noisy, &layout).expect("find");
+        assert!((0.0..=1.0).contains(&f.confidence));
+        assert!(
+            f.bbox.x + f.bbox.width <= w && f.bbox.y + f.bbox.height <= h,
+            "{f:?} in {w}x{h}"
+        );
+        // Either a prepared signature or a typed error, for every size.
+        let _ = prepare_questioned(&noisy, &layout, None, &NormaliseParams::default());
+    }
+    let empty = GrayImage::new(0, 0);
+    assert!(matches!(
+        find_signature(&empty, &layout),
+        Err(ImagingError::ZeroSize { .. })
+    ));
+}

@@ -380,3 +380,59 @@ fn group4_bitonal_tiff_decodes_exactly() {
         "{err:?}"
     );
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let g = DynamicImage::ImageLuma8(picture(24, 16));
+        vec![
+            encode(&g, ImageFormat::Png),
+            encode(&g, ImageFormat::Jpeg),
+            encode(&g, ImageFormat::Tiff),
+            encode(&g, ImageFormat::Bmp),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Corrupting bytes anywhere in a valid file of any accepted format gives an image or a typed
+        /// error, never a panic, and never an image larger than the limits.
+        #[test]
+        fn corrupted_files_never_panic(
+            which in 0usize..4,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            cut in any::<Option<usize>>(),
+        ) {
+            let mut bytes = seeds()[which].clone();
+            for (pos, val) in edits {
+                let i = pos % bytes.len();
+                bytes[i] = val;
+            }
+            if let Some(c) = cut {
+                bytes.truncate(c % (bytes.len() + 1));
+            }
+            let small = DecodeLimits { max_pixels: 1_000_000, max_side: 4000, ..DecodeLimits::default() };
+            if let Ok(img) = decode_bytes(&bytes, "fuzz", &small) {
+                prop_assert!(img.width() > 0 && img.height() > 0);
+                prop_assert!(u64::from(img.width()) * u64::from(img.height()) <= 1_000_000);
+            }
+        }
+
+        /// Normalisation accepts any small gray image: a signature or a typed error.
+        #[test]
+        fn normalise_never_panics(w in 1u32..64, h in 1u32..64, seed in any::<u64>()) {
+            let img = GrayImage::from_fn(w, h, |x, y| {
+                let v = seed.wrapping_mul(u64::from(x * 31 + y * 17 + 1)).rotate_left(x + y) as u8;
+                Luma([v])
+            });
+            let p = countersign::imaging::normalise::NormaliseParams::default();
+            match countersign::imaging::normalise::normalise(&img, &p) {
+                Ok(n) => prop_assert!(n.pixels.iter().all(|v| (0.0..=1.0).contains(v))),
+                Err(e) => prop_assert!(matches!(e, ImagingError::NoSignature(_))),
+            }
+        }
+    }
+}

@@ -1,5 +1,8 @@
 //! The hash chain: every kind of tampering is found and the first bad row is named.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 #[path = "store_common/mod.rs"]
 mod common;
 

@@ -1,6 +1,9 @@
 //! The store's commands end to end through the real binary: bootstrap, roles, accounts, verify,
 //! checkpoint, export, exit codes.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 #[path = "store_common/mod.rs"]
 mod common;
 

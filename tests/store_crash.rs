@@ -3,6 +3,9 @@
 //!
 //! The test re-runs its own binary as the child: the ignored `crash_child` test is the writer.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 #[path = "store_common/mod.rs"]
 mod common;
 

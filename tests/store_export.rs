@@ -1,5 +1,8 @@
 //! Queries and exports: filters, paging, CSV and JSON Lines round trips, anchors.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 #[path = "store_common/mod.rs"]
 mod common;
 

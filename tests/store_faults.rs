@@ -1,6 +1,9 @@
 //! Database faults and migrations: from empty and every older version, a newer schema, a corrupted
 //! page, a read-only file, a write lock held by another connection.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 #[path = "store_common/mod.rs"]
 mod common;
 

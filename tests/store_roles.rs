@@ -1,5 +1,8 @@
 //! Operators, PINs and roles: bootstrap, refusals logged in the chain, lockout, no clear PINs.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 #[path = "store_common/mod.rs"]
 mod common;
 

@@ -75,7 +75,13 @@ pub fn embed_dataset(
             out.samples.push(LabelledEmbedding {
                 writer: s.writer.clone(),
                 genuine: s.genuine,
-                sample_id: s.sample_id(),
+                // The path below the dataset root, not the bare file name: a writer's genuine
+                // `w1/01.png` and forged `w1_forg/01.png` must stay two samples.
+                sample_id: s
+                    .path
+                    .strip_prefix(&dataset.root)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| s.sample_id()),
                 embedding,
             });
         }

@@ -20,6 +20,10 @@ pub struct EvaluateArgs {
     /// Write the full report (ROC/DET points, histograms, per-writer EER) as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Record these figures as the model card's validation metrics (for whoever builds a model; the
+    /// weights and their hash are untouched).
+    #[arg(long)]
+    pub write_card: bool,
 }
 
 pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
@@ -50,5 +54,45 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         println!("report written to {}", path.display());
     }
+    if args.write_card {
+        let weights = global.model_path()?.0;
+        let card_file = crate::model::card_path(&weights);
+        let mut card = model.card().clone();
+        record_in_card(&mut card, &report, &args.data.data);
+        std::fs::write(&card_file, serde_json::to_string_pretty(&card)?)
+            .with_context(|| format!("writing {}", card_file.display()))?;
+        println!("figures recorded in the model card {}", card_file.display());
+    }
     Ok(())
+}
+
+/// Copies the report's headline figures into the card's validation block, keeping what training
+/// recorded there (split statistics, notes), so `evaluate` with the same data and options prints
+/// exactly the numbers the card reports.
+pub fn record_in_card(
+    card: &mut crate::model::card::ModelCard,
+    report: &crate::scoring::EvaluationReport,
+    data: &std::path::Path,
+) {
+    let mut v = card.validation.clone().unwrap_or_default();
+    let c = &report.config;
+    let name = data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    v.protocol = format!(
+        "countersign evaluate on {name} (held-out writers): K = {} references/writer, aggregation {}, z-norm {}, {} random forgeries/writer (seed {}), one global threshold",
+        c.references,
+        c.aggregation.label(),
+        if c.znorm { "on" } else { "off" },
+        c.random_forgeries_per_writer,
+        c.seed
+    );
+    v.eer_skilled_5ref = report.skilled.as_ref().map(|m| m.eer);
+    v.auc_skilled_5ref = report.skilled.as_ref().map(|m| m.auc);
+    v.eer_random_5ref = report.random.as_ref().map(|m| m.eer);
+    v.writers = report.counts.writers;
+    v.genuine = report.counts.genuine;
+    v.forgeries = report.counts.skilled;
+    card.validation = Some(v);
 }

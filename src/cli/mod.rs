@@ -19,6 +19,7 @@ pub mod calibrate;
 pub mod evaluate;
 pub mod info;
 pub mod operator;
+pub mod settings;
 pub mod synth;
 pub mod train;
 pub mod verify;
@@ -111,10 +112,10 @@ impl GlobalOpts {
         if db.is_file() {
             // A store that cannot be read here is reported by the command that needs it; the
             // model choice falls back to the bundled default rather than failing twice.
-            if let Ok(store) = crate::store::Store::open_read_only(&db) {
-                if let Ok(Some(p)) = store.current_settings().map(|s| s.model_path) {
-                    return Ok((PathBuf::from(p), "activated in the store"));
-                }
+            if let Ok(store) = crate::store::Store::open_read_only(&db)
+                && let Ok(Some(p)) = store.current_settings().map(|s| s.model_path)
+            {
+                return Ok((PathBuf::from(p), "activated in the store"));
             }
         }
         crate::paths::default_model()
@@ -154,6 +155,8 @@ pub enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Train or fine-tune the signature network offline on labelled signatures.
     Train(train::TrainArgs),
+    /// Supervisor settings (thresholds, active model) and decision confirm/override.
+    Settings(settings::SettingsArgs),
 }
 
 /// Runs the parsed command line.
@@ -174,6 +177,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Account(args)) => account::run(&cli.global, &args),
         Some(Command::Audit(args)) => audit::run(&cli.global, &args),
         Some(Command::Operator(args)) => operator::run(&cli.global, &args),
+        Some(Command::Settings(args)) => settings::run(&cli.global, &args),
         Some(Command::Verify(args)) => verify::run(&cli.global, &args),
         Some(Command::Batch(args)) => batch::run(&cli.global, &args),
         Some(Command::Bench(args)) => bench::run(&cli.global, &args),

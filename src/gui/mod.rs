@@ -1,15 +1,78 @@
-//! The desktop application (eframe/egui).
+//! The desktop application (eframe/egui 0.37, glow backend).
+//!
+//! - [`app::CountersignApp`]: all UI state and drawing; testable headless with egui_kittest.
+//! - [`worker`]: one thread owns the model and the database; the UI sends jobs and draws events.
+//! - [`backend`]: the only module that calls the other layers.
+//! - One module per screen: [`sign_in`], [`verify`], [`calibrate`], [`audit`], [`train`], [`batch`].
+//!
+//! Screenshot mode (used by `scripts/screenshots.sh`): with `COUNTERSIGN_SCREENSHOT=<screen>` and the
+//! operator's name and PIN in `COUNTERSIGN_OPERATOR` / `COUNTERSIGN_PIN`, the app signs in, opens that
+//! screen with the demo data from `assets/demo`, and touches the file named by
+//! `COUNTERSIGN_SCREENSHOT_READY` once the screen has settled.
+
+use std::path::{Path, PathBuf};
 
 use crate::cli::GlobalOpts;
 
+pub mod app;
+pub mod audit;
+pub mod backend;
+pub mod batch;
+pub mod bench;
+pub mod calibrate;
+pub mod sign_in;
+pub mod train;
+pub mod verify;
+pub mod widgets;
+pub mod worker;
+
+pub use app::{CountersignApp, Screen};
+pub use backend::{Role, Slot};
+
+/// Environment variable naming the screen the screenshot mode opens.
+pub const SCREENSHOT_ENV: &str = "COUNTERSIGN_SCREENSHOT";
+/// Environment variable naming the file the screenshot mode touches when the screen is ready.
+pub const SCREENSHOT_READY_ENV: &str = "COUNTERSIGN_SCREENSHOT_READY";
+
 /// Starts the GUI, or explains how to use the CLI when there is no display.
-pub fn run(_global: &GlobalOpts) -> anyhow::Result<()> {
+pub fn run(global: &GlobalOpts) -> anyhow::Result<()> {
     if !has_display() {
         return Err(
             crate::cli::ExitError::new(crate::cli::exit::NO_DISPLAY, NO_DISPLAY_MESSAGE).into(),
         );
     }
-    anyhow::bail!("the desktop application is not built yet")
+    let model = global.model.clone().or_else(crate::paths::default_model);
+    let mut app = CountersignApp::new(global.db_path(), model, global.device);
+    if let Some(name) = &global.operator {
+        app.sign_in.name = name.clone();
+    }
+    if let Ok(screen) = std::env::var(SCREENSHOT_ENV) {
+        let seed = screen.eq_ignore_ascii_case("seed");
+        let screen = if seed { "verify".to_string() } else { screen };
+        let screen = Screen::from_name(&screen)
+            .ok_or_else(|| anyhow::anyhow!("{SCREENSHOT_ENV}={screen} names no screen (verify, batch, calibrate, audit, train, signin)"))?;
+        app.sign_in.pin = global.pin.clone().unwrap_or_default();
+        app.autopilot = Some(app::Autopilot {
+            screen,
+            started: false,
+            seed,
+        });
+        app.screenshot_ready = std::env::var_os(SCREENSHOT_READY_ENV).map(PathBuf::from);
+    }
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Countersign")
+            .with_inner_size([1440.0, 900.0])
+            .with_min_inner_size([900.0, 600.0])
+            .with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Countersign",
+        options,
+        Box::new(move |_cc| Ok(Box::new(app))),
+    )
+    .map_err(|e| anyhow::anyhow!("the window could not be opened: {e}"))
 }
 
 /// Shown when no X11 or Wayland display is available.
@@ -26,4 +89,176 @@ pub fn has_display() -> bool {
     ["DISPLAY", "WAYLAND_DISPLAY"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
+/// Seconds since this process started, from /proc (Linux only; 10 ms resolution).
+pub fn seconds_since_process_start() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name is in parentheses and may contain spaces; fields after it are space-separated.
+    let after = stat.rsplit_once(')')?.1;
+    let start_ticks: f64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // Linux reports start time in USER_HZ, which is 100 on every mainstream kernel configuration.
+    Some((uptime - start_ticks / 100.0).max(0.0))
+}
+
+/// The demo data folder: `COUNTERSIGN_DEMO` when set (the screenshot script sets it), else `assets/demo`.
+pub fn demo_dir() -> Option<PathBuf> {
+    std::env::var_os("COUNTERSIGN_DEMO")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .or_else(crate::paths::demo_assets)
+}
+
+fn image_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        matches!(
+                            e.to_ascii_lowercase().as_str(),
+                            "png" | "jpg" | "jpeg" | "tif" | "tiff" | "bmp"
+                        )
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+/// The labelled writer folders of the demo data (the folder holding `NNN/` and `NNN_forg/`).
+pub fn demo_labelled_folder(demo: &Path) -> PathBuf {
+    // The synthetic generator writes a manifest beside the writer folders; it names exactly the
+    // labelled signatures (the cheques folder beside them is not a writer).
+    let manifest = demo.join("manifest.csv");
+    if manifest.is_file() {
+        return manifest;
+    }
+    for candidate in [
+        demo.join("writers"),
+        demo.join("signatures"),
+        demo.to_path_buf(),
+    ] {
+        if subdirs(&candidate).iter().any(|d| {
+            d.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with("_forg"))
+        }) {
+            return candidate;
+        }
+    }
+    demo.to_path_buf()
+}
+
+/// Every demo cheque with a reference signature of its writer (the writer whose folder name the
+/// cheque's file name contains), for the screenshot mode's seeding.
+pub fn demo_pairs(demo: &Path) -> Vec<(PathBuf, PathBuf)> {
+    // Every image in `cheques/` is a cheque; in the folder itself, those named so.
+    let mut cheques = image_files(&demo.join("cheques"));
+    cheques.extend(image_files(demo).into_iter().filter(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.to_lowercase().contains("cheque"))
+    }));
+    let writers: Vec<(String, PathBuf)> = subdirs(demo)
+        .into_iter()
+        .filter_map(|d| {
+            let name = d.file_name()?.to_str()?.to_string();
+            let is_writer = !name.ends_with("_forg") && name != "cheques";
+            let first = image_files(&d).into_iter().next()?;
+            is_writer.then_some((name, first))
+        })
+        .collect();
+    cheques
+        .into_iter()
+        .filter_map(|c| {
+            let name = c.file_name()?.to_str()?.to_string();
+            let (_, reference) = writers.iter().find(|(w, _)| name.contains(w.as_str()))?;
+            Some((reference.clone(), c))
+        })
+        .collect()
+}
+
+/// A reference signature and a genuine cheque of the same writer from the demo data.
+pub fn demo_pair(demo: &Path) -> Option<(PathBuf, PathBuf)> {
+    demo_pairs(demo).into_iter().next()
+}
+
+/// The demo batch manifest, if there is one.
+pub fn demo_manifest(demo: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(demo)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("csv"))
+        .collect();
+    // The labelled-signature manifest is not a batch manifest.
+    found.retain(|p| p.file_name().is_some_and(|n| n != "manifest.csv"));
+    found.sort_by_key(|p| !p.to_string_lossy().contains("batch"));
+    found.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_pairs_match_cheques_to_their_writers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = crate::synth::dataset::DatasetOptions {
+            writers: 2,
+            genuine: 2,
+            forgeries: 1,
+            cheques: 1,
+            seed: 3,
+            scan: false,
+        };
+        crate::synth::dataset::generate_dataset(dir.path(), &opts).expect("demo data");
+        let pairs = demo_pairs(dir.path());
+        assert_eq!(pairs.len(), 2, "{pairs:?}");
+        for (reference, cheque) in &pairs {
+            let writer = reference
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .expect("writer");
+            assert!(!writer.ends_with("_forg"));
+            let cname = cheque
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("cheque name");
+            assert!(cname.contains(writer), "{cname} belongs to {writer}");
+        }
+        assert_eq!(
+            demo_labelled_folder(dir.path()),
+            dir.path().join("manifest.csv")
+        );
+        assert_eq!(
+            demo_manifest(dir.path()),
+            None,
+            "the labelled manifest is not a batch manifest"
+        );
+    }
 }

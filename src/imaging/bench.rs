@@ -37,8 +37,31 @@ fn summary(mut times: Vec<Duration>) -> String {
     )
 }
 
+/// CPU time this thread has run, from Linux's schedstat (nanoseconds); `None` elsewhere. Wall-clock
+/// medians on a busy machine include time spent waiting for a core; this does not.
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+fn cpu_per_item(start: Option<Duration>, items: usize) -> String {
+    match (start, thread_cpu()) {
+        (Some(a), Some(b)) if items > 0 => format!(
+            "{:.3} ms CPU per item (mean over {items})",
+            (b - a).as_secs_f64() * 1000.0 / items as f64
+        ),
+        _ => "thread CPU time not available on this platform".into(),
+    }
+}
+
 /// Runs the imaging benchmark on the calling thread and returns (item, figure) rows.
 pub fn bench() -> anyhow::Result<Vec<(String, String)>> {
+    bench_rounds(ROUNDS)
+}
+
+/// The benchmark with `rounds` timed passes over the inputs (after one warm-up pass).
+fn bench_rounds(rounds: usize) -> anyhow::Result<Vec<(String, String)>> {
     let limits = DecodeLimits::default();
     let layout = ChequeLayout::default();
     let params = NormaliseParams::default();
@@ -52,7 +75,11 @@ pub fn bench() -> anyhow::Result<Vec<(String, String)>> {
 
     let (mut dec, mut find, mut norm, mut total) = (vec![], vec![], vec![], vec![]);
     let mut found = 0usize;
-    for round in 0..=ROUNDS {
+    let mut cpu_start = None;
+    for round in 0..=rounds {
+        if round == 1 {
+            cpu_start = thread_cpu();
+        }
         for bytes in &cheques {
             let t0 = Instant::now();
             let img = decode_bytes(bytes, "bench-cheque.png", &limits)?;
@@ -72,8 +99,13 @@ pub fn bench() -> anyhow::Result<Vec<(String, String)>> {
             }
         }
     }
+    let cheque_cpu = cpu_per_item(cpu_start, total.len());
     let (mut sdec, mut snorm, mut stotal) = (vec![], vec![], vec![]);
-    for round in 0..=ROUNDS {
+    let mut cpu_start = None;
+    for round in 0..=rounds {
+        if round == 1 {
+            cpu_start = thread_cpu();
+        }
         for bytes in &signatures {
             let t0 = Instant::now();
             let img = decode_bytes(bytes, "bench-signature.png", &limits)?;
@@ -88,6 +120,7 @@ pub fn bench() -> anyhow::Result<Vec<(String, String)>> {
             }
         }
     }
+    let signature_cpu = cpu_per_item(cpu_start, stotal.len());
     let cheque_kb = cheques.iter().map(Vec::len).sum::<usize>() / cheques.len() / 1024;
     Ok(vec![
         (
@@ -101,8 +134,12 @@ pub fn bench() -> anyhow::Result<Vec<(String, String)>> {
             summary(total),
         ),
         (
+            "imaging: cheque decode + find + normalise CPU".into(),
+            cheque_cpu,
+        ),
+        (
             "imaging: cheque signatures found".into(),
-            format!("{found} of {}", ROUNDS * cheques.len()),
+            format!("{found} of {}", rounds * cheques.len()),
         ),
         (
             "imaging: signature 600x300 PNG decode".into(),
@@ -113,6 +150,10 @@ pub fn bench() -> anyhow::Result<Vec<(String, String)>> {
             "imaging: signature decode + normalise (one core)".into(),
             summary(stotal),
         ),
+        (
+            "imaging: signature decode + normalise CPU".into(),
+            signature_cpu,
+        ),
     ])
 }
 
@@ -120,8 +161,8 @@ pub fn bench() -> anyhow::Result<Vec<(String, String)>> {
 mod tests {
     #[test]
     fn bench_reports_every_item() {
-        let rows = super::bench().expect("bench");
-        assert_eq!(rows.len(), 8);
+        let rows = super::bench_rounds(1).expect("bench");
+        assert_eq!(rows.len(), 10);
         for (name, figure) in &rows {
             assert!(name.starts_with("imaging: "), "{name}");
             assert!(!figure.is_empty());

@@ -508,18 +508,20 @@ impl Rotation {
             return src.to_vec();
         }
         let mut out = vec![0u8; self.out_w * self.out_h];
+        // Fixed point (16 fractional bits): each step right moves (cos, sin) in the source.
+        const ONE: f32 = 65536.0;
+        let (dx, dy) = ((self.cos * ONE) as i64, (self.sin * ONE) as i64);
         for (v, row) in out.chunks_exact_mut(self.out_w).enumerate() {
-            // Walk the row incrementally: each step right moves (cos, sin) in the source.
-            let (mut x, mut y) = self.to_source(0.5, v as f32 + 0.5);
+            let (x, y) = self.to_source(0.5, v as f32 + 0.5);
+            let (mut x, mut y) = ((x * ONE) as i64, (y * ONE) as i64);
             for dst in row.iter_mut() {
-                if x >= 0.0 && y >= 0.0 {
-                    let (xi, yi) = (x as usize, y as usize);
-                    if xi < w && yi < h {
-                        *dst = src[yi * w + xi];
-                    }
+                // Negative coordinates become huge when cast, so one comparison per axis suffices.
+                let (xi, yi) = ((x >> 16) as usize, (y >> 16) as usize);
+                if x >= 0 && y >= 0 && xi < w && yi < h {
+                    *dst = src[yi * w + xi];
                 }
-                x += self.cos;
-                y += self.sin;
+                x += dx;
+                y += dy;
             }
         }
         out
@@ -535,9 +537,28 @@ fn remove_rules(m: &mut [u8], w: usize, h: usize, thick: usize, min_h: usize, mi
     // Faint or thin rules binarise into dashes; gaps this short do not end a run.
     let max_gap = (thick / 2).max(2);
     let ink = |v: u8| v != 0;
-    let mut band = vec![false; w];
+    // Ink counts per row and column: a row band (or column band) with fewer ink pixels than a rule's
+    // length cannot hold one, so most of the zone is never scanned for rules.
+    let mut row_count = vec![0usize; h];
+    let mut col_count = vec![0usize; w];
+    for (y, row) in m.chunks_exact(w).enumerate() {
+        for (x, &v) in row.iter().enumerate() {
+            let i = usize::from(v != 0);
+            row_count[y] += i;
+            col_count[x] += i;
+        }
+    }
+    let near = |counts: &[usize], i: usize| {
+        counts[i.saturating_sub(1)..(i + 2).min(counts.len())]
+            .iter()
+            .sum::<usize>()
+    };
+    let mut band = vec![false; w.max(h)];
     // Horizontal rules.
     for y in 0..h {
+        if near(&row_count, y) < min_h {
+            continue;
+        }
         for (x, b) in band.iter_mut().take(w).enumerate() {
             *b = ink(m[y * w + x])
                 || (y > 0 && ink(m[(y - 1) * w + x]))
@@ -572,52 +593,45 @@ fn remove_rules(m: &mut [u8], w: usize, h: usize, thick: usize, min_h: usize, mi
             }
         }
     }
-    // Vertical rules, found in one row-major sweep: each column keeps the start and last row of its
-    // current run, and only columns whose run turns out long are revisited.
-    let mut start = vec![usize::MAX; w];
-    let mut last = vec![0usize; w];
-    let clear_column = |m: &mut [u8], x: usize, y0: usize, y1: usize| {
-        for yy in y0..y1 {
-            let row = yy * w;
-            if !ink(m[row + x]) {
-                continue;
-            }
-            let mut left = 0;
-            while left <= thick && x > left && ink(m[row + x - left - 1]) {
-                left += 1;
-            }
-            let mut right = 0;
-            while left + right <= thick && x + right + 1 < w && ink(m[row + x + right + 1]) {
-                right += 1;
-            }
-            if left + right < thick {
-                m[row + x] = RULE;
-            }
+    // Vertical rules, only in columns with enough ink nearby.
+    for x in 0..w {
+        if near(&col_count, x) < min_v {
+            continue;
         }
-    };
-    for y in 0..h {
-        let row = y * w;
-        for x in 0..w {
-            let b = ink(m[row + x])
+        for (y, b) in band.iter_mut().take(h).enumerate() {
+            let row = y * w;
+            *b = ink(m[row + x])
                 || (x > 0 && ink(m[row + x - 1]))
                 || (x + 1 < w && ink(m[row + x + 1]));
-            if !b {
-                continue;
-            }
-            if start[x] != usize::MAX && y - last[x] <= max_gap {
-                last[x] = y;
-                continue;
-            }
-            if start[x] != usize::MAX && last[x] + 1 - start[x] >= min_v {
-                clear_column(m, x, start[x], last[x] + 1);
-            }
-            start[x] = y;
-            last[x] = y;
         }
-    }
-    for x in 0..w {
-        if start[x] != usize::MAX && last[x] + 1 - start[x] >= min_v {
-            clear_column(m, x, start[x], last[x] + 1);
+        let mut y = 0;
+        while y < h {
+            if !band[y] {
+                y += 1;
+                continue;
+            }
+            let y0 = y;
+            y = run_end(&band[..h], y, max_gap);
+            if y - y0 < min_v {
+                continue;
+            }
+            for yy in y0..y {
+                let row = yy * w;
+                if !ink(m[row + x]) {
+                    continue;
+                }
+                let mut left = 0;
+                while left <= thick && x > left && ink(m[row + x - left - 1]) {
+                    left += 1;
+                }
+                let mut right = 0;
+                while left + right <= thick && x + right + 1 < w && ink(m[row + x + right + 1]) {
+                    right += 1;
+                }
+                if left + right < thick {
+                    m[row + x] = RULE;
+                }
+            }
         }
     }
     for v in m.iter_mut() {

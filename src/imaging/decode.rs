@@ -129,6 +129,18 @@ pub fn decode_bytes(
             detail: "JPEG: no end-of-image marker after the last scan".into(),
         });
     }
+    if format == ImageFormat::Jpeg
+        && let Some((have, need)) = jpeg_scans_too_short(bytes)
+    {
+        // The JPEG decoder also fills a frame larger than its scans with gray and reports success,
+        // so a 2 KB file claiming 20000x2000 pixels would become a 40-megapixel blank page.
+        return Err(ImagingError::Truncated {
+            name: name_s(),
+            detail: format!(
+                "JPEG: the {w}x{h} frame needs at least {need} bytes of scan data, the file has {have}"
+            ),
+        });
+    }
     let orientation = if format == ImageFormat::Jpeg {
         // A missing or unreadable EXIF block is not an error: the image is shown as stored.
         decoder.orientation().ok()
@@ -160,6 +172,80 @@ fn jpeg_is_truncated(bytes: &[u8]) -> bool {
         (_, None) => true,
         (None, Some(_)) => false,
     }
+}
+
+/// For a Huffman-coded JPEG whose scans are too short for its frame: `(scan bytes, least needed)`.
+///
+/// Every 8x8 block of every component costs at least one bit of entropy-coded data (its DC
+/// difference code), so a frame of `n` blocks needs at least `n / 8` bytes of scan data in all. Segments
+/// are walked by their lengths, so an EXIF thumbnail inside APP1 is skipped rather than parsed.
+/// Anything this walk does not understand (arithmetic coding, a height defined later by DNL, a
+/// malformed segment) gives `None` and is left to the decoder.
+fn jpeg_scans_too_short(bytes: &[u8]) -> Option<(u64, u64)> {
+    let mut blocks: Option<u64> = None;
+    let mut scan_bytes = 0u64;
+    let mut pos = 2usize; // after SOI
+    while pos + 4 <= bytes.len() {
+        if bytes[pos] != 0xff {
+            return None;
+        }
+        let marker = bytes[pos + 1];
+        match marker {
+            0xff => {
+                pos += 1; // fill byte
+                continue;
+            }
+            0xd9 => break, // EOI
+            0x01 | 0xd0..=0xd7 => {
+                pos += 2;
+                continue;
+            }
+            _ => {}
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+        let body = bytes.get(pos + 4..pos + 2 + len)?;
+        match marker {
+            // Huffman-coded frames: baseline, extended, progressive.
+            0xc0..=0xc2 => {
+                let h = u64::from(u16::from_be_bytes([*body.get(1)?, *body.get(2)?]));
+                let w = u64::from(u16::from_be_bytes([*body.get(3)?, *body.get(4)?]));
+                let n = usize::from(*body.get(5)?);
+                let sampling: Vec<(u64, u64)> = (0..n)
+                    .map(|i| {
+                        body.get(6 + 3 * i + 1)
+                            .map(|s| (u64::from(s >> 4), u64::from(s & 15)))
+                    })
+                    .collect::<Option<_>>()?;
+                let hmax = sampling.iter().map(|s| s.0).max()?.max(1);
+                let vmax = sampling.iter().map(|s| s.1).max()?.max(1);
+                blocks = Some(
+                    sampling
+                        .iter()
+                        .map(|&(hi, vi)| {
+                            (w * hi).div_ceil(hmax).div_ceil(8)
+                                * (h * vi).div_ceil(vmax).div_ceil(8)
+                        })
+                        .sum(),
+                );
+            }
+            // Arithmetic-coded or lossless frames: no simple bound.
+            0xc3 | 0xc5..=0xc7 | 0xc9..=0xcb | 0xcd..=0xcf => return None,
+            _ => {}
+        }
+        pos += 2 + len;
+        if marker == 0xda {
+            // Entropy-coded data runs to the next marker other than a stuffed 00 or a restart.
+            let start = pos;
+            while pos + 1 < bytes.len()
+                && (bytes[pos] != 0xff || matches!(bytes[pos + 1], 0x00 | 0xd0..=0xd7))
+            {
+                pos += 1;
+            }
+            scan_bytes += (pos - start) as u64;
+        }
+    }
+    let need = blocks? / 8;
+    (scan_bytes < need).then_some((scan_bytes, need))
 }
 
 /// Width and height from a PNG IHDR chunk, when `bytes` starts like a PNG.

@@ -126,7 +126,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 enum Sink<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Jsonl(W),
 }
 
@@ -136,7 +136,43 @@ fn side_path(out: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Where a path points, for comparing two paths that may not exist yet: the canonical parent folder
+/// joined with the file name (so `./a/../audit.sqlite3` and a symlinked folder compare equal).
+fn resolved(p: &Path) -> Option<PathBuf> {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return Some(c);
+    }
+    let name = p.file_name()?;
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(parent).ok()?.join(name))
+}
+
 impl Store {
+    /// Refuses an output file that is the database itself or one of SQLite's files beside it:
+    /// creating it would truncate committed decisions (`--out audit.sqlite3` is one typo away).
+    /// Every command that creates a file next to the database (exports, checkpoints, batch results)
+    /// calls this before creating it.
+    pub fn refuse_own_files(&self, outs: &[&Path]) -> Result<(), StoreError> {
+        let own: Vec<PathBuf> = ["", "-wal", "-shm", "-journal"]
+            .iter()
+            .filter_map(|suffix| resolved(&side_path(&self.path, suffix)))
+            .collect();
+        for out in outs {
+            if let Some(r) = resolved(out)
+                && own.contains(&r)
+            {
+                return Err(StoreError::Invalid(format!(
+                    "{} is the audit database or one of its files; choose another output file",
+                    out.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Streams the matching decisions (oldest first) to `out` in constant memory, writes the
     /// `.sha256` and `.anchor.json` side files, and logs the export. Auditor or supervisor only.
     /// `progress` is called with the rows written so far, every 10,000 rows and at the end.
@@ -158,6 +194,11 @@ impl Store {
                     .into(),
             });
         }
+        self.refuse_own_files(&[
+            out,
+            &side_path(out, ".sha256"),
+            &side_path(out, ".anchor.json"),
+        ])?;
         let io = |p: &Path| {
             let p = p.to_path_buf();
             move |source| StoreError::Io {
@@ -180,9 +221,9 @@ impl Store {
                 source: std::io::Error::other(e.to_string()),
             };
             let mut sink = match format {
-                ExportFormat::Csv => {
-                    Sink::Csv(csv::WriterBuilder::new().has_headers(false).from_writer(w))
-                }
+                ExportFormat::Csv => Sink::Csv(Box::new(
+                    csv::WriterBuilder::new().has_headers(false).from_writer(w),
+                )),
                 ExportFormat::Jsonl => Sink::Jsonl(w),
             };
             if let Sink::Csv(c) = &mut sink {
@@ -290,6 +331,7 @@ impl Store {
         out: &Path,
     ) -> Result<super::Checkpoint, StoreError> {
         self.require(by, Permission::ExportAudit)?;
+        self.refuse_own_files(&[out])?;
         let head = self
             .chain_head()?
             .ok_or_else(|| StoreError::Invalid("the chain is empty".into()))?;

@@ -293,11 +293,13 @@ mod tests {
 
     #[test]
     fn amount_rule_only_tightens_accept() {
-        let mut s = Settings::default();
-        s.amount_rule = Some(AmountRule {
-            above_cents: 100_000,
-            t_accept: 0.95,
-        });
+        let mut s = Settings {
+            amount_rule: Some(AmountRule {
+                above_cents: 100_000,
+                t_accept: 0.95,
+            }),
+            ..Default::default()
+        };
         assert_eq!(s.thresholds_for(None, Some(50_000)).accept, 0.8);
         assert_eq!(s.thresholds_for(None, Some(200_000)).accept, 0.95);
         s.account_overrides.insert(

@@ -68,7 +68,7 @@ pub fn decision(op: &Operator, i: usize) -> NewDecision {
         operator: op.name().to_string(),
         account: Some(format!("ACC-{}", i % 4)),
         cheque_id: Some(format!("CHQ-{i:06}")),
-        amount_cents: (i % 2 == 0).then_some(1000 * i as i64),
+        amount_cents: i.is_multiple_of(2).then_some(1000 * i as i64),
         cheque_sha256: sha(i, "cheque"),
         reference_sha256s: vec![sha(i % 4, "ref-a"), sha(i % 4, "ref-b")],
         crop: (i % 3 != 1).then_some(CropBox {

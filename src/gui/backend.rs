@@ -1,0 +1,1862 @@
+//! The only place where the GUI touches the other layers (imaging, model, scoring, store, train, batch).
+//!
+//! Everything here runs on the worker thread or on a background task thread, never on the UI thread.
+//! The types in this file are the GUI's own view of the data, so the screens do not depend on how
+//! other layers spell their structs; when a layer changes, only this file follows it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::device::DeviceChoice;
+use crate::scoring::{Decision, Thresholds};
+
+/// Where the worker finds its database and model, and which device it runs the network on.
+#[derive(Clone, Debug)]
+pub struct BackendConfig {
+    pub db_path: PathBuf,
+    pub model_path: Option<PathBuf>,
+    pub device: DeviceChoice,
+}
+
+/// A failure shown to the operator: what went wrong, and what to do about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserError {
+    pub what: String,
+    pub todo: String,
+}
+
+impl UserError {
+    pub fn new(what: impl Into<String>, todo: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            todo: todo.into(),
+        }
+    }
+
+    /// The message a layer that has not reached this build gives.
+    pub fn unavailable(layer: &str) -> Self {
+        Self::new(
+            format!("The {layer} layer is not available in this build."),
+            "Use a complete build of Countersign (make build).",
+        )
+    }
+
+    /// Turns any library error into a message with advice, by looking at the error kinds in its cause
+    /// chain (the same kinds the CLI maps to exit codes).
+    pub fn from_anyhow(context: &str, err: &anyhow::Error) -> Self {
+        let mut todo =
+            "Try again; if it keeps failing, note the message and call support.".to_string();
+        for cause in err.chain() {
+            if let Some(e) = cause.downcast_ref::<crate::imaging::ImagingError>() {
+                todo = imaging_advice(e);
+                break;
+            }
+            if cause.downcast_ref::<crate::model::ModelError>().is_some() {
+                todo = "The model could not be used. Check the model file and its .json card beside it, \
+                        or start with the bundled model (omit --model)."
+                    .to_string();
+                break;
+            }
+            if cause.downcast_ref::<crate::store::StoreError>().is_some() {
+                todo =
+                    "The database could not be used. If another program holds it, wait and retry; \
+                        if it is read-only or damaged, tell your supervisor."
+                        .to_string();
+                break;
+            }
+            if cause.downcast_ref::<std::io::Error>().is_some() {
+                todo = "Check that the file exists and that you may read it.".to_string();
+                break;
+            }
+        }
+        let mut what = format!("{context}: {err}");
+        for cause in err.chain().skip(1) {
+            what.push_str(&format!(" ({cause})"));
+        }
+        Self { what, todo }
+    }
+}
+
+fn imaging_advice(e: &crate::imaging::ImagingError) -> String {
+    let text = e.to_string().to_lowercase();
+    if text.contains("no signature") {
+        "No signature was found. Drag the box over the signature on the cheque, or load a clearer scan.".into()
+    } else {
+        "Use a PNG, JPEG, TIFF or BMP scan of the cheque or signature (not a PDF or a photo of a screen), \
+         and check that the file is complete."
+            .into()
+    }
+}
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.what, self.todo)
+    }
+}
+
+/// Operator roles, as the store defines them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Clerk,
+    Supervisor,
+    Auditor,
+}
+
+impl Role {
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Clerk => "clerk",
+            Role::Supervisor => "supervisor",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+/// The signed-in operator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Operator {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Which image a file is loaded into on the Verify screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// One of the account holder's reference signatures (0-based).
+    Reference(usize),
+    /// The cheque scan (or a bare questioned signature).
+    Cheque,
+}
+
+impl Slot {
+    pub fn label(self) -> String {
+        match self {
+            Slot::Reference(i) => format!("Reference {}", i + 1),
+            Slot::Cheque => "Cheque".to_string(),
+        }
+    }
+}
+
+/// An 8-bit grayscale raster for display (0 black, 255 white).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gray {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+/// An RGBA raster for display (the overlay view).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rgba {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+/// A rectangle in the original image's pixel coordinates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PixelBox {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// What the worker sends back after loading a file into a slot.
+#[derive(Clone, Debug)]
+pub struct LoadedImage {
+    pub slot: Slot,
+    /// Where the image came from: a file path, or "account NNN reference k".
+    pub source: String,
+    /// The original size in pixels.
+    pub width: u32,
+    pub height: u32,
+    /// A downscaled copy for the screen; `preview_scale` preview pixels per original pixel.
+    pub preview: Gray,
+    pub preview_scale: f32,
+    /// For a cheque: the signature box the imaging layer found, and its confidence in [0, 1].
+    pub detected: Option<(PixelBox, f32)>,
+    /// Why no box was found, when none was.
+    pub detection_note: Option<String>,
+    /// SHA-256 of the file bytes (hex), as written to the audit row.
+    pub sha256: String,
+}
+
+/// The outcome of one verification, before the clerk confirms or overrides it.
+#[derive(Clone, Debug)]
+pub struct VerifyOutcome {
+    pub score: f64,
+    pub probability: f64,
+    pub decision: Decision,
+    pub thresholds: Thresholds,
+    pub model_id: String,
+    pub account: Option<String>,
+    pub crop: Option<PixelBox>,
+    pub signature_found: bool,
+    /// The normalised questioned signature and references, as the network saw them.
+    pub questioned: Gray,
+    pub references: Vec<Gray>,
+    /// The questioned signature in red over the first reference in blue.
+    pub overlay: Rgba,
+    /// Time spent in the worker from request to result, in milliseconds.
+    pub latency_ms: f64,
+    pub cheque_sha256: String,
+    pub reference_sha256: Vec<String>,
+}
+
+/// What the clerk did with a verification.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FinalAction {
+    Confirm,
+    Override { decision: Decision, reason: String },
+}
+
+/// One row of the audit log as the GUI shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionRow {
+    pub id: i64,
+    pub time: String,
+    pub operator: String,
+    pub account: String,
+    pub decision: Decision,
+    pub final_decision: Decision,
+    pub action: String,
+    pub reason: String,
+    pub score: f64,
+    pub probability: f64,
+    pub model_id: String,
+    pub cheque_sha256: String,
+    pub reference_sha256: String,
+}
+
+/// Filters of the Audit screen; empty fields match everything.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditFilter {
+    /// Inclusive dates, `YYYY-MM-DD`.
+    pub from: String,
+    pub to: String,
+    pub operator: String,
+    pub account: String,
+    pub decision: Option<Decision>,
+}
+
+/// Detail of one decision, with the images where the store has them.
+#[derive(Clone, Debug)]
+pub struct DecisionDetail {
+    pub row: DecisionRow,
+    pub cheque: Option<Gray>,
+    pub reference: Option<Gray>,
+    pub fields: Vec<(String, String)>,
+}
+
+/// The result of walking the hash chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainReport {
+    pub ok: bool,
+    pub rows_checked: u64,
+    pub message: String,
+}
+
+/// An evaluation of the active model on a labelled folder, as the Calibrate screen needs it.
+#[derive(Clone, Debug, Default)]
+pub struct EvalSummary {
+    /// Calibrated probabilities of genuine pairs and of skilled-forgery pairs.
+    pub genuine: Vec<f64>,
+    pub forgery: Vec<f64>,
+    /// ROC points (FAR, TPR) and DET points (FAR, FRR), each in [0, 1].
+    pub roc: Vec<(f64, f64)>,
+    pub det: Vec<(f64, f64)>,
+    pub eer: f64,
+    pub eer_threshold: f64,
+    pub model_id: String,
+    pub writers: usize,
+    pub current: Option<Thresholds>,
+    /// The calibration fitted on this data, saved with the thresholds.
+    pub calibration: Option<crate::scoring::Calibration>,
+}
+
+/// Options of the Train screen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainOptions {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub synthetic_writers: usize,
+    pub triplet: bool,
+    pub seed: u64,
+}
+
+/// Progress of a training run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainUpdate {
+    /// One step: `x` is the position in epochs (for the loss plot), `fraction` the share of the run done.
+    Step {
+        x: f64,
+        fraction: f32,
+        loss: f64,
+    },
+    Epoch {
+        epoch: usize,
+        train_loss: f64,
+        val_eer: f64,
+    },
+    Message(String),
+    Finished {
+        model_path: PathBuf,
+        card: Vec<(String, String)>,
+    },
+}
+
+/// One result row of a batch run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchRow {
+    pub cheque_id: String,
+    pub account: String,
+    /// `ACCEPT`, `REFER`, `REJECT` or `ERROR`.
+    pub outcome: String,
+    pub probability: Option<f64>,
+    pub score: Option<f64>,
+    pub error: String,
+}
+
+/// What the status bar shows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatusInfo {
+    pub device: String,
+    pub model: String,
+    pub database: String,
+}
+
+/// A flag a long task polls to stop early.
+pub type StopFlag = Arc<AtomicBool>;
+
+pub fn stopped(flag: &StopFlag) -> bool {
+    flag.load(Ordering::Relaxed)
+}
+
+/// A decoded image held by the worker, with what has been derived from it.
+struct Decoded {
+    gray: image::GrayImage,
+    sha256: String,
+    source: String,
+    detected: Option<(PixelBox, f32)>,
+    /// A cheque-slot image that is a bare signature (scored whole).
+    bare: bool,
+    /// Normalised signature and its embedding, tagged with the model id they were made with.
+    normalised: Option<(String, crate::imaging::NormalisedSignature)>,
+    embedding: Option<(String, crate::scoring::Embedding)>,
+}
+
+/// Largest preview sizes sent to the UI (the UI scales further; the worker keeps full resolution).
+const CHEQUE_PREVIEW: (u32, u32) = (1600, 900);
+const REFERENCE_PREVIEW: (u32, u32) = (700, 350);
+
+/// The state the worker thread owns: the open store, the loaded model, the decoded images.
+pub struct Backend {
+    pub config: BackendConfig,
+    operator: Option<crate::store::Operator>,
+    store: Option<crate::store::Store>,
+    model: Option<crate::model::SignatureModel>,
+    model_error: Option<String>,
+    images: HashMap<Slot, Decoded>,
+    /// Reference ids of the account whose references are loaded, in slot order.
+    account_refs: Vec<i64>,
+}
+
+fn store_error(context: &str, e: crate::store::StoreError) -> UserError {
+    use crate::store::StoreError as E;
+    let todo = match &e {
+        E::AuthFailed => {
+            "Check your operator name and PIN. Repeated wrong PINs lock the operator for a while."
+        }
+        E::LockedOut { .. } => "Wait until the time shown, or ask a supervisor to unlock you.",
+        E::PermissionDenied { .. } => {
+            "Ask a colleague with that role. The refusal has been logged."
+        }
+        E::NoOperators => {
+            "Create the first supervisor from a terminal: countersign operator add NAME --role supervisor"
+        }
+        E::Busy { .. } => {
+            "Another program is writing to the database. Wait a moment and try again."
+        }
+        E::Corrupt { .. } | E::NewerSchema { .. } | E::ReadOnly { .. } => {
+            "Do not use this database for decisions. Tell your supervisor; the message says how to recover."
+        }
+        E::DiskFull { .. } => "Free disk space, then try again. Nothing was written.",
+        E::Invalid(_) | E::NotFound { .. } | E::AlreadyExists { .. } => {
+            "Correct the input and try again."
+        }
+        _ => "Try again; if it keeps failing, tell your supervisor.",
+    };
+    UserError::new(format!("{context}: {e}"), todo)
+}
+
+fn model_error(context: &str, e: &crate::model::ModelError) -> UserError {
+    UserError::new(
+        format!("{context}: {e}"),
+        "The model could not be used. Check the model file and the .json card beside it, or ask a supervisor \
+         to activate a working model.",
+    )
+}
+
+fn imaging_error(context: &str, e: &crate::imaging::ImagingError) -> UserError {
+    UserError::new(format!("{context}: {e}"), imaging_advice(e))
+}
+
+fn role_of(r: crate::store::Role) -> Role {
+    match r {
+        crate::store::Role::Clerk => Role::Clerk,
+        crate::store::Role::Supervisor => Role::Supervisor,
+        crate::store::Role::Auditor => Role::Auditor,
+    }
+}
+
+/// Encodes the clerk's new decision in an override's reason (the store records the action and the
+/// reason; the decision the clerk chose is part of what must be proven later).
+fn override_reason(decision: Decision, reason: &str) -> String {
+    format!("Changed to {}: {}", decision.as_str(), reason.trim())
+}
+
+fn parse_override(reason: &str) -> Option<Decision> {
+    let rest = reason.strip_prefix("Changed to ")?;
+    [Decision::Accept, Decision::Refer, Decision::Reject]
+        .into_iter()
+        .find(|d| rest.starts_with(&format!("{}:", d.as_str())))
+}
+
+fn to_row(r: &crate::store::DecisionRow) -> DecisionRow {
+    use crate::store::FinalAction as A;
+    let (action, reason) = match &r.action {
+        Some(a) => (a.action, a.reason.clone().unwrap_or_default()),
+        None => (r.final_action, r.reason.clone().unwrap_or_default()),
+    };
+    let final_decision = match action {
+        A::Override => parse_override(&reason).unwrap_or(r.decision),
+        _ => r.decision,
+    };
+    DecisionRow {
+        id: r.id,
+        time: r
+            .time
+            .replace('T', " ")
+            .trim_end_matches('Z')
+            .chars()
+            .take(19)
+            .collect(),
+        operator: r.operator.clone(),
+        account: r.account.clone().unwrap_or_default(),
+        decision: r.decision,
+        final_decision,
+        action: action.as_str().to_string(),
+        reason,
+        score: r.raw_score,
+        probability: r.probability,
+        model_id: r.model_id.clone(),
+        cheque_sha256: r.cheque_sha256.clone(),
+        reference_sha256: r.reference_sha256s.join(", "),
+    }
+}
+
+fn parse_day(s: &str, what: &str) -> Result<Option<time::OffsetDateTime>, UserError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, format)
+        .map(|d| Some(d.midnight().assume_utc()))
+        .map_err(|_| {
+            UserError::new(
+                format!("{what} date \"{s}\" is not a date."),
+                "Write dates as YYYY-MM-DD, e.g. 2026-11-28.",
+            )
+        })
+}
+
+/// The store's filter for the Audit screen's fields (`to` is inclusive: the whole day).
+pub fn store_filter(f: &AuditFilter) -> Result<crate::store::DecisionFilter, UserError> {
+    let text = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    Ok(crate::store::DecisionFilter {
+        from: parse_day(&f.from, "From")?,
+        to: parse_day(&f.to, "To")?.map(|d| d + time::Duration::days(1)),
+        decision: f.decision,
+        operator: text(&f.operator),
+        account: text(&f.account),
+        cheque_id: None,
+    })
+}
+
+fn open_store(config: &BackendConfig) -> Result<crate::store::Store, UserError> {
+    if let Some(dir) = config.db_path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            UserError::new(
+                format!(
+                    "Could not create the folder {} for the database: {e}",
+                    dir.display()
+                ),
+                "Choose another database with --db, or fix the folder's permissions.",
+            )
+        })?;
+    }
+    crate::store::Store::open(&config.db_path).map_err(|e| {
+        store_error(
+            &format!("Could not open the database {}", config.db_path.display()),
+            e,
+        )
+    })
+}
+
+/// Reads a file with the decoder's byte limit and decodes it (bounded).
+fn read_image(path: &Path) -> Result<(image::GrayImage, String), UserError> {
+    use crate::imaging::decode::{DecodeLimits, decode_bytes};
+    let limits = DecodeLimits::default();
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        UserError::new(
+            format!("Could not open {name}: {e}"),
+            "Check that the file exists and that you may read it.",
+        )
+    })?;
+    if meta.len() > limits.max_bytes {
+        return Err(UserError::new(
+            format!(
+                "{name} is {} MB, more than the {} MB limit.",
+                meta.len() / 1_000_000,
+                limits.max_bytes / 1_000_000
+            ),
+            "Scan the cheque at 200-300 dpi, or save it as PNG or JPEG.",
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        UserError::new(
+            format!("Could not read {name}: {e}"),
+            "Check that the file exists and that you may read it.",
+        )
+    })?;
+    let gray = decode_bytes(&bytes, &name, &limits)
+        .map_err(|e| imaging_error("The image could not be used", &e))?;
+    Ok((gray, crate::store::accounts::sha256_hex(&bytes)))
+}
+
+impl Backend {
+    /// Creates the backend; the database opens and the model loads on first use so the window
+    /// appears at once even when either fails.
+    pub fn new(config: BackendConfig) -> Self {
+        Self {
+            config,
+            operator: None,
+            store: None,
+            model: None,
+            model_error: None,
+            images: HashMap::new(),
+            account_refs: Vec::new(),
+        }
+    }
+
+    fn store(&mut self) -> Result<&mut crate::store::Store, UserError> {
+        if self.store.is_none() {
+            self.store = Some(open_store(&self.config)?);
+        }
+        self.store
+            .as_mut()
+            .ok_or_else(|| UserError::new("The database is not open.", "Try again."))
+    }
+
+    /// The signed-in operator as the store knows it (for long tasks that act in their name).
+    pub fn store_operator(&self) -> Option<crate::store::Operator> {
+        self.operator.clone()
+    }
+
+    fn require_operator(&self) -> Result<crate::store::Operator, UserError> {
+        self.operator
+            .clone()
+            .ok_or_else(|| UserError::new("Nobody is signed in.", "Sign in first."))
+    }
+
+    /// The model path in force (see [`resolve_model_path`]).
+    fn model_path(&mut self) -> Option<PathBuf> {
+        let config = self.config.clone();
+        let store = self.store().ok().map(|s| &*s);
+        resolve_model_path(&config, store)
+    }
+
+    fn model(&mut self) -> Result<&crate::model::SignatureModel, UserError> {
+        if self.model.is_none() {
+            let device = self.config.device.resolve().map_err(|e| {
+                UserError::new(
+                    format!("{e}"),
+                    "Start Countersign with --device cpu, or check the GPU driver.",
+                )
+            })?;
+            let Some(path) = self.model_path() else {
+                let e = UserError::new(
+                    "No model was found (models/countersign-default.safetensors is missing).",
+                    "Reinstall Countersign, or start it with --model PATH to a trained model.",
+                );
+                self.model_error = Some(e.what.clone());
+                return Err(e);
+            };
+            match crate::model::SignatureModel::load(&path, device) {
+                Ok(m) => {
+                    self.model = Some(m);
+                    self.model_error = None;
+                }
+                Err(e) => {
+                    let e = model_error(
+                        &format!("The model {} could not be loaded", path.display()),
+                        &e,
+                    );
+                    self.model_error = Some(e.what.clone());
+                    return Err(e);
+                }
+            }
+        }
+        self.model
+            .as_ref()
+            .ok_or_else(|| UserError::new("The model is not loaded.", "Try again."))
+    }
+
+    /// Loads the model and runs one forward pass (libtorch allocates and picks kernels on the first).
+    pub fn warmup(&mut self) {
+        if let Ok(m) = self.model() {
+            let p = m.normalise_params();
+            let mut pixels = vec![0.0f32; (p.width * p.height) as usize];
+            for (i, v) in pixels.iter_mut().enumerate() {
+                *v = if i % 7 == 0 { 1.0 } else { 0.0 };
+            }
+            let dummy = crate::imaging::NormalisedSignature {
+                width: p.width,
+                height: p.height,
+                pixels,
+            };
+            let _ = m.embed(std::slice::from_ref(&dummy));
+        }
+    }
+
+    pub fn status(&mut self) -> StatusInfo {
+        let device = match self.config.device.resolve() {
+            Ok(d) => crate::device::describe(d),
+            Err(e) => format!("unavailable ({e})"),
+        };
+        let model = match (&self.model, &self.model_error) {
+            (Some(m), _) => m.id(),
+            (None, Some(e)) => format!("not loaded: {e}"),
+            (None, None) => match self.model_path() {
+                Some(p) => format!(
+                    "{} (loads on first use)",
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default()
+                ),
+                None => "no model found".into(),
+            },
+        };
+        StatusInfo {
+            device,
+            model,
+            database: self.config.db_path.display().to_string(),
+        }
+    }
+
+    pub fn sign_in(&mut self, name: &str, pin: &str) -> Result<Operator, UserError> {
+        let op = self
+            .store()?
+            .authenticate(name, pin)
+            .map_err(|e| store_error("Sign-in refused", e))?;
+        let gui = Operator {
+            name: op.name().to_string(),
+            role: role_of(op.role()),
+        };
+        self.operator = Some(op);
+        Ok(gui)
+    }
+
+    pub fn sign_out(&mut self) {
+        self.operator = None;
+        self.images.clear();
+        self.account_refs.clear();
+    }
+
+    pub fn load_image(&mut self, slot: Slot, path: &Path) -> Result<LoadedImage, UserError> {
+        self.images.remove(&slot);
+        let (gray, sha256) = read_image(path)?;
+        let source = path.display().to_string();
+        self.account_refs.clear();
+        self.insert_image(slot, gray, sha256, source)
+    }
+
+    /// Keeps a decoded image in a slot and prepares what the screen shows. A reference is normalised
+    /// at once, so a reference without a signature is refused when it is loaded, not at verification.
+    fn insert_image(
+        &mut self,
+        slot: Slot,
+        gray: image::GrayImage,
+        sha256: String,
+        source: String,
+    ) -> Result<LoadedImage, UserError> {
+        let (max_w, max_h) = match slot {
+            Slot::Cheque => CHEQUE_PREVIEW,
+            Slot::Reference(_) => REFERENCE_PREVIEW,
+        };
+        let (preview_img, preview_scale) = preview(&gray, max_w, max_h);
+        let mut detected = None;
+        let mut detection_note = None;
+        let mut bare = false;
+        match slot {
+            Slot::Reference(_) => {
+                let params = self
+                    .model()
+                    .map(|m| m.normalise_params().clone())
+                    .unwrap_or_default();
+                crate::imaging::normalise::normalise(&gray, &params).map_err(|e| {
+                    imaging_error(&format!("{} has no usable signature", slot.label()), &e)
+                })?;
+            }
+            Slot::Cheque => match classify_cheque(&gray) {
+                ChequeKind::Found(b, c) => detected = Some((b, c)),
+                ChequeKind::NotFound(note) => detection_note = Some(note),
+                ChequeKind::BareSignature => {
+                    bare = true;
+                    detection_note =
+                        Some("This looks like a bare signature image; it is scored whole.".into());
+                }
+            },
+        }
+        let (width, height) = gray.dimensions();
+        self.images.insert(
+            slot,
+            Decoded {
+                gray,
+                sha256: sha256.clone(),
+                source: source.clone(),
+                detected,
+                bare,
+                normalised: None,
+                embedding: None,
+            },
+        );
+        Ok(LoadedImage {
+            slot,
+            source,
+            width,
+            height,
+            preview: preview_img,
+            preview_scale,
+            detected,
+            detection_note,
+            sha256,
+        })
+    }
+
+    pub fn clear_slot(&mut self, slot: Slot) {
+        self.images.remove(&slot);
+    }
+
+    /// Loads an account's enrolled references from the store into the reference slots.
+    pub fn load_account(&mut self, account: &str) -> Result<Vec<LoadedImage>, UserError> {
+        let store = self.store()?;
+        if store
+            .account(account)
+            .map_err(|e| store_error("Could not read the account", e))?
+            .is_none()
+        {
+            return Err(UserError::new(
+                format!("There is no account {account}."),
+                "Check the account number, or load reference images from files.",
+            ));
+        }
+        let refs = store
+            .references(account, false)
+            .map_err(|e| store_error("Could not read the references", e))?;
+        if refs.is_empty() {
+            return Err(UserError::new(
+                format!("Account {account} has no reference signatures."),
+                "Enrol references (countersign account enrol), or load reference images from files.",
+            ));
+        }
+        let mut images = Vec::new();
+        let mut blobs = Vec::new();
+        for r in &refs {
+            let bytes = store
+                .reference_image(r.id)
+                .map_err(|e| store_error("Could not read a reference image", e))?;
+            blobs.push((r.id, bytes));
+        }
+        self.images.retain(|s, _| *s == Slot::Cheque);
+        self.account_refs.clear();
+        for (i, (id, bytes)) in blobs.into_iter().enumerate() {
+            let name = format!("account {account} reference {}", i + 1);
+            let gray = crate::imaging::decode::decode_bytes(
+                &bytes,
+                &name,
+                &crate::imaging::decode::DecodeLimits::default(),
+            )
+            .map_err(|e| imaging_error("A stored reference could not be decoded", &e))?;
+            let sha = crate::store::accounts::sha256_hex(&bytes);
+            images.push(self.insert_image(Slot::Reference(i), gray, sha, name)?);
+            self.account_refs.push(id);
+        }
+        Ok(images)
+    }
+
+    /// Normalises and embeds a slot's image with the current model, caching both by model id.
+    fn embed_slot(
+        &mut self,
+        slot: Slot,
+        crop: Option<PixelBox>,
+    ) -> Result<Option<crate::scoring::Embedding>, UserError> {
+        let (model_id, params) = {
+            let m = self.model()?;
+            (m.id(), m.normalise_params().clone())
+        };
+        let Some(d) = self.images.get_mut(&slot) else {
+            return Ok(None);
+        };
+        let cacheable = slot != Slot::Cheque;
+        if cacheable
+            && let Some((id, e)) = &d.embedding
+            && *id == model_id
+        {
+            return Ok(Some(e.clone()));
+        }
+        let region = match (slot, crop.or(d.detected.map(|(b, _)| b))) {
+            (Slot::Cheque, Some(b)) => {
+                let b = crate::imaging::cheque::CropBox {
+                    x: b.x,
+                    y: b.y,
+                    width: b.width,
+                    height: b.height,
+                };
+                crate::imaging::cheque::crop(&d.gray, b)
+                    .map_err(|e| imaging_error("The signature box is not usable", &e))?
+            }
+            // A cheque without a box is not scored: the decision is REFER until the clerk draws one.
+            (Slot::Cheque, None) if !d.bare => return Ok(None),
+            _ => d.gray.clone(),
+        };
+        let n = match crate::imaging::normalise::normalise(&region, &params) {
+            Ok(n) => n,
+            Err(crate::imaging::ImagingError::NoSignature(_)) if slot == Slot::Cheque => {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(imaging_error(
+                    &format!("{} could not be normalised", slot.label()),
+                    &e,
+                ));
+            }
+        };
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| UserError::new("The model is not loaded.", "Try again."))?;
+        let e = model
+            .embed(std::slice::from_ref(&n))
+            .map_err(|e| model_error("The network failed", &e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| UserError::new("The network returned no embedding.", "Try again."))?;
+        let d = self
+            .images
+            .get_mut(&slot)
+            .ok_or_else(|| UserError::new("The image was unloaded.", "Load it again."))?;
+        d.normalised = Some((model_id.clone(), n));
+        d.embedding = Some((model_id, e.clone()));
+        Ok(Some(e))
+    }
+
+    /// The decision settings in force: the store's, or the model card's before any were saved.
+    fn settings(
+        &mut self,
+    ) -> Result<(crate::scoring::Calibration, crate::store::Settings), UserError> {
+        let card = self.model()?.card().clone();
+        let mut settings = self
+            .store()?
+            .current_settings()
+            .map_err(|e| store_error("Could not read the thresholds", e))?;
+        if settings.version == 0 {
+            if let Some(c) = card.calibration {
+                settings.calibration = c;
+            }
+            if let Some(t) = card.thresholds {
+                settings.thresholds = t;
+            }
+        }
+        Ok((settings.calibration, settings))
+    }
+
+    pub fn verify(
+        &mut self,
+        crop: Option<PixelBox>,
+        account: Option<String>,
+    ) -> Result<VerifyOutcome, UserError> {
+        if !self.images.contains_key(&Slot::Cheque) {
+            return Err(UserError::new(
+                "No cheque is loaded.",
+                "Load the cheque scan.",
+            ));
+        }
+        let mut ref_slots: Vec<Slot> = self
+            .images
+            .keys()
+            .copied()
+            .filter(|s| matches!(s, Slot::Reference(_)))
+            .collect();
+        ref_slots.sort_by_key(|s| match s {
+            Slot::Reference(i) => *i,
+            Slot::Cheque => usize::MAX,
+        });
+        if ref_slots.is_empty() {
+            return Err(UserError::new(
+                "No reference signature is loaded.",
+                "Load a reference, or use an account's references.",
+            ));
+        }
+        let mut refs = Vec::new();
+        for s in &ref_slots {
+            if let Some(e) = self.embed_slot(*s, None)? {
+                refs.push(e);
+            }
+        }
+        let questioned = self.embed_slot(Slot::Cheque, crop)?;
+        let (calibration, settings) = self.settings()?;
+        let account_ref = account.as_deref();
+        let thresholds = settings.thresholds_for(account_ref, None);
+        let policy = crate::scoring::DecisionPolicy::new(thresholds).map_err(|e| {
+            UserError::new(
+                format!("The thresholds in force are invalid: {e}"),
+                "Ask a supervisor to recalibrate.",
+            )
+        })?;
+        let (score, probability) = match &questioned {
+            Some(q) => {
+                let s = crate::scoring::score_against_references(
+                    q,
+                    &refs,
+                    crate::scoring::Aggregation::default(),
+                )
+                .map_err(|e| {
+                    UserError::new(
+                        format!("Scoring failed: {e}"),
+                        "Load other references and try again.",
+                    )
+                })?;
+                (s, Some(calibration.probability(s)))
+            }
+            None => (f64::NAN, None),
+        };
+        let outcome = crate::scoring::decide(probability, account_ref, None, &policy);
+        let model_id = self.model()?.id();
+        let norm = |d: Option<&Decoded>| {
+            d.and_then(|d| d.normalised.as_ref())
+                .map(|(_, n)| n.clone())
+        };
+        let q_norm = if questioned.is_some() {
+            norm(self.images.get(&Slot::Cheque))
+        } else {
+            None
+        };
+        let r_norms: Vec<_> = ref_slots
+            .iter()
+            .filter_map(|s| norm(self.images.get(s)))
+            .collect();
+        let blank = Gray {
+            width: 0,
+            height: 0,
+            pixels: Vec::new(),
+        };
+        let overlay_img = match (&q_norm, r_norms.first()) {
+            (Some(q), Some(r)) => overlay(q, r),
+            _ => Rgba {
+                width: 0,
+                height: 0,
+                pixels: Vec::new(),
+            },
+        };
+        let cheque = self.images.get(&Slot::Cheque);
+        Ok(VerifyOutcome {
+            score,
+            probability: probability.unwrap_or(0.0),
+            decision: outcome.decision,
+            thresholds: outcome.thresholds_used,
+            model_id,
+            account,
+            crop: crop.or(cheque.and_then(|c| c.detected.map(|(b, _)| b))),
+            signature_found: questioned.is_some(),
+            questioned: q_norm.as_ref().map(normalised_gray).unwrap_or(blank),
+            references: r_norms.iter().map(normalised_gray).collect(),
+            overlay: overlay_img,
+            latency_ms: 0.0,
+            cheque_sha256: cheque.map(|c| c.sha256.clone()).unwrap_or_default(),
+            reference_sha256: ref_slots
+                .iter()
+                .filter_map(|s| self.images.get(s).map(|d| d.sha256.clone()))
+                .collect(),
+        })
+    }
+
+    pub fn record(
+        &mut self,
+        outcome: &VerifyOutcome,
+        action: &FinalAction,
+    ) -> Result<DecisionRow, UserError> {
+        let op = self.require_operator()?;
+        let device = match self.config.device.resolve() {
+            Ok(d) => crate::device::describe(d),
+            Err(_) => "unknown".into(),
+        };
+        let (final_action, reason) = match action {
+            FinalAction::Confirm => (crate::store::FinalAction::Confirm, None),
+            FinalAction::Override { decision, reason } => {
+                if reason.trim().is_empty() {
+                    return Err(UserError::new(
+                        "An override needs a reason.",
+                        "Write why the decision is changed.",
+                    ));
+                }
+                (
+                    crate::store::FinalAction::Override,
+                    Some(override_reason(*decision, reason)),
+                )
+            }
+        };
+        let cheque_id = self.images.get(&Slot::Cheque).map(|d| d.source.clone());
+        let nd = crate::store::NewDecision {
+            time: time::OffsetDateTime::now_utc(),
+            operator: op.name().to_string(),
+            account: outcome.account.clone(),
+            cheque_id: cheque_id.map(|p| {
+                Path::new(&p)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or(p)
+            }),
+            amount_cents: None,
+            cheque_sha256: outcome.cheque_sha256.clone(),
+            reference_sha256s: outcome.reference_sha256.clone(),
+            crop: outcome.crop.map(|b| crate::store::CropBox {
+                x: b.x,
+                y: b.y,
+                w: b.width,
+                h: b.height,
+            }),
+            raw_score: if outcome.score.is_finite() {
+                outcome.score
+            } else {
+                0.0
+            },
+            probability: outcome.probability,
+            t_accept: outcome.thresholds.accept,
+            t_reject: outcome.thresholds.reject,
+            decision: outcome.decision,
+            final_action,
+            reason,
+            model_id: outcome.model_id.clone(),
+            device,
+            latency_ms: outcome.latency_ms,
+            source: crate::store::Source::Gui,
+        };
+        let store = self.store()?;
+        let id = store
+            .insert_decision(&op, &nd)
+            .map_err(|e| store_error("The decision was not logged", e))?;
+        let row = store
+            .decision(id)
+            .map_err(|e| store_error("The logged decision could not be read back", e))?
+            .ok_or_else(|| {
+                UserError::new(
+                    format!("Decision {id} was logged but cannot be found."),
+                    "Check the Audit screen.",
+                )
+            })?;
+        Ok(to_row(&row))
+    }
+
+    /// The signed-in operator's latest decisions.
+    pub fn recent(&mut self, limit: usize) -> Result<Vec<DecisionRow>, UserError> {
+        let Some(op) = self.operator.clone() else {
+            return Ok(Vec::new());
+        };
+        let filter = crate::store::DecisionFilter {
+            operator: Some(op.name().to_string()),
+            ..Default::default()
+        };
+        let rows = self
+            .store()?
+            .query_decisions(&filter, 0, limit as u64)
+            .map_err(|e| store_error("Could not read recent decisions", e))?;
+        Ok(rows.iter().map(to_row).collect())
+    }
+
+    fn require_audit(&self) -> Result<(), UserError> {
+        let op = self.require_operator()?;
+        op.require(crate::store::Permission::ReadAudit)
+            .map_err(|e| store_error("The audit log is closed to you", e))
+    }
+
+    pub fn count_decisions(&mut self, filter: &AuditFilter) -> Result<u64, UserError> {
+        self.require_audit()?;
+        let f = store_filter(filter)?;
+        self.store()?
+            .count_decisions(&f)
+            .map_err(|e| store_error("Could not count decisions", e))
+    }
+
+    pub fn query_decisions(
+        &mut self,
+        filter: &AuditFilter,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<DecisionRow>, UserError> {
+        self.require_audit()?;
+        let f = store_filter(filter)?;
+        let rows = self
+            .store()?
+            .query_decisions(&f, offset, limit as u64)
+            .map_err(|e| store_error("Could not read decisions", e))?;
+        Ok(rows.iter().map(to_row).collect())
+    }
+
+    pub fn decision_detail(&mut self, id: i64) -> Result<DecisionDetail, UserError> {
+        self.require_audit()?;
+        let store = self.store()?;
+        let r = store
+            .decision(id)
+            .map_err(|e| store_error("Could not read the decision", e))?
+            .ok_or_else(|| {
+                UserError::new(
+                    format!("Decision {id} does not exist."),
+                    "Refresh the list.",
+                )
+            })?;
+        // The store keeps reference images (not cheques); find the compared one by its hash.
+        let mut reference = None;
+        if let Some(acct) = &r.account
+            && let Ok(refs) = store.references(acct, true)
+            && let Some(found) = refs
+                .iter()
+                .find(|x| r.reference_sha256s.contains(&x.sha256))
+            && let Ok(bytes) = store.reference_image(found.id)
+            && let Ok(g) = crate::imaging::decode::decode_bytes(
+                &bytes,
+                "reference",
+                &crate::imaging::decode::DecodeLimits::default(),
+            )
+        {
+            reference = Some(preview(&g, REFERENCE_PREVIEW.0, REFERENCE_PREVIEW.1).0);
+        }
+        // A cheque still loaded on the Verify screen with the same hash can be shown too.
+        let cheque = self
+            .images
+            .get(&Slot::Cheque)
+            .filter(|d| d.sha256 == r.cheque_sha256)
+            .map(|d| preview(&d.gray, REFERENCE_PREVIEW.0, REFERENCE_PREVIEW.1).0);
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        let mut fields = vec![
+            ("Time (UTC)".to_string(), r.time.clone()),
+            ("Operator".into(), r.operator.clone()),
+            ("Account".into(), opt(&r.account)),
+            ("Cheque id".into(), opt(&r.cheque_id)),
+            ("Model decision".into(), r.decision.as_str().into()),
+            ("Score".into(), format!("{:.4}", r.raw_score)),
+            ("Probability".into(), format!("{:.4}", r.probability)),
+            (
+                "Thresholds".into(),
+                format!("accept {:.3}, reject {:.3}", r.t_accept, r.t_reject),
+            ),
+            ("Action".into(), r.effective_action().as_str().into()),
+        ];
+        if let Some(a) = &r.action {
+            fields.push(("Action by".into(), format!("{} at {}", a.operator, a.time)));
+        }
+        let row = to_row(&r);
+        if !row.reason.is_empty() {
+            fields.push(("Reason".into(), row.reason.clone()));
+        }
+        fields.extend([
+            (
+                "Crop box".into(),
+                r.crop
+                    .map(|c| format!("x {} y {} w {} h {}", c.x, c.y, c.w, c.h))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            ("Model".into(), r.model_id.clone()),
+            ("Device".into(), r.device.clone()),
+            ("Latency".into(), format!("{:.1} ms", r.latency_ms)),
+            ("Source".into(), r.source.clone()),
+            ("Cheque SHA-256".into(), r.cheque_sha256.clone()),
+            ("Reference SHA-256".into(), r.reference_sha256s.join("\n")),
+            ("Row hash".into(), r.hash.clone()),
+        ]);
+        Ok(DecisionDetail {
+            row,
+            cheque,
+            reference,
+            fields,
+        })
+    }
+
+    pub fn save_thresholds(
+        &mut self,
+        thresholds: Thresholds,
+        calibration: Option<crate::scoring::Calibration>,
+        reason: &str,
+    ) -> Result<String, UserError> {
+        use crate::store::SettingsChange;
+        let op = self.require_operator()?;
+        let store = self.store()?;
+        if let Some(c) = calibration {
+            store
+                .change_settings(&op, &SettingsChange::Calibration(c), reason)
+                .map_err(|e| store_error("The calibration was not saved", e))?;
+        }
+        let s = store
+            .change_settings(&op, &SettingsChange::Thresholds(thresholds), reason)
+            .map_err(|e| store_error("The thresholds were not saved", e))?;
+        Ok(format!(
+            "Saved and logged (settings row {}): ACCEPT at {:.3} or more, REJECT below {:.3}.",
+            s.version, s.thresholds.accept, s.thresholds.reject
+        ))
+    }
+
+    pub fn activate_model(&mut self, path: &Path, reason: &str) -> Result<String, UserError> {
+        let op = self.require_operator()?;
+        let device = self
+            .config
+            .device
+            .resolve()
+            .map_err(|e| UserError::new(format!("{e}"), "Use --device cpu."))?;
+        // Load it first: a model that does not load is never activated, and the current one stays.
+        let m = crate::model::SignatureModel::load(path, device)
+            .map_err(|e| model_error(&format!("{} was not activated", path.display()), &e))?;
+        let id = m.id();
+        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        self.store()?
+            .change_settings(
+                &op,
+                &crate::store::SettingsChange::Model {
+                    id: id.clone(),
+                    path: Some(abs.display().to_string()),
+                },
+                reason,
+            )
+            .map_err(|e| store_error("The model change was not saved", e))?;
+        if self.config.model_path.is_none() {
+            self.model = Some(m);
+            for d in self.images.values_mut() {
+                d.normalised = None;
+                d.embedding = None;
+            }
+        }
+        Ok(format!("Model {id} is now active (logged)."))
+    }
+}
+
+/// What the cheque slot holds: a full cheque scan, or a bare signature image (a clerk may scan just
+/// the signature). Bare signatures are scored whole; a cheque's signature is found by the imaging
+/// layer's finder, and when it finds nothing convincing the clerk draws the box or the cheque is REFERRED.
+enum ChequeKind {
+    Found(PixelBox, f32),
+    NotFound(String),
+    BareSignature,
+}
+
+/// Images no taller than this (in pixels) are taken as a bare signature when the finder finds no
+/// signature zone in them; a cheque scanned at 200 dpi is about 550-800 pixels tall.
+const BARE_SIGNATURE_MAX_HEIGHT: u32 = 420;
+
+fn classify_cheque(gray: &image::GrayImage) -> ChequeKind {
+    use crate::imaging::cheque::{ChequeLayout, find_signature};
+    let bare = gray.height() <= BARE_SIGNATURE_MAX_HEIGHT;
+    match find_signature(gray, &ChequeLayout::default()) {
+        Ok(f) if f.found && !bare => ChequeKind::Found(
+            PixelBox {
+                x: f.bbox.x,
+                y: f.bbox.y,
+                width: f.bbox.width,
+                height: f.bbox.height,
+            },
+            f.confidence,
+        ),
+        _ if bare => ChequeKind::BareSignature,
+        Ok(f) => ChequeKind::NotFound(format!(
+            "No convincing signature was found on the cheque (confidence {:.0}%).",
+            f.confidence * 100.0
+        )),
+        Err(e) => ChequeKind::NotFound(format!("The signature could not be searched for: {e}.")),
+    }
+}
+
+/// Long tasks run on their own threads with their own database connection, so the worker stays free
+/// for the clerk's verifications.
+pub fn verify_chain(config: &BackendConfig) -> Result<ChainReport, UserError> {
+    let store = open_store(config)?;
+    let r = store
+        .verify_chain()
+        .map_err(|e| store_error("The chain could not be checked", e))?;
+    let message = match &r.first_bad {
+        None => match &r.head {
+            Some(h) => format!(
+                "Head row {} hash {}...",
+                h.row_id,
+                h.hash.chars().take(16).collect::<String>()
+            ),
+            None => "The log is empty.".into(),
+        },
+        Some((id, why)) => format!(
+            "First bad row {id}: {why}. Keep this database as evidence and tell your supervisor."
+        ),
+    };
+    Ok(ChainReport {
+        ok: r.is_intact(),
+        rows_checked: r.rows_checked,
+        message,
+    })
+}
+
+/// Exports the filtered decisions: CSV, or JSON Lines when the file name ends in `.jsonl`/`.json`.
+pub fn export_audit(
+    config: &BackendConfig,
+    operator: &crate::store::Operator,
+    filter: &AuditFilter,
+    out: &Path,
+) -> Result<String, UserError> {
+    let f = store_filter(filter)?;
+    let format = match out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("jsonl" | "json" | "ndjson") => crate::store::ExportFormat::Jsonl,
+        _ => crate::store::ExportFormat::Csv,
+    };
+    let mut store = open_store(config)?;
+    let summary = store
+        .export_decisions(operator, &f, format, out, &mut |_| {})
+        .map_err(|e| store_error("The export failed", e))?;
+    Ok(format!(
+        "Exported {} decisions to {} (SHA-256 in {}; the export is logged).",
+        summary.rows,
+        out.display(),
+        summary.sha256_path.display()
+    ))
+}
+
+/// The model path in force: `--model`, else the model a supervisor activated, else the bundled one.
+fn resolve_model_path(
+    config: &BackendConfig,
+    store: Option<&crate::store::Store>,
+) -> Option<PathBuf> {
+    if let Some(p) = &config.model_path {
+        return Some(p.clone());
+    }
+    store
+        .and_then(|s| s.current_settings().ok())
+        .and_then(|s| s.model_path)
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(crate::paths::default_model)
+}
+
+fn load_model(
+    config: &BackendConfig,
+    store: Option<&crate::store::Store>,
+) -> Result<crate::model::SignatureModel, UserError> {
+    let device = config.device.resolve().map_err(|e| {
+        UserError::new(
+            format!("{e}"),
+            "Start Countersign with --device cpu, or check the GPU driver.",
+        )
+    })?;
+    let path = resolve_model_path(config, store).ok_or_else(|| {
+        UserError::new(
+            "No model was found (models/countersign-default.safetensors is missing).",
+            "Reinstall Countersign, or start it with --model PATH to a trained model.",
+        )
+    })?;
+    crate::model::SignatureModel::load(&path, device).map_err(|e| {
+        model_error(
+            &format!("The model {} could not be loaded", path.display()),
+            &e,
+        )
+    })
+}
+
+fn stopped_error() -> UserError {
+    UserError::new("Stopped.", "")
+}
+
+/// Evaluates the active model on a labelled folder (writer folders, CEDAR layout or a manifest) with
+/// the scoring layer's protocol, fits the calibration on it, and returns the calibrated probabilities
+/// the Calibrate screen plots and thresholds.
+pub fn evaluate(
+    config: &BackendConfig,
+    folder: &Path,
+    progress: &mut dyn FnMut(f32, &str),
+    stop: &StopFlag,
+) -> Result<EvalSummary, UserError> {
+    use crate::scoring::{
+        EvalConfig, Forgeries, LabelledEmbedding, eer, evaluation_scores, fit_platt,
+        labelled_scores, roc_points,
+    };
+    use rayon::prelude::*;
+    let store = open_store(config).ok();
+    let model = load_model(config, store.as_ref())?;
+    progress(0.0, "Reading the folder");
+    let ds = crate::train::dataset::scan(folder, crate::train::dataset::Layout::Auto).map_err(|e| {
+        UserError::new(
+            format!("{} is not a labelled signature folder: {e}", folder.display()),
+            "Choose a folder with one folder per writer (NNN/ genuine, NNN_forg/ forgeries), a CEDAR folder, or a manifest.",
+        )
+    })?;
+    let total = ds.samples.len().max(1);
+    let params = model.normalise_params().clone();
+    let limits = crate::imaging::decode::DecodeLimits::default();
+    let mut samples = Vec::with_capacity(ds.samples.len());
+    let mut skipped = 0usize;
+    for (c, chunk) in ds.samples.chunks(64).enumerate() {
+        if stopped(stop) {
+            return Err(stopped_error());
+        }
+        // Decoding and normalising are pure CPU work: spread them over the cores, then embed in one batch.
+        let prepared: Vec<_> = chunk
+            .par_iter()
+            .map(|s| {
+                crate::imaging::decode::decode_path(&s.path, &limits)
+                    .and_then(|g| crate::imaging::normalise::normalise(&g, &params))
+            })
+            .collect();
+        let mut ok = Vec::new();
+        let mut meta = Vec::new();
+        for (s, p) in chunk.iter().zip(prepared) {
+            match p {
+                Ok(n) => {
+                    ok.push(n);
+                    meta.push(s);
+                }
+                Err(_) => skipped += 1,
+            }
+        }
+        let embs = model
+            .embed(&ok)
+            .map_err(|e| model_error("The network failed", &e))?;
+        for (s, e) in meta.into_iter().zip(embs) {
+            samples.push(LabelledEmbedding {
+                writer: s.writer.clone(),
+                genuine: s.genuine,
+                // Genuine and forged files of one writer may share a file name; the path below the
+                // root keeps their ids distinct.
+                sample_id: s
+                    .path
+                    .strip_prefix(&ds.root)
+                    .unwrap_or(&s.path)
+                    .display()
+                    .to_string(),
+                embedding: e,
+            });
+        }
+        let done = ((c + 1) * 64).min(total);
+        progress(
+            0.9 * done as f32 / total as f32,
+            &format!("Embedded {done} of {total} signatures"),
+        );
+    }
+    // K references per writer: 5 as in the model card's protocol, fewer for small folders so every
+    // writer keeps at least one questioned genuine signature.
+    let mut genuine_per_writer: HashMap<&str, usize> = HashMap::new();
+    for s in &samples {
+        if s.genuine {
+            *genuine_per_writer.entry(s.writer.as_str()).or_default() += 1;
+        }
+    }
+    let fewest = genuine_per_writer.values().copied().min().unwrap_or(0);
+    let k = fewest.saturating_sub(1).clamp(1, 5);
+    let cfg = EvalConfig {
+        references: k,
+        ..EvalConfig::default()
+    };
+    let bad = |e: crate::scoring::ScoringError| {
+        UserError::new(
+            format!("The folder cannot be evaluated: {e}"),
+            "Each writer needs at least two genuine signatures, and the folder needs forgeries (NNN_forg/).",
+        )
+    };
+    let pairs = evaluation_scores(&samples, &cfg).map_err(bad)?;
+    let kind = if pairs.iter().any(|p| p.skilled) {
+        Forgeries::Skilled
+    } else {
+        Forgeries::Random
+    };
+    let (scores, labels) = labelled_scores(&pairs, kind);
+    let calibration = fit_platt(&scores, &labels).map_err(bad)?;
+    let probs: Vec<f64> = scores.iter().map(|&s| calibration.probability(s)).collect();
+    let genuine: Vec<f64> = probs
+        .iter()
+        .zip(&labels)
+        .filter(|(_, l)| **l)
+        .map(|(p, _)| *p)
+        .collect();
+    let forgery: Vec<f64> = probs
+        .iter()
+        .zip(&labels)
+        .filter(|(_, l)| !**l)
+        .map(|(p, _)| *p)
+        .collect();
+    let roc = roc_points(&probs, &labels).map_err(bad)?;
+    let roc = crate::scoring::downsample(&roc, 400);
+    let e = eer(&probs, &labels).map_err(bad)?;
+    let current = match &store {
+        Some(s) => match s.current_settings() {
+            Ok(set) if set.version > 0 => Some(set.thresholds),
+            _ => model.card().thresholds,
+        },
+        None => model.card().thresholds,
+    };
+    progress(1.0, "Done");
+    let writers = genuine_per_writer.len();
+    let skipped_note = if skipped > 0 {
+        format!(" ({skipped} unreadable images left out)")
+    } else {
+        String::new()
+    };
+    Ok(EvalSummary {
+        genuine,
+        forgery,
+        roc: roc.iter().map(|p| (p.far(), p.tpr)).collect(),
+        det: roc.iter().map(|p| (p.far(), p.frr())).collect(),
+        eer: e.eer,
+        eer_threshold: e.threshold.clamp(0.0, 1.0),
+        model_id: format!("{}{skipped_note}", model.id()),
+        writers,
+        current,
+        calibration: Some(calibration),
+    })
+}
+
+/// Trains a model with the training layer's loop on this thread, reporting every step.
+pub fn train(
+    config: &BackendConfig,
+    options: &TrainOptions,
+    on_update: &mut dyn FnMut(TrainUpdate),
+    stop: &StopFlag,
+) -> Result<PathBuf, UserError> {
+    use crate::train::{LossKind, SourceSpec, TrainConfig};
+    let device = config
+        .device
+        .resolve()
+        .map_err(|e| UserError::new(format!("{e}"), "Train with --device cpu."))?;
+    let mut sources = Vec::new();
+    if !options.data.as_os_str().is_empty() {
+        let name = options
+            .data
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "data".into());
+        sources.push(SourceSpec::Data {
+            name,
+            path: options.data.clone(),
+            layout: crate::train::Layout::Auto,
+            weight: 1.0,
+            licence: "the bank's own data".into(),
+        });
+    }
+    if options.synthetic_writers > 0 {
+        sources.push(SourceSpec::Synthetic {
+            writers: options.synthetic_writers,
+            genuine: 12,
+            forgeries: 6,
+            weight: 1.0,
+        });
+    }
+    let defaults = TrainConfig::default();
+    // A batch is P writers x (K genuine + F forgeries); the screen asks for the batch size.
+    let per_writer = defaults.genuine_per_writer + defaults.forgeries_per_writer;
+    let cfg = TrainConfig {
+        sources,
+        out: options.out.clone(),
+        epochs: options.epochs.max(1) as u32,
+        writers_per_batch: (options.batch_size / per_writer.max(1)).max(2),
+        loss: if options.triplet {
+            LossKind::Triplet
+        } else {
+            LossKind::Contrastive
+        },
+        lr: options.learning_rate,
+        seed: options.seed,
+        device,
+        command_line: format!(
+            "countersign gui (Train screen): data {} synthetic {} epochs {} batch {} lr {} loss {} seed {}",
+            options.data.display(),
+            options.synthetic_writers,
+            options.epochs,
+            options.batch_size,
+            options.learning_rate,
+            if options.triplet {
+                "triplet"
+            } else {
+                "contrastive"
+            },
+            options.seed
+        ),
+        ..defaults
+    };
+    let epochs = f64::from(cfg.epochs);
+    let outcome = crate::train::run(
+        &cfg,
+        |e| {
+            if let Some(m) = &e.message {
+                on_update(TrainUpdate::Message(m.clone()));
+            }
+            if let Some(v) = e.val_eer {
+                on_update(TrainUpdate::Epoch { epoch: e.epoch as usize, train_loss: e.loss, val_eer: v });
+            } else if e.step > 0 && e.loss.is_finite() {
+                let x = e.step as f64 / e.total_steps.max(1) as f64 * epochs;
+                on_update(TrainUpdate::Step { x, fraction: e.step as f32 / e.total_steps.max(1) as f32, loss: e.loss });
+            }
+        },
+        stop.clone(),
+    )
+    .map_err(|e| {
+        UserError::new(
+            format!("Training failed: {e}"),
+            "Check the dataset folder (one folder per writer with genuine signatures) and the options.",
+        )
+    })?;
+    let Some(weights) = outcome.weights.clone() else {
+        on_update(TrainUpdate::Message(format!(
+            "Stopped after {} epochs; checkpoint {} (start again with the same output to continue).",
+            outcome.epochs_completed,
+            outcome.checkpoint.display()
+        )));
+        return Ok(outcome.checkpoint);
+    };
+    let card = card_fields(&crate::model::card_path(&weights));
+    on_update(TrainUpdate::Finished {
+        model_path: weights.clone(),
+        card,
+    });
+    Ok(weights)
+}
+
+/// The model card as (field, value) lines for display, nested objects flattened with dots.
+pub fn card_fields(card: &Path) -> Vec<(String, String)> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            serde_json::Value::Array(a) if a.len() > 6 => {
+                out.push((prefix.to_string(), format!("[{} items]", a.len())))
+            }
+            serde_json::Value::Null => {}
+            other => out.push((
+                prefix.to_string(),
+                other.to_string().trim_matches('"').to_string(),
+            )),
+        }
+    }
+    let mut out = Vec::new();
+    match std::fs::read_to_string(card).map(|t| serde_json::from_str::<serde_json::Value>(&t)) {
+        Ok(Ok(v)) => walk("", &v, &mut out),
+        _ => out.push((
+            "card".into(),
+            format!("{} could not be read", card.display()),
+        )),
+    }
+    out
+}
+
+pub fn run_batch(
+    _config: &BackendConfig,
+    _operator: &crate::store::Operator,
+    _manifest: &Path,
+    _progress: &mut dyn FnMut(u64, u64, &[BatchRow]),
+    _stop: &StopFlag,
+) -> Result<Vec<BatchRow>, UserError> {
+    Err(UserError::unavailable("batch"))
+}
+
+/// Writes batch results as CSV (this is the GUI's own export of what it shows).
+pub fn export_batch(rows: &[BatchRow], out: &Path) -> Result<String, UserError> {
+    let write = || -> anyhow::Result<()> {
+        let mut w = csv::Writer::from_path(out)?;
+        w.write_record([
+            "cheque_id",
+            "account",
+            "outcome",
+            "probability",
+            "score",
+            "error",
+        ])?;
+        for r in rows {
+            w.write_record([
+                r.cheque_id.as_str(),
+                r.account.as_str(),
+                r.outcome.as_str(),
+                &r.probability.map(|p| format!("{p:.6}")).unwrap_or_default(),
+                &r.score.map(|s| format!("{s:.6}")).unwrap_or_default(),
+                r.error.as_str(),
+            ])?;
+        }
+        w.flush()?;
+        Ok(())
+    };
+    write()
+        .map_err(|e| UserError::from_anyhow(&format!("Could not write {}", out.display()), &e))?;
+    Ok(format!("Wrote {} rows to {}", rows.len(), out.display()))
+}
+
+/// A display copy of a decoded image no larger than `max_w` x `max_h`, and its scale (preview pixels
+/// per original pixel). Small images are kept at full size.
+pub fn preview(img: &image::GrayImage, max_w: u32, max_h: u32) -> (Gray, f32) {
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return (
+            Gray {
+                width: 0,
+                height: 0,
+                pixels: Vec::new(),
+            },
+            1.0,
+        );
+    }
+    let scale = (max_w as f32 / w as f32)
+        .min(max_h as f32 / h as f32)
+        .min(1.0);
+    let (pw, ph) = (
+        ((w as f32 * scale).round() as u32).max(1),
+        ((h as f32 * scale).round() as u32).max(1),
+    );
+    let small = if (pw, ph) == (w, h) {
+        img.clone()
+    } else {
+        image::imageops::resize(img, pw, ph, image::imageops::FilterType::Triangle)
+    };
+    let scale = pw as f32 / w as f32;
+    (
+        Gray {
+            width: pw as usize,
+            height: ph as usize,
+            pixels: small.into_raw(),
+        },
+        scale,
+    )
+}
+
+/// A normalised signature (ink bright) as dark ink on white paper, the way people read it.
+pub fn normalised_gray(n: &crate::imaging::NormalisedSignature) -> Gray {
+    Gray {
+        width: n.width as usize,
+        height: n.height as usize,
+        pixels: n
+            .pixels
+            .iter()
+            .map(|&v| 255 - (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect(),
+    }
+}
+
+/// The questioned signature in red over the reference in blue on white; where both have ink the
+/// result is dark, so matching strokes read as black and differences stand out in colour. The two
+/// must have the same size (both are the network's input); otherwise the questioned one is shown alone.
+pub fn overlay(
+    questioned: &crate::imaging::NormalisedSignature,
+    reference: &crate::imaging::NormalisedSignature,
+) -> Rgba {
+    let (w, h) = (questioned.width as usize, questioned.height as usize);
+    let same = reference.width == questioned.width && reference.height == questioned.height;
+    let mut pixels = Vec::with_capacity(w * h * 4);
+    for i in 0..w * h {
+        let q = questioned
+            .pixels
+            .get(i)
+            .copied()
+            .unwrap_or(0.0)
+            .clamp(0.0, 1.0);
+        let r = if same {
+            reference
+                .pixels
+                .get(i)
+                .copied()
+                .unwrap_or(0.0)
+                .clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let red = 255.0 * (1.0 - r);
+        let green = 255.0 * (1.0 - q.max(r));
+        let blue = 255.0 * (1.0 - q);
+        pixels.extend_from_slice(&[
+            red.round() as u8,
+            green.round() as u8,
+            blue.round() as u8,
+            255,
+        ]);
+    }
+    Rgba {
+        width: w,
+        height: h,
+        pixels,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imaging::NormalisedSignature;
+
+    fn sig(w: u32, h: u32, ink: &[usize]) -> NormalisedSignature {
+        let mut pixels = vec![0.0; (w * h) as usize];
+        for &i in ink {
+            pixels[i] = 1.0;
+        }
+        NormalisedSignature {
+            width: w,
+            height: h,
+            pixels,
+        }
+    }
+
+    #[test]
+    fn overlay_colours_questioned_red_reference_blue_both_black() {
+        let q = sig(3, 1, &[0, 2]);
+        let r = sig(3, 1, &[1, 2]);
+        let o = overlay(&q, &r);
+        assert_eq!(&o.pixels[0..4], &[255, 0, 0, 255], "questioned only: red");
+        assert_eq!(&o.pixels[4..8], &[0, 0, 255, 255], "reference only: blue");
+        assert_eq!(&o.pixels[8..12], &[0, 0, 0, 255], "both: black");
+    }
+
+    #[test]
+    fn preview_keeps_aspect_and_reports_scale() {
+        let img = image::GrayImage::from_pixel(1700, 800, image::Luma([200]));
+        let (p, scale) = preview(&img, 850, 850);
+        assert_eq!((p.width, p.height), (850, 400));
+        assert!((scale - 0.5).abs() < 1e-6);
+        assert_eq!(p.pixels.len(), 850 * 400);
+        let small = image::GrayImage::from_pixel(100, 50, image::Luma([7]));
+        let (p, scale) = preview(&small, 850, 850);
+        assert_eq!((p.width, p.height, scale), (100, 50, 1.0));
+    }
+
+    #[test]
+    fn normalised_gray_shows_ink_dark() {
+        let g = normalised_gray(&sig(2, 1, &[1]));
+        assert_eq!(g.pixels, vec![255, 0]);
+    }
+}

@@ -1,0 +1,164 @@
+//! Batch: verify a manifest of cheques in the background, with progress, a results table and export.
+
+use std::path::PathBuf;
+
+use egui::RichText;
+
+use super::app::{PickKind, Shared};
+use super::backend::{BatchRow, UserError};
+use super::widgets;
+use super::worker::{Event, Job, TaskKind};
+use crate::scoring::Decision;
+
+#[derive(Default)]
+pub struct BatchState {
+    pub manifest: String,
+    pub running: bool,
+    pub done: u64,
+    pub total: u64,
+    pub rows: Vec<BatchRow>,
+    pub exporting: bool,
+    pub finished: bool,
+}
+
+impl BatchState {
+    pub fn start(&mut self, shared: &mut Shared) {
+        if self.manifest.trim().is_empty() {
+            shared.error(UserError::new(
+                "Choose a manifest first.",
+                "A CSV with columns cheque_id, cheque (image path), account or reference, and optionally amount.",
+            ));
+            return;
+        }
+        self.running = true;
+        self.finished = false;
+        self.done = 0;
+        self.total = 0;
+        self.rows.clear();
+        shared.send(Job::Batch {
+            manifest: PathBuf::from(self.manifest.trim()),
+        });
+    }
+
+    pub fn export_to(&mut self, shared: &mut Shared, path: PathBuf) {
+        self.exporting = true;
+        shared.send(Job::BatchExport {
+            rows: self.rows.clone(),
+            path,
+        });
+    }
+
+    pub fn on_event(&mut self, _shared: &mut Shared, event: Event) {
+        match event {
+            Event::BatchRows { done, total, rows } => {
+                self.done = done;
+                self.total = total;
+                self.rows.extend(rows);
+            }
+            Event::BatchDone(rows) => {
+                self.running = false;
+                self.finished = true;
+                self.done = rows.len() as u64;
+                self.total = self.total.max(self.done);
+                self.rows = rows;
+            }
+            _ => {}
+        }
+    }
+
+    pub fn show(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.heading("Batch verification");
+        ui.label("Verify a night's cheques from a manifest; every cheque gets an audit row.");
+        ui.horizontal(|ui| {
+            let l = ui.label("Manifest");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.manifest)
+                    .hint_text("cheques.csv")
+                    .desired_width(380.0),
+            )
+            .labelled_by(l.id);
+            if ui.button("Choose manifest...").clicked() {
+                shared.pick("batch-manifest", PickKind::Any);
+            }
+            if self.running {
+                if ui.button("Stop").clicked() {
+                    shared.send(Job::Stop(TaskKind::Batch));
+                }
+            } else if ui.button(RichText::new("Run batch").strong()).clicked() {
+                self.start(shared);
+            }
+            let can_export = !self.rows.is_empty() && !self.running && !self.exporting;
+            if ui
+                .add_enabled(can_export, egui::Button::new("Export results..."))
+                .clicked()
+            {
+                shared.pick(
+                    "batch-export",
+                    PickKind::Save("countersign-batch-results.csv"),
+                );
+            }
+        });
+        if self.running || self.finished {
+            let f = if self.total > 0 {
+                self.done as f32 / self.total as f32
+            } else {
+                0.0
+            };
+            let text = if self.total > 0 {
+                format!("{} of {} cheques", self.done, self.total)
+            } else {
+                "Reading manifest...".into()
+            };
+            ui.add(egui::ProgressBar::new(f).text(text).animate(self.running));
+        }
+        if !self.rows.is_empty() {
+            let count = |o: &str| self.rows.iter().filter(|r| r.outcome == o).count();
+            ui.horizontal(|ui| {
+                for d in [Decision::Accept, Decision::Refer, Decision::Reject] {
+                    ui.label(
+                        RichText::new(format!("{} {}", count(d.as_str()), d.as_str()))
+                            .color(widgets::decision_color(d))
+                            .strong(),
+                    );
+                }
+                ui.label(RichText::new(format!("{} ERROR", count("ERROR"))).color(widgets::RED));
+            });
+        }
+        ui.separator();
+        let widths = [160.0, 110.0, 80.0, 80.0, 80.0];
+        ui.horizontal(|ui| {
+            for (h, w) in ["Cheque", "Account", "Outcome", "Prob.", "Score"]
+                .iter()
+                .zip(widths)
+            {
+                ui.add_sized([w, 20.0], egui::Label::new(RichText::new(*h).strong()));
+            }
+            ui.label(RichText::new("Error").strong());
+        });
+        egui::ScrollArea::vertical()
+            .id_salt("batch-rows")
+            .auto_shrink([false, false])
+            .show_rows(ui, 20.0, self.rows.len(), |ui, range| {
+                for r in &self.rows[range] {
+                    ui.horizontal(|ui| {
+                        let color = match r.outcome.as_str() {
+                            "ACCEPT" => widgets::GREEN,
+                            "REFER" => widgets::AMBER,
+                            _ => widgets::RED,
+                        };
+                        ui.add_sized([widths[0], 20.0], egui::Label::new(&r.cheque_id).truncate());
+                        ui.add_sized([widths[1], 20.0], egui::Label::new(&r.account).truncate());
+                        ui.add_sized(
+                            [widths[2], 20.0],
+                            egui::Label::new(RichText::new(&r.outcome).color(color).strong()),
+                        );
+                        let p = r.probability.map(|p| format!("{p:.3}")).unwrap_or_default();
+                        ui.add_sized([widths[3], 20.0], egui::Label::new(p));
+                        let s = r.score.map(|s| format!("{s:.3}")).unwrap_or_default();
+                        ui.add_sized([widths[4], 20.0], egui::Label::new(s));
+                        ui.add(egui::Label::new(&r.error).truncate());
+                    });
+                }
+            });
+    }
+}

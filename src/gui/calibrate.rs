@@ -1,0 +1,591 @@
+//! Calibrate (supervisor): evaluate the model on a labelled folder in the background, look at the score
+//! distributions and curves, move the thresholds and watch FAR/FRR change, then save with a reason.
+
+use egui::{Color32, RichText};
+use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, VLine};
+
+use super::app::{PickKind, Shared};
+use super::backend::{EvalSummary, Role};
+use super::widgets;
+use super::worker::{Event, Job, TaskKind};
+use crate::scoring::Thresholds;
+
+pub struct CalibrateState {
+    pub folder: String,
+    pub running: bool,
+    pub progress: Option<(f32, String)>,
+    pub summary: Option<EvalSummary>,
+    pub accept: f64,
+    pub reject: f64,
+    pub target_far: String,
+    pub reason: String,
+    pub save_open: bool,
+    pub saving: bool,
+    pub saved: Option<String>,
+}
+
+impl Default for CalibrateState {
+    fn default() -> Self {
+        Self {
+            folder: String::new(),
+            running: false,
+            progress: None,
+            summary: None,
+            accept: 0.5,
+            reject: 0.2,
+            target_far: "1.0".into(),
+            reason: String::new(),
+            save_open: false,
+            saving: false,
+            saved: None,
+        }
+    }
+}
+
+/// Error rates at a pair of thresholds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rates {
+    /// Forgeries accepted.
+    pub far: f64,
+    /// Genuine signatures rejected outright.
+    pub frr: f64,
+    /// Genuine signatures not accepted (rejected or referred).
+    pub genuine_not_accepted: f64,
+    /// Forgeries referred to a supervisor.
+    pub forgery_referred: f64,
+}
+
+/// FAR and FRR of the two-threshold rule on labelled probabilities.
+pub fn rates(genuine: &[f64], forgery: &[f64], t: Thresholds) -> Rates {
+    let frac = |xs: &[f64], f: &dyn Fn(f64) -> bool| {
+        if xs.is_empty() {
+            0.0
+        } else {
+            xs.iter().filter(|&&x| f(x)).count() as f64 / xs.len() as f64
+        }
+    };
+    Rates {
+        far: frac(forgery, &|p| p >= t.accept),
+        frr: frac(genuine, &|p| p < t.reject),
+        genuine_not_accepted: frac(genuine, &|p| p < t.accept),
+        forgery_referred: frac(forgery, &|p| p >= t.reject && p < t.accept),
+    }
+}
+
+/// The most accepting threshold whose FAR on the labelled probabilities is at most `target` (a
+/// fraction), chosen by the scoring layer's rule so the GUI and `countersign calibrate` agree.
+pub fn threshold_for_far(genuine: &[f64], forgery: &[f64], target: f64) -> Option<f64> {
+    let scores: Vec<f64> = genuine.iter().chain(forgery).copied().collect();
+    let labels: Vec<bool> = genuine
+        .iter()
+        .map(|_| true)
+        .chain(forgery.iter().map(|_| false))
+        .collect();
+    crate::scoring::threshold_for_far(&scores, &labels, target)
+        .ok()
+        .map(|r| r.threshold.clamp(0.0, 1.0))
+}
+
+impl CalibrateState {
+    pub fn start(&mut self, shared: &mut Shared) {
+        let folder = self.folder.trim();
+        if folder.is_empty() {
+            shared.error(super::backend::UserError::new(
+                "Choose a labelled folder first.",
+                "It holds one folder per writer (NNN/) with genuine signatures and NNN_forg/ with forgeries.",
+            ));
+            return;
+        }
+        self.running = true;
+        self.progress = Some((0.0, "Starting".into()));
+        self.saved = None;
+        shared.send(Job::Evaluate {
+            folder: folder.into(),
+        });
+    }
+
+    pub fn on_failed(&mut self) {
+        self.running = false;
+        self.saving = false;
+        self.progress = None;
+    }
+
+    pub fn on_event(&mut self, shared: &mut Shared, event: Event) {
+        match event {
+            Event::Evaluated(summary) => {
+                self.running = false;
+                self.progress = None;
+                if let Some(t) = summary.current {
+                    self.accept = t.accept;
+                    self.reject = t.reject.min(t.accept);
+                } else {
+                    self.accept = summary.eer_threshold;
+                    self.reject = summary.eer_threshold * 0.5;
+                }
+                self.summary = Some(*summary);
+            }
+            Event::ThresholdsSaved(msg) => {
+                self.saving = false;
+                self.save_open = false;
+                self.reason.clear();
+                shared.notice(msg.clone());
+                self.saved = Some(msg);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn show(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.heading("Calibrate thresholds");
+        ui.label("Measure the model on labelled signatures, then choose how strict ACCEPT and REJECT are.");
+        ui.horizontal(|ui| {
+            let l = ui.label("Labelled folder");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.folder)
+                    .hint_text("folder with NNN/ and NNN_forg/")
+                    .desired_width(380.0),
+            )
+            .labelled_by(l.id);
+            if ui.button("Choose folder...").clicked() {
+                shared.pick("calibrate-folder", PickKind::Folder);
+            }
+            if self.running {
+                if ui.button("Stop").clicked() {
+                    shared.send(Job::Stop(TaskKind::Evaluate));
+                }
+            } else if ui.button(RichText::new("Evaluate").strong()).clicked() {
+                self.start(shared);
+            }
+        });
+        if let Some((f, msg)) = &self.progress {
+            ui.add(
+                egui::ProgressBar::new(*f)
+                    .show_percentage()
+                    .animate(true)
+                    .text(msg.as_str()),
+            );
+        }
+        let Some(summary) = self.summary.clone() else {
+            if !self.running {
+                widgets::caption(ui, "No evaluation yet. Choose a folder and press Evaluate.");
+            }
+            return;
+        };
+        ui.separator();
+        self.controls(ui, shared, &summary);
+        ui.separator();
+        self.plots(ui, &summary);
+    }
+
+    fn controls(&mut self, ui: &mut egui::Ui, shared: &mut Shared, s: &EvalSummary) {
+        ui.horizontal(|ui| {
+            ui.label(
+                RichText::new(format!("EER {}", widgets::pct(s.eer)))
+                    .size(18.0)
+                    .strong(),
+            );
+            ui.label(format!(
+                "at threshold {:.3}   {} genuine, {} forgeries, {} writers, model {}",
+                s.eer_threshold,
+                s.genuine.len(),
+                s.forgery.len(),
+                s.writers,
+                s.model_id
+            ));
+        });
+        ui.add_space(4.0);
+        ui.spacing_mut().slider_width = (ui.available_width() * 0.45).clamp(200.0, 600.0);
+        egui::Grid::new("calibrate-sliders")
+            .num_columns(2)
+            .show(ui, |ui| {
+                let l = ui.label(
+                    RichText::new("Accept threshold")
+                        .color(widgets::GREEN)
+                        .strong(),
+                );
+                ui.add(
+                    egui::Slider::new(&mut self.accept, 0.0..=1.0)
+                        .step_by(0.001)
+                        .fixed_decimals(3),
+                )
+                .labelled_by(l.id);
+                ui.end_row();
+                let l = ui.label(
+                    RichText::new("Reject threshold")
+                        .color(widgets::RED)
+                        .strong(),
+                );
+                ui.add(
+                    egui::Slider::new(&mut self.reject, 0.0..=1.0)
+                        .step_by(0.001)
+                        .fixed_decimals(3),
+                )
+                .labelled_by(l.id);
+                ui.end_row();
+            });
+        if self.reject > self.accept {
+            self.reject = self.accept;
+        }
+        ui.horizontal(|ui| {
+            let l = ui.label("Target FAR (%)");
+            let r = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.target_far)
+                        .hint_text("e.g. 1.0")
+                        .desired_width(70.0),
+                )
+                .labelled_by(l.id);
+            let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if ui.button("Set accept threshold for target FAR").clicked() || enter {
+                match self.target_far.trim().trim_end_matches('%').parse::<f64>() {
+                    Ok(v) if (0.0..=100.0).contains(&v) => {
+                        if let Some(t) = threshold_for_far(&s.genuine, &s.forgery, v / 100.0) {
+                            self.accept = t;
+                            self.reject = self.reject.min(self.accept);
+                        }
+                    }
+                    _ => shared.error(super::backend::UserError::new(
+                        format!("\"{}\" is not a percentage.", self.target_far),
+                        "Type a number between 0 and 100, for example 1 for 1%.",
+                    )),
+                }
+            }
+            if ui.button("Use EER threshold").clicked() {
+                self.accept = s.eer_threshold;
+                self.reject = self.reject.min(self.accept);
+            }
+        });
+        let r = rates(
+            &s.genuine,
+            &s.forgery,
+            Thresholds {
+                accept: self.accept,
+                reject: self.reject,
+            },
+        );
+        egui::Grid::new("calibrate-rates")
+            .num_columns(2)
+            .show(ui, |ui| {
+                ui.label(
+                    RichText::new(format!("FAR {}", widgets::pct(r.far)))
+                        .size(17.0)
+                        .strong()
+                        .color(widgets::RED),
+                );
+                ui.label("forgeries that would be ACCEPTED");
+                ui.end_row();
+                ui.label(
+                    RichText::new(format!("FRR {}", widgets::pct(r.frr)))
+                        .size(17.0)
+                        .strong()
+                        .color(widgets::AMBER),
+                );
+                ui.label("genuine signatures that would be REJECTED");
+                ui.end_row();
+                ui.label(format!(
+                    "Referred {}",
+                    widgets::pct(r.genuine_not_accepted - r.frr)
+                ));
+                ui.label(format!(
+                    "genuine signatures sent to a supervisor (and {} of forgeries)",
+                    widgets::pct(r.forgery_referred)
+                ));
+                ui.end_row();
+            });
+        if let Some(cur) = s.current {
+            widgets::caption(
+                ui,
+                format!(
+                    "In force now: accept {:.3}, reject {:.3}.",
+                    cur.accept, cur.reject
+                ),
+            );
+        }
+        let supervisor = shared.role() == Some(Role::Supervisor);
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(
+                    supervisor && !self.saving,
+                    egui::Button::new("Save thresholds..."),
+                )
+                .clicked()
+            {
+                self.save_open = true;
+            }
+            if !supervisor {
+                widgets::caption(ui, "Only a supervisor may save thresholds.");
+            }
+            if self.saving {
+                ui.spinner();
+            }
+        });
+        if self.save_open {
+            egui::Frame::new().stroke(egui::Stroke::new(1.0, Color32::from_gray(180))).inner_margin(8.0).show(ui, |ui| {
+                ui.label(format!(
+                    "New thresholds: ACCEPT at {:.3} or more, REJECT below {:.3}. This change is logged under your name.",
+                    self.accept, self.reject
+                ));
+                let l = ui.label("Reason for the change");
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.reason)
+                        .hint_text("e.g. quarterly recalibration on 2026 Q4 archive")
+                        .desired_width(f32::INFINITY),
+                )
+                .labelled_by(l.id);
+                ui.horizontal(|ui| {
+                    let ok = !self.reason.trim().is_empty();
+                    if ui.add_enabled(ok && !self.saving, egui::Button::new("Save and log")).clicked() {
+                        self.saving = true;
+                        shared.send(Job::SaveThresholds {
+                            thresholds: Thresholds { accept: self.accept, reject: self.reject },
+                            calibration: s.calibration,
+                            reason: self.reason.trim().to_string(),
+                        });
+                    }
+                    if ui.button("Cancel").clicked() {
+                        self.save_open = false;
+                    }
+                });
+            });
+        }
+    }
+
+    fn plots(&self, ui: &mut egui::Ui, s: &EvalSummary) {
+        let w = (ui.available_width() - 24.0) / 3.0;
+        let h = (ui.available_height() - 40.0).clamp(160.0, 320.0);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                ui.label(RichText::new("Scores: genuine (green) and forgeries (red)").strong());
+                let bins = 25;
+                let hist = |xs: &[f64]| {
+                    let mut counts = vec![0usize; bins];
+                    for &x in xs {
+                        let i = (x.clamp(0.0, 1.0) * bins as f64).floor() as usize;
+                        counts[i.min(bins - 1)] += 1;
+                    }
+                    let n = xs.len().max(1) as f64;
+                    counts
+                        .into_iter()
+                        .enumerate()
+                        .map(move |(i, c)| ((i as f64 + 0.5) / bins as f64, c as f64 / n))
+                };
+                let bar = |(x, y): (f64, f64)| Bar::new(x, y).width(0.9 / bins as f64);
+                let genuine: Vec<Bar> = hist(&s.genuine).map(bar).collect();
+                let forgery: Vec<Bar> = hist(&s.forgery).map(bar).collect();
+                Plot::new("calibrate-hist")
+                    .width(w)
+                    .height(h)
+                    .legend(Legend::default())
+                    .allow_scroll(false)
+                    .x_axis_label("probability genuine")
+                    .y_axis_label("share")
+                    .include_x(0.0)
+                    .include_x(1.0)
+                    .show(ui, |p| {
+                        p.bar_chart(BarChart::new("genuine", genuine).color(widgets::GREEN));
+                        p.bar_chart(BarChart::new("forgeries", forgery).color(widgets::RED));
+                        p.vline(
+                            VLine::new("accept threshold", self.accept)
+                                .color(widgets::GREEN)
+                                .width(2.5),
+                        );
+                        p.vline(
+                            VLine::new("reject threshold", self.reject)
+                                .color(widgets::RED)
+                                .width(2.5),
+                        );
+                    });
+            });
+            let r = rates(
+                &s.genuine,
+                &s.forgery,
+                Thresholds {
+                    accept: self.accept,
+                    reject: self.accept,
+                },
+            );
+            ui.vertical(|ui| {
+                ui.label(RichText::new("ROC: genuine accepted vs forgeries accepted").strong());
+                let roc: Vec<[f64; 2]> = s.roc.iter().map(|&(a, b)| [a, b]).collect();
+                Plot::new("calibrate-roc")
+                    .width(w)
+                    .height(h)
+                    .allow_scroll(false)
+                    .x_axis_label("FAR")
+                    .y_axis_label("genuine accepted")
+                    .include_x(0.0)
+                    .include_x(1.0)
+                    .include_y(0.0)
+                    .include_y(1.0)
+                    .show(ui, |p| {
+                        p.line(
+                            Line::new("ROC", PlotPoints::new(roc))
+                                .color(widgets::BLUE)
+                                .width(2.0)
+                                .allow_band(false),
+                        );
+                        p.points(
+                            egui_plot::Points::new(
+                                "accept threshold",
+                                vec![[r.far, 1.0 - r.genuine_not_accepted]],
+                            )
+                            .radius(5.0)
+                            .color(widgets::GREEN),
+                        );
+                    });
+            });
+            ui.vertical(|ui| {
+                ui.label(RichText::new("DET: FRR vs FAR (normal deviate scale)").strong());
+                // A DET plot draws both error rates on the normal-deviate (probit) scale, where
+                // normally distributed scores give straight lines; rates are clamped away from 0 and 1.
+                let probit = |v: f64| crate::scoring::inverse_normal_cdf(v.clamp(1e-3, 1.0 - 1e-3));
+                let det: Vec<[f64; 2]> =
+                    s.det.iter().map(|&(a, b)| [probit(a), probit(b)]).collect();
+                let pct_axis = |m: egui_plot::GridMark, _r: &std::ops::RangeInclusive<f64>| {
+                    let p = normal_cdf(m.value) * 100.0;
+                    if p < 1.0 {
+                        format!("{p:.2}%")
+                    } else {
+                        format!("{p:.0}%")
+                    }
+                };
+                Plot::new("calibrate-det")
+                    .width(w)
+                    .height(h)
+                    .allow_scroll(false)
+                    .x_axis_label("FAR")
+                    .y_axis_label("FRR")
+                    .x_axis_formatter(pct_axis)
+                    .y_axis_formatter(pct_axis)
+                    .include_x(probit(0.001))
+                    .include_x(probit(0.5))
+                    .include_y(probit(0.001))
+                    .include_y(probit(0.5))
+                    .show(ui, |p| {
+                        p.line(
+                            Line::new("DET", PlotPoints::new(det))
+                                .color(widgets::AMBER)
+                                .width(2.0)
+                                .allow_band(false),
+                        );
+                        p.line(
+                            Line::new(
+                                "EER",
+                                PlotPoints::new(vec![
+                                    [probit(0.001), probit(0.001)],
+                                    [probit(0.999), probit(0.999)],
+                                ]),
+                            )
+                            .color(Color32::GRAY)
+                            .style(egui_plot::LineStyle::dashed_dense())
+                            .allow_band(false),
+                        );
+                        p.points(
+                            egui_plot::Points::new(
+                                "accept threshold",
+                                vec![[probit(r.far), probit(r.genuine_not_accepted)]],
+                            )
+                            .radius(5.0)
+                            .color(widgets::GREEN),
+                        );
+                    });
+            });
+        });
+    }
+}
+
+/// The standard normal distribution function (Abramowitz and Stegun 7.1.26, error below 1.5e-7),
+/// to label the DET plot's probit axes in percent.
+fn normal_cdf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs() / std::f64::consts::SQRT_2);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-(x * x) / 2.0).exp();
+    if x >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_count_each_side_of_the_thresholds() {
+        let genuine = [0.1, 0.4, 0.6, 0.9];
+        let forgery = [0.05, 0.3, 0.7];
+        let r = rates(
+            &genuine,
+            &forgery,
+            Thresholds {
+                accept: 0.5,
+                reject: 0.2,
+            },
+        );
+        // Forgeries at or above 0.5: 0.7 -> 1 of 3.
+        assert!((r.far - 1.0 / 3.0).abs() < 1e-12);
+        // Genuine below 0.2: 0.1 -> 1 of 4.
+        assert!((r.frr - 0.25).abs() < 1e-12);
+        // Genuine below 0.5: 0.1 and 0.4 -> 2 of 4.
+        assert!((r.genuine_not_accepted - 0.5).abs() < 1e-12);
+        // Forgeries in [0.2, 0.5): 0.3 -> 1 of 3.
+        assert!((r.forgery_referred - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn moving_the_accept_threshold_up_never_raises_far() {
+        let genuine: Vec<f64> = (0..50).map(|i| 0.5 + i as f64 / 100.0).collect();
+        let forgery: Vec<f64> = (0..50).map(|i| i as f64 / 80.0).collect();
+        let mut last = f64::INFINITY;
+        for k in 0..=20 {
+            let t = k as f64 / 20.0;
+            let r = rates(
+                &genuine,
+                &forgery,
+                Thresholds {
+                    accept: t,
+                    reject: 0.0,
+                },
+            );
+            assert!(r.far <= last);
+            last = r.far;
+        }
+    }
+
+    #[test]
+    fn threshold_for_target_far_meets_the_target() {
+        let genuine: Vec<f64> = (0..100).map(|i| 0.3 + i as f64 / 150.0).collect();
+        let forgery: Vec<f64> = (0..100).map(|i| i as f64 / 120.0).collect();
+        for target in [0.0, 0.01, 0.05, 0.2] {
+            let t = threshold_for_far(&genuine, &forgery, target).expect("threshold");
+            let r = rates(
+                &genuine,
+                &forgery,
+                Thresholds {
+                    accept: t,
+                    reject: 0.0,
+                },
+            );
+            assert!(
+                r.far <= target + 1e-12,
+                "target {target}: FAR {} at {t}",
+                r.far
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod cdf_tests {
+    #[test]
+    fn normal_cdf_inverts_the_scoring_probit() {
+        for p in [0.001, 0.01, 0.1, 0.5, 0.9, 0.99] {
+            let x = crate::scoring::inverse_normal_cdf(p);
+            assert!((super::normal_cdf(x) - p).abs() < 1e-6, "p {p}");
+        }
+    }
+}

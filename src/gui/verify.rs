@@ -1,0 +1,842 @@
+//! Verify: reference signature(s) and a cheque in, ACCEPT / REFER / REJECT out, confirmed or overridden
+//! by the clerk and logged.
+//!
+//! Files arrive through [`VerifyState::begin_load`] whatever the route (drop, dialog, typed path); the
+//! worker decodes them and finds the signature box, which the clerk can drag and resize on the cheque.
+//! Verification starts by itself once a cheque and a reference are loaded, and again after the box moves.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use egui::{Color32, Pos2, Rect, RichText, Sense, Stroke, TextureHandle, Vec2};
+
+use super::app::{PickKind, Shared};
+use super::backend::{
+    DecisionRow, FinalAction, LoadedImage, PixelBox, Role, Slot, UserError, VerifyOutcome,
+};
+use super::widgets;
+use super::worker::{Event, Job};
+use crate::scoring::Decision;
+
+/// How many reference slots the screen offers (an account may have more; they load through the account).
+pub const REFERENCE_SLOTS: usize = 3;
+
+/// A loaded image and its texture.
+pub struct SlotView {
+    pub info: LoadedImage,
+    pub texture: Option<TextureHandle>,
+}
+
+/// A verification result with its textures.
+pub struct OutcomeView {
+    pub outcome: VerifyOutcome,
+    pub questioned: Option<TextureHandle>,
+    pub references: Vec<TextureHandle>,
+    pub overlay: Option<TextureHandle>,
+}
+
+#[derive(Default)]
+pub struct VerifyState {
+    pub references: HashMap<usize, SlotView>,
+    pub cheque: Option<SlotView>,
+    pub loading: HashSet<Slot>,
+    pub slot_errors: HashMap<Slot, UserError>,
+    pub paths: HashMap<Slot, String>,
+    pub account: String,
+    pub account_loaded: Option<String>,
+    pub account_loading: bool,
+    /// The box the clerk set by hand, in cheque pixels; `None` uses the detected box.
+    pub crop: Option<PixelBox>,
+    pub outcome: Option<OutcomeView>,
+    pub verify_error: Option<UserError>,
+    pub recording: bool,
+    pub recorded: Option<DecisionRow>,
+    pub override_open: bool,
+    pub override_decision: Option<Decision>,
+    pub override_reason: String,
+    pub recent: Vec<DecisionRow>,
+    generation: u64,
+    sent_generation: Option<u64>,
+    outstanding: usize,
+    failed_generation: Option<u64>,
+    /// Screen rectangles of the drop zones from the last frame, to route drops by pointer position.
+    zones: Vec<(Slot, Rect)>,
+    drag: Option<DragMode>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum DragMode {
+    Move,
+    Corner(usize),
+}
+
+impl VerifyState {
+    pub fn busy(&self) -> bool {
+        !self.loading.is_empty() || self.outstanding > 0 || self.recording || self.account_loading
+    }
+
+    /// Starts loading a file into a slot (all routes end here).
+    pub fn begin_load(&mut self, shared: &mut Shared, slot: Slot, path: &Path) {
+        self.paths.insert(slot, path.display().to_string());
+        self.slot_errors.remove(&slot);
+        self.loading.insert(slot);
+        if slot == Slot::Cheque {
+            self.crop = None;
+            self.recorded = None;
+        }
+        self.invalidate();
+        shared.send(Job::LoadImage {
+            slot,
+            path: path.to_path_buf(),
+        });
+    }
+
+    fn invalidate(&mut self) {
+        self.generation += 1;
+        self.outcome = None;
+        self.verify_error = None;
+        self.override_open = false;
+    }
+
+    /// The slot whose drop zone contains `pos`.
+    pub fn slot_at(&self, pos: Pos2) -> Option<Slot> {
+        self.zones
+            .iter()
+            .find(|(_, r)| r.contains(pos))
+            .map(|(s, _)| *s)
+    }
+
+    /// Where an unaimed file goes: the first empty reference, then the cheque.
+    pub fn next_empty_slot(&self) -> Slot {
+        if self.references.is_empty()
+            && self.account_loaded.is_none()
+            && !self.loading.contains(&Slot::Reference(0))
+        {
+            Slot::Reference(0)
+        } else {
+            Slot::Cheque
+        }
+    }
+
+    pub fn on_event(&mut self, ctx: &egui::Context, shared: &mut Shared, event: Event) {
+        match event {
+            Event::ImageLoaded(img) => {
+                let slot = img.slot;
+                self.loading.remove(&slot);
+                let texture = widgets::gray_texture(ctx, &format!("slot-{slot:?}"), &img.preview);
+                let view = SlotView {
+                    info: *img,
+                    texture,
+                };
+                match slot {
+                    Slot::Reference(i) => {
+                        self.references.insert(i, view);
+                    }
+                    Slot::Cheque => self.cheque = Some(view),
+                }
+                self.invalidate();
+            }
+            Event::ImageFailed { slot, error } => {
+                self.loading.remove(&slot);
+                match slot {
+                    Slot::Reference(i) => {
+                        self.references.remove(&i);
+                    }
+                    Slot::Cheque => self.cheque = None,
+                }
+                self.slot_errors.insert(slot, error);
+                self.invalidate();
+            }
+            Event::AccountLoaded { account, images } => {
+                self.account_loading = false;
+                self.references.clear();
+                for img in images {
+                    if let Slot::Reference(i) = img.slot {
+                        let texture =
+                            widgets::gray_texture(ctx, &format!("account-ref-{i}"), &img.preview);
+                        self.references.insert(i, SlotView { info: img, texture });
+                    }
+                }
+                self.account_loaded = Some(account);
+                self.invalidate();
+            }
+            Event::AccountFailed(e) => {
+                self.account_loading = false;
+                shared.error(e);
+            }
+            Event::Verified(outcome) => {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                if self.outstanding == 0 && self.sent_generation == Some(self.generation) {
+                    let questioned = widgets::gray_texture(ctx, "questioned", &outcome.questioned);
+                    let references = outcome
+                        .references
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, g)| {
+                            widgets::gray_texture(ctx, &format!("norm-ref-{i}"), g)
+                        })
+                        .collect();
+                    let overlay = widgets::rgba_texture(ctx, "overlay", &outcome.overlay);
+                    self.override_decision = None;
+                    self.outcome = Some(OutcomeView {
+                        outcome: *outcome,
+                        questioned,
+                        references,
+                        overlay,
+                    });
+                }
+            }
+            Event::VerifyFailed(e) => {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                if self.outstanding == 0 {
+                    self.failed_generation = Some(self.generation);
+                    self.verify_error = Some(e);
+                }
+            }
+            Event::Recorded(row) => {
+                self.recording = false;
+                self.override_open = false;
+                shared.notice(format!(
+                    "Logged as decision #{}: {} ({}). Press N for the next cheque.",
+                    row.id, row.final_decision, row.action
+                ));
+                self.recorded = Some(row);
+            }
+            Event::RecordFailed(e) => {
+                self.recording = false;
+                shared.error(e);
+            }
+            Event::Recent(rows) => self.recent = rows,
+            _ => {}
+        }
+    }
+
+    /// Starts a verification when the inputs are complete and nothing newer is pending.
+    fn maybe_verify(&mut self, shared: &mut Shared) {
+        let ready = self.cheque.is_some()
+            && (!self.references.is_empty())
+            && self.loading.is_empty()
+            && !self.account_loading
+            && self.outcome.is_none()
+            && self.drag.is_none();
+        let already = self.sent_generation == Some(self.generation)
+            || self.failed_generation == Some(self.generation);
+        if ready && !already {
+            self.sent_generation = Some(self.generation);
+            self.outstanding += 1;
+            let account =
+                (!self.account.trim().is_empty()).then(|| self.account.trim().to_string());
+            shared.send(Job::Verify {
+                crop: self.crop,
+                account,
+            });
+        }
+    }
+
+    /// Confirms the shown decision (Enter).
+    pub fn confirm(&mut self, shared: &mut Shared) {
+        if let Some(o) = &self.outcome
+            && self.recorded.is_none()
+            && !self.recording
+        {
+            self.recording = true;
+            shared.send(Job::Record {
+                outcome: Box::new(o.outcome.clone()),
+                action: FinalAction::Confirm,
+            });
+        }
+    }
+
+    fn submit_override(&mut self, shared: &mut Shared) {
+        let (Some(o), Some(d)) = (&self.outcome, self.override_decision) else {
+            return;
+        };
+        let reason = self.override_reason.trim().to_string();
+        if reason.is_empty() || self.recorded.is_some() || self.recording {
+            return;
+        }
+        self.recording = true;
+        shared.send(Job::Record {
+            outcome: Box::new(o.outcome.clone()),
+            action: FinalAction::Override {
+                decision: d,
+                reason,
+            },
+        });
+    }
+
+    /// Clears the cheque and the result, keeping the references (N).
+    pub fn next_cheque(&mut self, shared: &mut Shared) {
+        if self.recording {
+            return;
+        }
+        self.cheque = None;
+        self.crop = None;
+        self.recorded = None;
+        self.override_reason.clear();
+        self.slot_errors.remove(&Slot::Cheque);
+        self.paths.remove(&Slot::Cheque);
+        self.invalidate();
+        shared.send(Job::ClearSlot(Slot::Cheque));
+    }
+
+    pub fn show(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        self.maybe_verify(shared);
+        self.zones.clear();
+        let total = ui.available_width();
+        let left_w = (total * 0.52).max(420.0).min(total);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                ui.set_width(left_w - 12.0);
+                egui::ScrollArea::vertical()
+                    .id_salt("verify-left")
+                    .show(ui, |ui| {
+                        self.inputs(ui, shared);
+                    });
+            });
+            ui.separator();
+            ui.vertical(|ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("verify-right")
+                    .show(ui, |ui| {
+                        self.result(ui, shared);
+                        ui.add_space(12.0);
+                        self.recent_list(ui);
+                    });
+            });
+        });
+    }
+
+    fn inputs(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.heading("1  Reference signature");
+        ui.horizontal(|ui| {
+            let l = ui.label("Account");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.account)
+                    .hint_text("account number")
+                    .desired_width(150.0),
+            )
+            .labelled_by(l.id);
+            let can = !self.account.trim().is_empty() && !self.account_loading;
+            if ui
+                .add_enabled(can, egui::Button::new("Use enrolled references"))
+                .clicked()
+            {
+                self.account_loading = true;
+                shared.send(Job::LoadAccount {
+                    account: self.account.trim().to_string(),
+                });
+            }
+            if self.account_loading {
+                ui.spinner();
+            }
+        });
+        if let Some(a) = &self.account_loaded {
+            widgets::caption(
+                ui,
+                format!(
+                    "{} reference(s) of account {a} loaded from the store.",
+                    self.references.len()
+                ),
+            );
+        } else {
+            widgets::caption(
+                ui,
+                "Or drop / choose reference images below (several improve accuracy).",
+            );
+        }
+        let shown_refs =
+            (self.references.keys().max().map(|m| m + 2).unwrap_or(1)).clamp(1, REFERENCE_SLOTS);
+        ui.horizontal_wrapped(|ui| {
+            for i in 0..shown_refs {
+                let w = ((ui.available_width() - 16.0) / shown_refs as f32).max(150.0);
+                ui.vertical(|ui| {
+                    ui.set_width(w);
+                    self.drop_zone(ui, shared, Slot::Reference(i), egui::vec2(w, 110.0));
+                });
+            }
+        });
+        ui.add_space(10.0);
+        ui.heading("2  Cheque");
+        let w = ui.available_width();
+        self.drop_zone(
+            ui,
+            shared,
+            Slot::Cheque,
+            egui::vec2(w, (w * 0.47).clamp(160.0, 420.0)),
+        );
+        if let Some(c) = &self.cheque {
+            match (&c.info.detected, self.crop) {
+                (_, Some(_)) => {
+                    ui.horizontal(|ui| {
+                        widgets::caption(ui, "Box set by hand.");
+                        if ui.small_button("Reset box").clicked() {
+                            self.crop = None;
+                            self.invalidate();
+                        }
+                    });
+                }
+                (Some((_, conf)), None) => widgets::caption(
+                    ui,
+                    format!(
+                        "Signature found (confidence {:.0}%). Drag the box or its corners to correct it.",
+                        conf * 100.0
+                    ),
+                ),
+                (None, None) => {
+                    let note = c
+                        .info
+                        .detection_note
+                        .clone()
+                        .unwrap_or_else(|| "No signature box was found.".into());
+                    ui.colored_label(
+                        widgets::AMBER,
+                        format!("{note} Drag on the cheque to draw the box."),
+                    );
+                }
+            }
+        }
+        ui.add_space(6.0);
+        widgets::caption(
+            ui,
+            "Keys: Ctrl+O open a file, Enter confirm, N next cheque.",
+        );
+    }
+
+    /// A drop zone: the image (or an invitation), a Choose button and a path field.
+    fn drop_zone(&mut self, ui: &mut egui::Ui, shared: &mut Shared, slot: Slot, size: Vec2) {
+        let hovering_files = ui.ctx().input(|i| !i.raw.hovered_files.is_empty());
+        let stroke_color = if hovering_files {
+            widgets::BLUE
+        } else {
+            Color32::from_gray(170)
+        };
+        let frame = egui::Frame::new()
+            .fill(Color32::from_gray(250))
+            .stroke(Stroke::new(
+                if hovering_files { 2.0 } else { 1.0 },
+                stroke_color,
+            ))
+            .corner_radius(6.0)
+            .inner_margin(6.0);
+        let resp = frame.show(ui, |ui| {
+            ui.set_min_size(size - egui::vec2(12.0, 12.0));
+            let loading = self.loading.contains(&slot);
+            let has_image = match slot {
+                Slot::Reference(i) => self.references.contains_key(&i),
+                Slot::Cheque => self.cheque.is_some(),
+            };
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(slot.label()).strong());
+                if loading {
+                    ui.spinner();
+                    ui.label("Loading...");
+                }
+                if ui
+                    .small_button(format!("Choose {}...", slot.label().to_lowercase()))
+                    .clicked()
+                {
+                    let purpose = match slot {
+                        Slot::Reference(i) => format!("ref{i}"),
+                        Slot::Cheque => "cheque".into(),
+                    };
+                    shared.pick(&purpose, PickKind::Image);
+                }
+            });
+            if has_image {
+                match slot {
+                    Slot::Cheque => self.cheque_editor(ui, size.x - 12.0, size.y - 70.0),
+                    Slot::Reference(i) => {
+                        if let Some(tex) = self.references.get(&i).and_then(|v| v.texture.as_ref())
+                        {
+                            widgets::fit_image(ui, tex, egui::vec2(size.x - 20.0, size.y - 60.0));
+                        }
+                    }
+                }
+            } else if !loading {
+                ui.add_space(6.0);
+                let what = match slot {
+                    Slot::Cheque => "Drop the cheque scan here",
+                    Slot::Reference(_) => "Drop a reference signature here",
+                };
+                ui.label(RichText::new(what).color(Color32::from_gray(110)));
+            }
+            if let Some(e) = self.slot_errors.get(&slot) {
+                ui.colored_label(widgets::RED, &e.what);
+                ui.label(&e.todo);
+            }
+            let path = self.paths.entry(slot).or_default();
+            let mut load = false;
+            ui.horizontal(|ui| {
+                let r = ui.add(
+                    egui::TextEdit::singleline(path)
+                        .hint_text(format!("{} file path", slot.label()))
+                        .desired_width((size.x - 90.0).max(80.0)),
+                );
+                load |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                load |= ui
+                    .small_button(format!("Load {}", slot.label().to_lowercase()))
+                    .clicked();
+            });
+            if load && !path.trim().is_empty() {
+                let p = std::path::PathBuf::from(path.trim());
+                self.begin_load(shared, slot, &p);
+            }
+        });
+        self.zones.push((slot, resp.response.rect));
+    }
+
+    /// The cheque with its signature box, which the clerk can move (drag inside) or resize (corners),
+    /// or draw anew (drag outside it).
+    fn cheque_editor(&mut self, ui: &mut egui::Ui, max_w: f32, max_h: f32) {
+        let Some(view) = &self.cheque else { return };
+        let Some(tex) = view.texture.clone() else {
+            return;
+        };
+        let (iw, ih) = (
+            view.info.width.max(1) as f32,
+            view.info.height.max(1) as f32,
+        );
+        let scale = (max_w / iw).min(max_h.max(80.0) / ih);
+        let shown = egui::vec2(iw * scale, ih * scale);
+        let (resp, painter) = ui.allocate_painter(shown, Sense::click_and_drag());
+        let rect = resp.rect;
+        painter.image(
+            tex.id(),
+            rect,
+            Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
+            Color32::WHITE,
+        );
+        let detected = view.info.detected.map(|(b, _)| b);
+        let current = self.crop.or(detected);
+        let to_screen = |b: PixelBox| {
+            Rect::from_min_size(
+                rect.min + egui::vec2(b.x as f32 * scale, b.y as f32 * scale),
+                egui::vec2(b.width as f32 * scale, b.height as f32 * scale),
+            )
+        };
+        let to_pixels = |r: Rect| {
+            let r = r.intersect(rect);
+            let x0 = ((r.min.x - rect.min.x) / scale).clamp(0.0, iw);
+            let y0 = ((r.min.y - rect.min.y) / scale).clamp(0.0, ih);
+            let x1 = ((r.max.x - rect.min.x) / scale).clamp(0.0, iw);
+            let y1 = ((r.max.y - rect.min.y) / scale).clamp(0.0, ih);
+            PixelBox {
+                x: x0 as u32,
+                y: y0 as u32,
+                width: ((x1 - x0) as u32).max(1),
+                height: ((y1 - y0) as u32).max(1),
+            }
+        };
+        let handle = 7.0;
+        if resp.drag_started()
+            && let Some(p) = resp.interact_pointer_pos()
+        {
+            self.drag = Some(match current.map(to_screen) {
+                Some(b) => {
+                    let corners = [
+                        b.left_top(),
+                        b.right_top(),
+                        b.right_bottom(),
+                        b.left_bottom(),
+                    ];
+                    match corners.iter().position(|c| c.distance(p) <= handle * 1.8) {
+                        Some(i) => DragMode::Corner(i),
+                        None if b.contains(p) => DragMode::Move,
+                        None => {
+                            // A drag outside the box draws a new one from this point.
+                            self.crop =
+                                Some(to_pixels(Rect::from_min_size(p, egui::vec2(1.0, 1.0))));
+                            DragMode::Corner(2)
+                        }
+                    }
+                }
+                None => {
+                    self.crop = Some(to_pixels(Rect::from_min_size(p, egui::vec2(1.0, 1.0))));
+                    DragMode::Corner(2)
+                }
+            });
+        }
+        if let (Some(mode), true) = (self.drag, resp.dragged()) {
+            let delta = resp.drag_delta();
+            if let Some(b) = self.crop.or(detected).map(to_screen) {
+                let mut r = b;
+                match mode {
+                    DragMode::Move => r = r.translate(delta),
+                    DragMode::Corner(0) => r.min += delta,
+                    DragMode::Corner(1) => {
+                        r.max.x += delta.x;
+                        r.min.y += delta.y;
+                    }
+                    DragMode::Corner(2) => r.max += delta,
+                    DragMode::Corner(_) => {
+                        r.min.x += delta.x;
+                        r.max.y += delta.y;
+                    }
+                }
+                let r = Rect::from_two_pos(r.min, r.max);
+                self.crop = Some(to_pixels(r));
+            }
+        }
+        if resp.drag_stopped() {
+            self.drag = None;
+            self.invalidate();
+        }
+        if let Some(b) = self.crop.or(detected).map(to_screen) {
+            let color = if self.crop.is_some() {
+                widgets::BLUE
+            } else {
+                widgets::GREEN
+            };
+            painter.rect_stroke(b, 2.0, Stroke::new(2.5, color), egui::StrokeKind::Outside);
+            for c in [
+                b.left_top(),
+                b.right_top(),
+                b.right_bottom(),
+                b.left_bottom(),
+            ] {
+                painter.rect_filled(
+                    Rect::from_center_size(c, egui::vec2(handle, handle) * 1.4),
+                    1.0,
+                    color,
+                );
+            }
+            painter.text(
+                b.left_top() - egui::vec2(0.0, 3.0),
+                egui::Align2::LEFT_BOTTOM,
+                "signature",
+                egui::FontId::proportional(12.0),
+                color,
+            );
+        }
+    }
+
+    fn result(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.heading("3  Result");
+        if self.outstanding > 0 {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Verifying...");
+            });
+        }
+        if let Some(e) = &self.verify_error {
+            egui::Frame::new()
+                .fill(widgets::ERROR_FILL)
+                .inner_margin(8.0)
+                .corner_radius(4.0)
+                .show(ui, |ui| {
+                    ui.label(RichText::new(&e.what).color(Color32::BLACK).strong());
+                    ui.label(
+                        RichText::new(format!("What to do: {}", e.todo)).color(Color32::BLACK),
+                    );
+                });
+        }
+        let Some(view) = &self.outcome else {
+            if self.outstanding == 0 && self.verify_error.is_none() {
+                let missing = match (self.references.is_empty(), self.cheque.is_none()) {
+                    (true, true) => "Load a reference signature (or an account) and a cheque.",
+                    (true, false) => {
+                        "Load a reference signature, or use an account's enrolled references."
+                    }
+                    (false, true) => "Load the cheque scan.",
+                    (false, false) => "",
+                };
+                ui.label(missing);
+            }
+            return;
+        };
+        let o = &view.outcome;
+        ui.horizontal(|ui| {
+            widgets::decision_badge(ui, o.decision);
+            ui.vertical(|ui| {
+                ui.label(
+                    RichText::new(widgets::decision_advice(o.decision))
+                        .size(16.0)
+                        .strong(),
+                );
+                ui.label(format!(
+                    "Probability genuine {:.1}%   (score {:.3})",
+                    o.probability * 100.0,
+                    o.score
+                ));
+                ui.label(format!(
+                    "Thresholds: ACCEPT at {:.0}% or more, REJECT below {:.0}%",
+                    o.thresholds.accept * 100.0,
+                    o.thresholds.reject * 100.0
+                ));
+                if !o.signature_found {
+                    ui.colored_label(
+                        widgets::AMBER,
+                        "No signature was found with confidence: REFER.",
+                    );
+                }
+                widgets::caption(
+                    ui,
+                    format!("Model {}   answered in {:.0} ms", o.model_id, o.latency_ms),
+                );
+            });
+        });
+        ui.add_space(8.0);
+        // Cheque crop, each reference and the overlay share the row; size them so all fit.
+        let columns = (view.references.len() + 2) as f32;
+        let tw = ((ui.available_width() - 12.0 * columns) / columns).clamp(90.0, 240.0);
+        let thumb = egui::vec2(tw, tw * 0.5);
+        ui.horizontal_wrapped(|ui| {
+            ui.vertical(|ui| {
+                ui.label("On the cheque");
+                if let Some(t) = &view.questioned {
+                    widgets::fit_image(ui, t, thumb);
+                }
+            });
+            for (i, t) in view.references.iter().enumerate() {
+                ui.vertical(|ui| {
+                    ui.label(format!("Reference {}", i + 1));
+                    widgets::fit_image(ui, t, thumb);
+                });
+            }
+            ui.vertical(|ui| {
+                ui.label("Overlay");
+                if let Some(t) = &view.overlay {
+                    widgets::fit_image(ui, t, thumb);
+                }
+                ui.horizontal(|ui| {
+                    ui.colored_label(widgets::RED, "cheque");
+                    ui.colored_label(widgets::BLUE, "reference");
+                });
+            });
+        });
+        ui.add_space(8.0);
+        if let Some(row) = &self.recorded {
+            ui.label(
+                RichText::new(format!(
+                    "Logged as decision #{} ({}, {}).",
+                    row.id, row.final_decision, row.action
+                ))
+                .color(widgets::GREEN)
+                .strong(),
+            );
+            if ui
+                .button(RichText::new("Next cheque (N)").size(17.0))
+                .clicked()
+            {
+                self.next_cheque(shared);
+            }
+            return;
+        }
+        let decision = o.decision;
+        ui.horizontal(|ui| {
+            let confirm = egui::Button::new(
+                RichText::new(format!("Confirm {decision} (Enter)"))
+                    .size(17.0)
+                    .color(Color32::WHITE),
+            )
+            .fill(widgets::decision_color(decision));
+            if ui.add_enabled(!self.recording, confirm).clicked() {
+                self.confirm(shared);
+            }
+            if ui
+                .add_enabled(
+                    !self.recording,
+                    egui::Button::new(RichText::new("Override...").size(17.0)),
+                )
+                .clicked()
+            {
+                self.override_open = !self.override_open;
+            }
+            if self.recording {
+                ui.spinner();
+            }
+        });
+        if self.override_open {
+            let clerk_on_reject =
+                shared.role() == Some(Role::Clerk) && decision == Decision::Reject;
+            egui::Frame::new()
+                .stroke(Stroke::new(1.0, Color32::from_gray(180)))
+                .inner_margin(8.0)
+                .show(ui, |ui| {
+                    if clerk_on_reject {
+                        ui.colored_label(widgets::RED, "Only a supervisor may override a REJECT.");
+                        ui.label(
+                            "Refer the cheque to a supervisor, who can sign in and override it.",
+                        );
+                        return;
+                    }
+                    ui.label("Change the decision to:");
+                    ui.horizontal(|ui| {
+                        for d in [Decision::Accept, Decision::Refer, Decision::Reject] {
+                            if d != decision {
+                                let text = RichText::new(d.as_str())
+                                    .color(widgets::decision_color(d))
+                                    .strong();
+                                if ui
+                                    .selectable_label(self.override_decision == Some(d), text)
+                                    .clicked()
+                                {
+                                    self.override_decision = Some(d);
+                                }
+                            }
+                        }
+                    });
+                    let l = ui.label("Reason (required)");
+                    ui.add(
+                        egui::TextEdit::multiline(&mut self.override_reason)
+                            .hint_text("why the decision is changed")
+                            .desired_rows(2)
+                            .desired_width(f32::INFINITY),
+                    )
+                    .labelled_by(l.id);
+                    let ok =
+                        self.override_decision.is_some() && !self.override_reason.trim().is_empty();
+                    if !ok {
+                        widgets::caption(
+                            ui,
+                            "Choose the new decision and write the reason to log the override.",
+                        );
+                    }
+                    if ui
+                        .add_enabled(ok && !self.recording, egui::Button::new("Log override"))
+                        .clicked()
+                    {
+                        self.submit_override(shared);
+                    }
+                });
+        }
+    }
+
+    fn recent_list(&self, ui: &mut egui::Ui) {
+        ui.heading("Recent decisions");
+        if self.recent.is_empty() {
+            widgets::caption(ui, "None yet.");
+            return;
+        }
+        egui::Grid::new("recent-decisions")
+            .striped(true)
+            .num_columns(6)
+            .show(ui, |ui| {
+                for h in [
+                    "#",
+                    "Time (UTC)",
+                    "Account",
+                    "Decision",
+                    "Action",
+                    "Operator",
+                ] {
+                    ui.label(RichText::new(h).strong());
+                }
+                ui.end_row();
+                for r in self.recent.iter().take(12) {
+                    ui.label(r.id.to_string());
+                    ui.label(&r.time);
+                    ui.label(&r.account);
+                    ui.label(
+                        RichText::new(r.final_decision.as_str())
+                            .color(widgets::decision_color(r.final_decision))
+                            .strong(),
+                    );
+                    ui.label(&r.action);
+                    ui.label(&r.operator);
+                    ui.end_row();
+                }
+            });
+    }
+}

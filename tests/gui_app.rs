@@ -1,0 +1,503 @@
+//! The desktop application driven headless with egui_kittest: the real app and worker thread, a real
+//! SQLite database in a temporary folder, a real (freshly initialised) network through libtorch, and
+//! synthetic signature images written as PNG files.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use countersign::device::DeviceChoice;
+use countersign::gui::{CountersignApp, Screen, Slot};
+use countersign::store::{KdfCost, Role, Store};
+use egui::accesskit;
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+
+const PINS: [(&str, Role, &str); 3] = [
+    ("sam", Role::Supervisor, "sam-pin-1"),
+    ("clara", Role::Clerk, "clara-pin-1"),
+    ("ada", Role::Auditor, "ada-pin-1"),
+];
+
+/// A temporary database with one operator per role, a model file, and signature images.
+struct Fixture {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+    model: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("audit.sqlite3");
+        let mut store = Store::open(&db).expect("open store");
+        store.set_kdf_cost(KdfCost::Test);
+        let sup = store
+            .add_operator(None, PINS[0].0, PINS[0].1, PINS[0].2)
+            .expect("supervisor");
+        for (name, role, pin) in &PINS[1..] {
+            store
+                .add_operator(Some(&sup), name, *role, pin)
+                .expect("operator");
+        }
+        drop(store);
+        let model = dir.path().join("model.safetensors");
+        tch::manual_seed(11);
+        let mut m = countersign::model::SignatureModel::new(
+            countersign::imaging::normalise::NormaliseParams::default(),
+            tch::Device::Cpu,
+        );
+        m.save(&model).expect("save model");
+        Fixture { dir, db, model }
+    }
+
+    fn app(&self) -> CountersignApp {
+        CountersignApp::new(self.db.clone(), Some(self.model.clone()), DeviceChoice::Cpu)
+    }
+
+    /// A genuine synthetic signature of writer `w`, sample `i`, as a PNG file.
+    fn signature(&self, w: u32, i: u32) -> PathBuf {
+        let p = self.dir.path().join(format!("w{w}-{i}.png"));
+        countersign::synth::dataset::genuine_sample(2026, w, i)
+            .save(&p)
+            .expect("write png");
+        p
+    }
+
+    /// A reference signature and a cheque of the same writer: from the shipped demo data when it is
+    /// there, else from demo data generated here by the synthetic generator.
+    fn demo_pair(&self) -> (PathBuf, PathBuf) {
+        if let Some(pair) =
+            countersign::paths::demo_assets().and_then(|d| countersign::gui::demo_pair(&d))
+        {
+            return pair;
+        }
+        let demo = self.path("demo");
+        let opts = countersign::synth::dataset::DatasetOptions {
+            writers: 2,
+            genuine: 3,
+            forgeries: 1,
+            cheques: 1,
+            seed: 2026,
+            scan: false,
+        };
+        countersign::synth::dataset::generate_dataset(&demo, &opts).expect("demo data");
+        countersign::gui::demo_pair(&demo).expect("a demo pair")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn harness(app: CountersignApp) -> Harness<'static, CountersignApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .with_max_steps(20)
+        .build_ui_state(|ui, app: &mut CountersignApp| app.show(ui), app)
+}
+
+/// Steps the UI until `done` holds; worker results arrive asynchronously. Fails after 60 s.
+fn wait_for(
+    h: &mut Harness<'static, CountersignApp>,
+    what: &str,
+    done: impl Fn(&CountersignApp) -> bool,
+) {
+    let errors = |h: &Harness<'static, CountersignApp>| -> Vec<String> {
+        h.state()
+            .shared
+            .banners
+            .iter()
+            .filter(|b| b.is_error)
+            .map(|b| b.error.what.clone())
+            .collect()
+    };
+    let before = errors(h).len();
+    let start = Instant::now();
+    loop {
+        h.step();
+        if done(h.state()) {
+            h.run_ok();
+            return;
+        }
+        let now = errors(h);
+        assert!(
+            now.len() <= before,
+            "an error appeared while waiting for {what}: {now:?}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out after 60 s waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Focuses a text field found by role and label, and types into it.
+fn type_into(
+    h: &mut Harness<'static, CountersignApp>,
+    role: accesskit::Role,
+    label: &str,
+    text: &str,
+) {
+    h.get_by_role_and_label(role, label).focus();
+    h.run_ok();
+    h.get_by_role_and_label(role, label).type_text(text);
+    h.run_ok();
+}
+
+fn sign_in(h: &mut Harness<'static, CountersignApp>, name: &str) {
+    let pin = PINS
+        .iter()
+        .find(|p| p.0 == name)
+        .map(|p| p.2)
+        .expect("known operator");
+    type_into(h, accesskit::Role::TextInput, "Operator", name);
+    type_into(h, accesskit::Role::PasswordInput, "PIN", pin);
+    h.get_by_label("Sign in").click();
+    wait_for(h, &format!("{name} signed in"), |a| a.operator().is_some());
+}
+
+fn load(h: &mut Harness<'static, CountersignApp>, slot: Slot, path: &Path) {
+    h.state_mut().load_file(slot, path);
+    wait_for(h, &format!("{slot:?} loaded"), |a| {
+        !a.verify.loading.contains(&slot)
+    });
+}
+
+#[test]
+fn sign_in_asks_for_both_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = CountersignApp::new(dir.path().join("audit.sqlite3"), None, DeviceChoice::Cpu);
+    let mut h = harness(app);
+    h.run_ok();
+    assert_eq!(h.state().screen, Screen::SignIn);
+    h.get_by_label("Sign in").click();
+    h.run_ok();
+    h.get_by_label("Enter your operator name and PIN.");
+    assert!(h.state().operator().is_none());
+}
+
+#[test]
+fn wrong_pin_is_refused_with_the_reason() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    type_into(&mut h, accesskit::Role::TextInput, "Operator", "clara");
+    type_into(&mut h, accesskit::Role::PasswordInput, "PIN", "not-her-pin");
+    h.get_by_label("Sign in").click();
+    wait_for(&mut h, "the refusal", |a| a.sign_in.error.is_some());
+    assert!(h.state().operator().is_none());
+    let shown = h
+        .state()
+        .sign_in
+        .error
+        .clone()
+        .map(|e| e.what)
+        .unwrap_or_default();
+    assert!(has_text(&h, "wrong operator name or PIN"), "shown: {shown}");
+}
+
+#[test]
+fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    assert_eq!(h.state().screen, Screen::Verify);
+
+    // The same function a file-dialog pick and a drag-and-drop call.
+    let (reference, cheque) = f.demo_pair();
+    load(&mut h, Slot::Reference(0), &reference);
+    load(&mut h, Slot::Cheque, &cheque);
+    let found = h
+        .state()
+        .verify
+        .cheque
+        .as_ref()
+        .and_then(|c| c.info.detected);
+    assert!(found.is_some(), "the signature is found on the demo cheque");
+    wait_for(&mut h, "the verification result", |a| {
+        a.verify.outcome.is_some()
+    });
+    let outcome = h
+        .state()
+        .verify
+        .outcome
+        .as_ref()
+        .map(|o| o.outcome.clone())
+        .expect("outcome");
+    assert!(outcome.signature_found);
+    assert!((0.0..=1.0).contains(&outcome.probability));
+    assert!(has_text(&h, "Probability genuine"));
+    assert!(
+        h.query_by_label(outcome.decision.as_str()).is_some(),
+        "the decision is shown in words"
+    );
+
+    // Enter confirms.
+    h.key_press(egui::Key::Enter);
+    wait_for(&mut h, "the decision to be logged", |a| {
+        a.verify.recorded.is_some()
+    });
+    let row = h.state().verify.recorded.clone().expect("row");
+    assert_eq!(row.decision, outcome.decision);
+    assert_eq!(row.action, "confirm");
+    assert_eq!(row.operator, "clara");
+    wait_for(&mut h, "the recent list", |a| {
+        a.verify.recent.iter().any(|r| r.id == row.id)
+    });
+
+    h.get_by_label("Sign out").click();
+    h.run_ok();
+    sign_in(&mut h, "ada");
+    assert_eq!(h.state().screen, Screen::Audit);
+    wait_for(&mut h, "the audit page", |a| {
+        a.audit.count == Some(1)
+            && a.audit
+                .pages
+                .get(&0)
+                .is_some_and(|p| p.iter().any(|r| r.id == row.id))
+    });
+    assert!(
+        h.query_by_label(&row.id.to_string()).is_some(),
+        "the row's number is in the table"
+    );
+    assert!(
+        h.query_by_label("clara").is_some(),
+        "the clerk's name is in the table"
+    );
+
+    h.get_by_label("Verify chain").click();
+    wait_for(&mut h, "the chain check", |a| a.audit.chain.is_some());
+    assert!(h.state().audit.chain.as_ref().is_some_and(|c| c.ok));
+    assert!(has_text(&h, "Chain intact"));
+}
+
+#[test]
+fn clerk_cannot_open_calibrate() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    h.get_by_label("Calibrate").click();
+    h.run_ok();
+    assert_eq!(
+        h.state().screen,
+        Screen::Verify,
+        "the disabled tab does nothing"
+    );
+    assert!(!h.state_mut().open(Screen::Calibrate));
+    h.run_ok();
+    assert_eq!(h.state().screen, Screen::Verify);
+    assert!(has_text(&h, "Calibrate is for a supervisor"));
+    assert!(!h.state_mut().open(Screen::Audit), "nor the audit log");
+    assert!(
+        h.state_mut().open(Screen::Batch),
+        "but batches are a clerk's work"
+    );
+}
+
+#[test]
+fn a_corrupt_file_shows_what_is_wrong() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    let bad = f.path("cheque.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nthis is not really a png").expect("write");
+    load(&mut h, Slot::Cheque, &bad);
+    assert!(h.state().verify.slot_errors.contains_key(&Slot::Cheque));
+    assert!(has_text(&h, "The image could not be used"));
+    let missing = f.path("nowhere.png");
+    load(&mut h, Slot::Reference(0), &missing);
+    assert!(has_text(&h, "Could not open"));
+    assert!(h.state().verify.outcome.is_none());
+}
+
+/// Whether some widget's text contains `text`.
+fn has_text(h: &Harness<'static, CountersignApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+/// The text of the first label that starts with `prefix`.
+fn label_starting(h: &Harness<'static, CountersignApp>, prefix: &str) -> String {
+    h.query_all_by_label_contains(prefix)
+        // A plain label keeps its text in the node's value.
+        .filter_map(|n| {
+            n.accesskit_node()
+                .label()
+                .or_else(|| n.accesskit_node().value())
+        })
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_default()
+}
+
+#[test]
+fn calibration_slider_changes_far_and_frr() {
+    let f = Fixture::new();
+    let data = f.path("labelled");
+    countersign::synth::dataset::generate_dataset(
+        &data,
+        &countersign::synth::dataset::DatasetOptions {
+            writers: 4,
+            genuine: 4,
+            forgeries: 3,
+            cheques: 0,
+            seed: 7,
+            scan: false,
+        },
+    )
+    .expect("labelled data");
+    let mut h = harness(f.app());
+    sign_in(&mut h, "sam");
+    assert!(h.state_mut().open(Screen::Calibrate));
+    h.run_ok();
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Labelled folder",
+        &data.display().to_string(),
+    );
+    h.get_by_label("Evaluate").click();
+    wait_for(&mut h, "the evaluation", |a| a.calibrate.summary.is_some());
+    let s = h.state().calibrate.summary.clone().expect("summary");
+    assert_eq!(s.writers, 4);
+    assert!(!s.genuine.is_empty() && !s.forgery.is_empty());
+    assert!(has_text(&h, "EER"));
+
+    h.get_by_role_and_label(accesskit::Role::Slider, "Accept threshold")
+        .set_value_accesskit(0.0);
+    h.run_ok();
+    assert_eq!(h.state().calibrate.accept, 0.0);
+    assert_eq!(
+        label_starting(&h, "FAR "),
+        "FAR 100.0%",
+        "everything is accepted at threshold 0"
+    );
+    h.get_by_role_and_label(accesskit::Role::Slider, "Reject threshold")
+        .set_value_accesskit(0.0);
+    h.run_ok();
+    assert_eq!(label_starting(&h, "FRR "), "FRR 0.0%");
+
+    h.get_by_role_and_label(accesskit::Role::Slider, "Accept threshold")
+        .set_value_accesskit(1.0);
+    h.run_ok();
+    assert_eq!(
+        label_starting(&h, "FAR "),
+        "FAR 0.0%",
+        "nothing is accepted at threshold 1"
+    );
+    h.get_by_role_and_label(accesskit::Role::Slider, "Reject threshold")
+        .set_value_accesskit(1.0);
+    h.run_ok();
+    assert_eq!(
+        label_starting(&h, "FRR "),
+        "FRR 100.0%",
+        "every genuine signature is rejected below 1"
+    );
+}
+
+#[test]
+fn a_cheque_without_a_signature_is_referred() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    let blank = f.path("blank-cheque.png");
+    image::GrayImage::from_pixel(1600, 700, image::Luma([250]))
+        .save(&blank)
+        .expect("write");
+    load(&mut h, Slot::Reference(0), &f.signature(3, 0));
+    load(&mut h, Slot::Cheque, &blank);
+    wait_for(&mut h, "the result", |a| a.verify.outcome.is_some());
+    let o = h
+        .state()
+        .verify
+        .outcome
+        .as_ref()
+        .map(|o| o.outcome.clone())
+        .expect("outcome");
+    assert!(!o.signature_found);
+    assert_eq!(o.decision, countersign::scoring::Decision::Refer);
+    assert!(has_text(&h, "No signature was found"));
+    assert!(has_text(&h, "REFER"));
+}
+
+#[test]
+fn a_bare_signature_in_the_cheque_slot_is_scored_whole() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "sam");
+    load(&mut h, Slot::Reference(0), &f.signature(2, 0));
+    load(&mut h, Slot::Cheque, &f.signature(2, 1));
+    wait_for(&mut h, "the result", |a| a.verify.outcome.is_some());
+    let o = h
+        .state()
+        .verify
+        .outcome
+        .as_ref()
+        .map(|o| o.outcome.clone())
+        .expect("outcome");
+    assert!(o.signature_found);
+    assert!(o.latency_ms >= 0.0 && o.score.is_finite());
+    assert_eq!(o.references.len(), 1);
+    assert_eq!(o.overlay.width, o.questioned.width);
+}
+
+#[test]
+fn audit_fetches_only_the_visible_page_of_many_rows() {
+    use countersign::store::{FinalAction, NewDecision, Source};
+    let f = Fixture::new();
+    let rows = 5_000u64;
+    {
+        let mut store = Store::open(&f.db).expect("open");
+        store.set_kdf_cost(KdfCost::Test);
+        let clerk = store.authenticate("clara", "clara-pin-1").expect("clerk");
+        let base = time::OffsetDateTime::now_utc() - time::Duration::days(10);
+        let batch: Vec<NewDecision> = (0..rows)
+            .map(|k| NewDecision {
+                time: base + time::Duration::seconds(k as i64),
+                operator: "clara".into(),
+                account: Some(format!("ACC-{k:05}")),
+                cheque_id: Some(format!("CHQ-{k:06}")),
+                cheque_sha256: format!("{k:064x}"),
+                reference_sha256s: vec![format!("{:064x}", k + 1)],
+                raw_score: 0.5,
+                probability: 0.5,
+                t_accept: 0.8,
+                t_reject: 0.3,
+                decision: countersign::scoring::Decision::Refer,
+                final_action: FinalAction::Confirm,
+                model_id: "bench".into(),
+                device: "CPU".into(),
+                source: Source::Cli,
+                ..Default::default()
+            })
+            .collect();
+        store.insert_decisions(&clerk, &batch).expect("insert");
+    }
+    let mut h = harness(f.app());
+    sign_in(&mut h, "ada");
+    wait_for(&mut h, "the first page", |a| {
+        a.audit.count == Some(rows) && a.audit.pages.contains_key(&0)
+    });
+    assert!(
+        h.state().audit.fetches <= 2,
+        "only the visible page is fetched, not {}",
+        h.state().audit.fetches
+    );
+    assert!(has_text(&h, "ACC-04999"), "the newest row is on screen");
+
+    // Scroll far down with the wheel over the table: only the pages that come into view are fetched.
+    let table = h.get_by_label("ACC-04999").rect().center();
+    h.hover_at(table);
+    h.event(egui::Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Point,
+        delta: egui::vec2(0.0, -22.0 * 28.0 * 2500.0 / 28.0),
+        phase: egui::TouchPhase::Move,
+        source: egui::MouseWheelSource::Unknown,
+        modifiers: egui::Modifiers::NONE,
+    });
+    h.run_ok();
+    wait_for(&mut h, "a deep page", |a| {
+        a.audit.pages.keys().any(|&p| p >= 10)
+    });
+    let fetched = h.state().audit.fetches;
+    assert!(fetched <= 6, "scrolling 2,500 rows fetched {fetched} pages");
+    assert!(h.state().audit.pages.len() <= 6);
+}

@@ -1,0 +1,292 @@
+//! An attacker with write access to the database file: what the hash chain alone detects, what only
+//! an anchor kept elsewhere (a checkpoint file, an export's `.anchor.json`) detects, and what nothing
+//! in the file can detect. `tests/store_chain.rs` covers single edits, deletions, insertions,
+//! reorderings and a rewrite caught by a checkpoint; this file adds an in-place rewrite caught by an
+//! export's anchor (library and CLI, exit code 7), tail truncation, forged appends, a swapped-in
+//! database, and a role changed outside the ledger, each with what the audit log can and cannot
+//! prove about it (see docs/HARDENING.md).
+
+#[path = "store_common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{attacker, decision, fixture, open};
+use countersign::store::{Checkpoint, DecisionFilter, ExportFormat, Role, Store};
+use rusqlite::types::Value;
+
+/// The documented canonical encoding (src/store/chain.rs), written here from the documentation
+/// alone: `SHA-256(prev || "countersign-ledger-v1" || values)`, each value a type byte and its
+/// little-endian bytes.
+fn row_hash(prev: &[u8; 32], values: &[Value]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut buf = prev.to_vec();
+    buf.extend_from_slice(b"countersign-ledger-v1");
+    for v in values {
+        match v {
+            Value::Null => buf.push(0),
+            Value::Integer(i) => {
+                buf.push(1);
+                buf.extend_from_slice(&i.to_le_bytes());
+            }
+            Value::Real(f) => {
+                buf.push(2);
+                buf.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            Value::Text(s) => {
+                buf.push(3);
+                buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                buf.extend_from_slice(s.as_bytes());
+            }
+            Value::Blob(b) => {
+                buf.push(4);
+                buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                buf.extend_from_slice(b);
+            }
+        }
+    }
+    Sha256::digest(&buf).into()
+}
+
+const COLUMNS: &str = "id, kind, time, operator, account, cheque_id, amount_cents, cheque_sha256, \
+     reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, probability, t_accept, t_reject, decision, \
+     final_action, reason, model_id, device, latency_ms, source, ref_id, payload";
+
+/// Recomputes `prev_hash` and `hash` of every row from `from` on, in place, with plain SQL.
+fn rehash_from(c: &rusqlite::Connection, from: i64) -> usize {
+    let mut prev = [0u8; 32];
+    if from > 1 {
+        let h: String = c
+            .query_row("SELECT hash FROM ledger WHERE id = ?1", [from - 1], |r| {
+                r.get(0)
+            })
+            .expect("previous hash");
+        hex::decode_to_slice(h, &mut prev).expect("hex");
+    }
+    let rows: Vec<Vec<Value>> = c
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM ledger WHERE id >= ?1 ORDER BY id"
+        ))
+        .expect("prepare")
+        .query_map([from], |r| (0..26).map(|i| r.get::<_, Value>(i)).collect())
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for row in &rows {
+        let h = row_hash(&prev, row);
+        c.execute(
+            "UPDATE ledger SET prev_hash = ?1, hash = ?2 WHERE id = ?3",
+            rusqlite::params![hex::encode(prev), hex::encode(h), row[0]],
+        )
+        .expect("rewrite hashes");
+        prev = h;
+    }
+    rows.len()
+}
+
+/// A database with 60 decisions and an export (with its anchor) taken after the first 40.
+fn populated(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, i64) {
+    let db = dir.join("audit.sqlite3");
+    let mut f = fixture(&db);
+    let first: Vec<_> = (0..40).map(|i| decision(&f.clerk, i)).collect();
+    let ids = f
+        .store
+        .insert_decisions(&f.clerk, &first)
+        .expect("decisions");
+    let out = dir.join("export.csv");
+    let summary = f
+        .store
+        .export_decisions(
+            &f.auditor,
+            &DecisionFilter::default(),
+            ExportFormat::Csv,
+            &out,
+            &mut |_| {},
+        )
+        .expect("export");
+    assert_eq!(summary.rows, 40);
+    let more: Vec<_> = (40..60).map(|i| decision(&f.clerk, i)).collect();
+    f.store
+        .insert_decisions(&f.clerk, &more)
+        .expect("more decisions");
+    (db, summary.anchor_path, ids[5])
+}
+
+fn audit_verify(db: &Path, checkpoint: Option<&Path>) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_countersign"));
+    c.arg("--db").arg(db).args(["audit", "verify"]);
+    if let Some(cp) = checkpoint {
+        c.arg("--checkpoint").arg(cp);
+    }
+    c.output().expect("run countersign")
+}
+
+#[test]
+fn a_rewrite_from_a_row_on_passes_the_chain_but_not_the_export_anchor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (db, anchor, victim) = populated(dir.path());
+    assert!(
+        open(&db)
+            .verify_checkpoint(&Checkpoint::read(&anchor).expect("anchor"))
+            .expect("check")
+            .matches
+    );
+
+    // The attacker turns a REJECT into an ACCEPT with a high probability, then recomputes every
+    // hash from that row to the end in place.
+    let c = attacker(&db);
+    let n = c
+        .execute(
+            "UPDATE ledger SET decision = 'ACCEPT', probability = 0.97 WHERE id = ?1",
+            [victim],
+        )
+        .expect("edit");
+    assert_eq!(n, 1);
+    let rewritten = rehash_from(&c, victim);
+    drop(c);
+
+    // The chain alone cannot tell: it is internally consistent (this is the documented limit).
+    let store = open(&db);
+    let report = store.verify_chain().expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    let o = audit_verify(&db, None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The export's anchor, kept by the auditor, does.
+    let r = store
+        .verify_checkpoint(&Checkpoint::read(&anchor).expect("anchor"))
+        .expect("check");
+    assert!(!r.matches, "{r:?}");
+    assert!(r.detail.contains("rewritten"), "{}", r.detail);
+    let o = audit_verify(&db, Some(&anchor));
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("checkpoint mismatch"));
+    println!("{rewritten} rows rewritten from row {victim}: chain intact, anchor mismatch found");
+}
+
+#[test]
+fn truncating_or_appending_after_the_last_anchor_is_not_detectable_by_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (db, anchor, _) = populated(dir.path());
+    let cp = Checkpoint::read(&anchor).expect("anchor");
+    let head_before = open(&db).chain_head().expect("head").expect("rows");
+    assert!(head_before.row_id > cp.row_id);
+
+    // Cut the tail after the anchored row: the chain and the old anchor both still pass. Only an
+    // anchor taken later (or the count in a later export) shows the rows went missing.
+    let later = Checkpoint {
+        row_id: head_before.row_id,
+        hash: head_before.hash.clone(),
+        time: head_before.time.clone(),
+    };
+    let c = attacker(&db);
+    c.execute("DELETE FROM ledger WHERE id > ?1", [cp.row_id + 3])
+        .expect("truncate");
+    drop(c);
+    let store = open(&db);
+    assert!(store.verify_chain().expect("verify").is_intact());
+    assert!(
+        store.verify_checkpoint(&cp).expect("check").matches,
+        "an older anchor cannot see it"
+    );
+    let r = store.verify_checkpoint(&later).expect("check");
+    assert!(
+        !r.matches && r.detail.contains("no longer in the chain"),
+        "{r:?}"
+    );
+    drop(store);
+
+    // Forge new rows at the end with correct hashes: again consistent, and the anchor still matches.
+    // (The triggers are already gone.)
+    let c = rusqlite::Connection::open(&db).expect("attacker reopens");
+    let last: i64 = c
+        .query_row("SELECT max(id) FROM ledger", [], |r| r.get(0))
+        .expect("max");
+    c.execute(
+        &format!(
+            "INSERT INTO ledger ({COLUMNS}, prev_hash, hash) SELECT ?1 + 1, kind, time, operator, account, \
+             'FORGED-1', amount_cents, cheque_sha256, reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, \
+             0.99, t_accept, t_reject, 'ACCEPT', final_action, reason, model_id, device, latency_ms, source, ref_id, \
+             payload, '', '' FROM ledger WHERE id = (SELECT max(id) FROM ledger WHERE kind = 'decision')"
+        ),
+        [last],
+    )
+    .expect("forge");
+    rehash_from(&c, last + 1);
+    drop(c);
+    let store = open(&db);
+    assert!(store.verify_chain().expect("verify").is_intact());
+    assert!(store.verify_checkpoint(&cp).expect("check").matches);
+    assert!(
+        store.has_decision("FORGED-1").expect("query"),
+        "the forged row is read as real"
+    );
+}
+
+#[test]
+fn a_swapped_in_database_fails_every_anchor_taken_from_the_real_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (db, anchor, _) = populated(dir.path());
+    // A look-alike built from scratch by the same program: same operators and PINs, other history.
+    let fake_dir = dir.path().join("fake");
+    let fake = fake_dir.join("audit.sqlite3");
+    {
+        let mut f = fixture(&fake);
+        let ds: Vec<_> = (100..160).map(|i| decision(&f.clerk, i)).collect();
+        f.store
+            .insert_decisions(&f.clerk, &ds)
+            .expect("fake decisions");
+    }
+    std::fs::copy(&fake, &db).expect("swap");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let store = open(&db);
+    assert!(store.verify_chain().expect("verify").is_intact());
+    let r = store
+        .verify_checkpoint(&Checkpoint::read(&anchor).expect("anchor"))
+        .expect("check");
+    assert!(!r.matches, "{r:?}");
+}
+
+#[test]
+fn a_role_changed_outside_the_ledger_keeps_the_chain_intact_but_the_ledger_shows_the_original() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("audit.sqlite3");
+    drop(fixture(&db));
+    // The operators table is bookkeeping, not part of the chain: plain SQL can promote a clerk.
+    rusqlite::Connection::open(&db)
+        .expect("open")
+        .execute(
+            "UPDATE operators SET role = 'supervisor' WHERE name = 'carla'",
+            [],
+        )
+        .expect("promote");
+    let mut store = Store::open_with(&db, &common::opts()).expect("open");
+    assert!(store.verify_chain().expect("verify").is_intact());
+    let carla = store.authenticate("carla", "2222").expect("sign in");
+    assert_eq!(carla.role(), Role::Supervisor, "the promotion takes effect");
+    // What the chain does keep: the role she was created with, and every action is signed with her
+    // name, so an audit comparing the operators table against the ledger finds the promotion.
+    let c = rusqlite::Connection::open(&db).expect("open");
+    let created_role: String = c
+        .query_row(
+            "SELECT json_extract(payload, '$.role') FROM ledger WHERE kind = 'security' \
+             AND json_extract(payload, '$.event') = 'operator_added' AND json_extract(payload, '$.name') = 'carla'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("creation row");
+    assert_eq!(created_role, "clerk");
+}
