@@ -132,14 +132,26 @@ fn references_as_paths_bytes_or_cached_embeddings_give_the_same_decision() {
         assert_eq!(r.decision(), by_path.decision());
         let (a, b) = (r.raw_score.unwrap(), by_path.raw_score.unwrap());
         assert!((a - b).abs() < 1e-4, "scores differ: {a} vs {b}");
-        assert!(r.probability.is_some());
+        assert_eq!(
+            r.probability.is_some(),
+            r.policy_source != PolicySource::BuiltInDefault
+        );
         assert!(r.latency_ms >= r.timings.decode_ms + r.timings.embed_ms);
         assert!(
             r.questioned.is_some(),
             "the GUI gets the normalised signature"
         );
     }
-    assert_eq!(by_path.policy_source, PolicySource::ModelCard);
+    let card = SignatureModel::load(&model, tch::Device::Cpu)
+        .unwrap()
+        .card()
+        .clone();
+    let expected = if card.calibration.is_some() && card.thresholds.is_some() {
+        PolicySource::ModelCard
+    } else {
+        PolicySource::BuiltInDefault
+    };
+    assert_eq!(by_path.policy_source, expected);
 }
 
 #[test]

@@ -86,6 +86,8 @@ fn verifier(s: &BenchSetup, device: tch::Device, store: &Store) -> anyhow::Resul
 pub fn latency(s: &BenchSetup, device: tch::Device) -> anyhow::Result<Vec<(String, String)>> {
     let mut store = Store::open(&s.fixture.db)?;
     let v = verifier(s, device, &store)?;
+    // As `countersign verify` runs it: one libtorch thread for a single cheque.
+    let _threads = super::TorchThreads::set(1);
     v.warm_up()?;
     let fw = &s.fixture.writers[0];
     // The first call computes and caches the references' embeddings; every later one reads the cache.

@@ -180,6 +180,11 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
         amount_cents: args.amount,
         cheque_id: args.cheque_id.clone().or_else(|| default_cheque_id(args)),
     };
+    // One signature or a few: the network is small enough that libtorch's thread team costs more
+    // than it gains, and on a busy machine its threads wait on each other (see `model::bench`).
+    if global.threads.is_none() {
+        tch::set_num_threads(1);
+    }
     // libtorch's one-time start-up (hundreds of ms) happens here, so that the timing printed below is
     // the pipeline's own.
     verifier.warm_up()?;

@@ -547,6 +547,11 @@ impl Verifier {
         &self.model_id
     }
 
+    /// The device the network runs on.
+    pub fn device(&self) -> tch::Device {
+        self.model.device()
+    }
+
     /// The device the network runs on, in words.
     pub fn device_name(&self) -> &str {
         &self.device
