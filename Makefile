@@ -6,7 +6,7 @@ SHELL := /bin/bash
 BOOTSTRAP := eval "$$(scripts/bootstrap-libtorch.sh)"
 CARGO ?= cargo
 
-.PHONY: run test build lint fmt bench screenshots demo model clean-venv info
+.PHONY: run test build lint fmt bench screenshots demo model clean-venv info train-default
 
 DEMO_DB := target/demo/audit.sqlite3
 
@@ -51,3 +51,14 @@ demo: build
 
 clean-venv:
 	rm -rf .venv
+
+## Retrain the bundled default model exactly as it was made (CPU, about 40-60 minutes on 2 cores; the
+## card records the command). Needs the research-licensed SigComp2011 Dutch set (never copied here).
+DUTCH ?= /work/shared/datasets/sigcomp2011-dutch
+train-default: build
+	./target/release/countersign --device cpu --threads 1 train --data $(DUTCH) \
+	  --licence "SigComp2011 Dutch offline signatures (ICDAR 2011 competition data): research use only; the images are not redistributed" \
+	  --holdout models/sigcomp2011-dutch-holdout.txt --synthetic 200 --synthetic-genuine 10 --synthetic-forgeries 4 \
+	  --synthetic-weight 0.5 --epochs 10 --steps 60 --forgeries 3 --warmup 60 --seed 2026 \
+	  --out models/countersign-default.safetensors
+	rm -f models/countersign-default.checkpoint.* models/countersign-default.best.*

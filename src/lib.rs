@@ -20,3 +20,4 @@ pub mod scoring;
 pub mod store;
 pub mod synth;
 pub mod train;
+pub mod verify;

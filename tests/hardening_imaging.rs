@@ -296,6 +296,41 @@ fn mutated_valid_images_give_a_result_or_a_typed_error() {
 }
 
 #[test]
+fn mutated_cheque_scans_give_a_result_or_a_typed_error() {
+    // Cheque-sized scans (the project's own generator, signed and unsigned, some skewed or stamped),
+    // so the signature finder works on real zones rather than returning early on a tiny image.
+    let cheques: Vec<Vec<u8>> = (0..8u64)
+        .flat_map(|seed| {
+            let c = countersign::imaging::sample::sample_cheque(seed, 480, 216, seed % 4 != 3);
+            [
+                encode(&c.image, FORMATS[(seed % 4) as usize], false),
+                encode(&c.image, image::ImageFormat::Png, seed % 2 == 0),
+            ]
+        })
+        .collect();
+    check(
+        "cheques",
+        0x0c0f_fee5,
+        cases() / 4,
+        (
+            0..cheques.len(),
+            prop::collection::vec(mutation(), 0..4),
+            any::<bool>(),
+        ),
+        |(i, mutations, fix_crc)| {
+            let mut bytes = cheques[*i].clone();
+            for m in mutations {
+                apply(&mut bytes, m);
+            }
+            if *fix_crc && bytes.starts_with(&[0x89, b'P', b'N', b'G']) {
+                fix_png_crcs(&mut bytes);
+            }
+            bytes
+        },
+    );
+}
+
+#[test]
 fn unmutated_generated_images_all_normalise() {
     // The control for the mutation test: without mutations every generated file is a real
     // signature, so the refusals counted above come from the mutations and not the generator.

@@ -260,3 +260,21 @@ fn card_records_architecture_and_cost() {
     assert!(card.flops > 10_000_000, "flops {}", card.flops);
     assert_eq!(card.weights_sha256.len(), 64);
 }
+
+#[test]
+fn update_card_rewrites_only_a_matching_card() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, model) = saved_model(dir.path());
+    let mut card = model.card().clone();
+    card.calibration = Some(countersign::scoring::Calibration { a: 9.0, b: -4.0 });
+    SignatureModel::update_card(&path, &card).expect("update");
+    let loaded = SignatureModel::load(&path, Device::Cpu).expect("load");
+    assert_eq!(loaded.card().calibration, card.calibration);
+    // A card whose hash names other weights is refused and the card on disk is kept.
+    card.weights_sha256 = "0".repeat(64);
+    assert!(matches!(
+        SignatureModel::update_card(&path, &card),
+        Err(ModelError::HashMismatch { .. })
+    ));
+    SignatureModel::load(&path, Device::Cpu).expect("still loads");
+}

@@ -13,6 +13,8 @@ use crate::device::DeviceChoice;
 pub mod account;
 pub mod assess_args;
 pub mod audit;
+pub mod batch;
+pub mod bench;
 pub mod calibrate;
 pub mod evaluate;
 pub mod info;
@@ -20,6 +22,7 @@ pub mod operator;
 pub mod settings;
 pub mod synth;
 pub mod train;
+pub mod verify;
 
 /// Exit codes, also listed in `--help`.
 pub mod exit {
@@ -109,10 +112,10 @@ impl GlobalOpts {
         if db.is_file() {
             // A store that cannot be read here is reported by the command that needs it; the
             // model choice falls back to the bundled default rather than failing twice.
-            if let Ok(store) = crate::store::Store::open_read_only(&db) {
-                if let Ok(Some(p)) = store.current_settings().map(|s| s.model_path) {
-                    return Ok((PathBuf::from(p), "activated in the store"));
-                }
+            if let Ok(store) = crate::store::Store::open_read_only(&db)
+                && let Ok(Some(p)) = store.current_settings().map(|s| s.model_path)
+            {
+                return Ok((PathBuf::from(p), "activated in the store"));
             }
         }
         crate::paths::default_model()
@@ -140,6 +143,12 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Operators, roles and PINs.
     Operator(operator::OperatorArgs),
+    /// Verify one cheque (or signature) against reference signatures; records an audit row.
+    Verify(verify::VerifyArgs),
+    /// Verify a manifest of cheques (resumable), writing a results CSV and audit rows.
+    Batch(batch::BatchArgs),
+    /// Measure latency, throughput, memory and model speed; prints figures.
+    Bench(bench::BenchArgs),
     /// Measure the model on labelled signatures (EER, AUC, FAR/FRR, ROC/DET, per writer).
     Evaluate(evaluate::EvaluateArgs),
     /// Fit calibration and choose thresholds for a target false-accept rate on labelled signatures.
@@ -169,6 +178,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Audit(args)) => audit::run(&cli.global, &args),
         Some(Command::Operator(args)) => operator::run(&cli.global, &args),
         Some(Command::Settings(args)) => settings::run(&cli.global, &args),
+        Some(Command::Verify(args)) => verify::run(&cli.global, &args),
+        Some(Command::Batch(args)) => batch::run(&cli.global, &args),
+        Some(Command::Bench(args)) => bench::run(&cli.global, &args),
         Some(Command::Train(args)) => train::run(&cli.global, &args),
     }
 }

@@ -21,7 +21,8 @@ pub struct SettingsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SettingsCommand {
-    /// Set the decision thresholds on the calibrated probability (supervisor).
+    /// Set the decision thresholds on the calibrated probability (supervisor). They are used once a
+    /// calibration is stored too (`countersign calibrate --save`).
     Thresholds {
         /// ACCEPT at this probability or more.
         #[arg(long)]
@@ -71,6 +72,17 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
                 "thresholds set (settings row {}): ACCEPT at {:.3} or more, REJECT below {:.3}",
                 s.version, s.thresholds.accept, s.thresholds.reject
             );
+            // The verify service uses the store's thresholds together with a stored calibration
+            // only; say so rather than let the supervisor believe the change is in force.
+            let calibrated = store
+                .settings_history()?
+                .iter()
+                .any(|h| matches!(h.change, SettingsChange::Calibration(_)));
+            if !calibrated {
+                println!(
+                    "note: no calibration is stored yet, so verification keeps the model card's                      calibration and thresholds until `countersign calibrate --save` stores one"
+                );
+            }
         }
         SettingsCommand::ActivateModel { weights, reason } => {
             // The role first, so a clerk's attempt is refused (and logged) before any work.

@@ -93,9 +93,58 @@ pub struct TrainArgs {
     /// Train without augmentation.
     #[arg(long)]
     pub no_augment: bool,
+    /// Train nothing: measure the --init model on the validation writers this command line selects
+    /// (same split and protocol as after training) and write the figures into its card.
+    #[arg(long, requires = "init")]
+    pub evaluate_only: bool,
     /// No progress bar (log lines only).
     #[arg(long)]
     pub quiet: bool,
+}
+
+fn print_validation(v: &crate::model::ValidationMetrics) {
+    let pct = |x: Option<f64>| {
+        x.map(|x| format!("{:.2}%", 100.0 * x))
+            .unwrap_or_else(|| "-".to_string())
+    };
+    println!("validation {}", v.protocol);
+    println!("  EER skilled, 1 reference   {}", pct(v.eer_skilled_1ref));
+    println!("  EER skilled, 5 references  {}", pct(v.eer_skilled_5ref));
+    if let (Some(sd), Some((lo, hi))) = (
+        v.eer_skilled_5ref_bootstrap_std,
+        v.eer_skilled_5ref_bootstrap_ci95,
+    ) {
+        println!(
+            "    writer bootstrap: sd {:.2} points, 95% interval {:.2}%-{:.2}%",
+            100.0 * sd,
+            100.0 * lo,
+            100.0 * hi
+        );
+    }
+    println!("  EER random, 5 references   {}", pct(v.eer_random_5ref));
+    println!(
+        "  FRR at FAR 1%, 5 refs      {}",
+        pct(v.frr_at_far_1pct_5ref)
+    );
+}
+
+fn evaluate_only(cfg: &TrainConfig) -> anyhow::Result<()> {
+    let Some(init) = &cfg.init else {
+        anyhow::bail!("--evaluate-only needs --init MODEL");
+    };
+    let model = crate::model::SignatureModel::load(init, cfg.device)?;
+    let Some(metrics) = crate::train::evaluate_holdout(cfg, &model)? else {
+        anyhow::bail!("this command line selects no validation writers");
+    };
+    print_validation(&metrics);
+    let mut card = model.card().clone();
+    card.validation = Some(metrics);
+    crate::model::SignatureModel::update_card(init, &card)?;
+    println!(
+        "figures written to {}",
+        crate::model::card_path(init).display()
+    );
+    Ok(())
 }
 
 fn dataset_name(path: &std::path::Path) -> String {
@@ -168,7 +217,9 @@ pub fn config(global: &GlobalOpts, args: &TrainArgs) -> anyhow::Result<TrainConf
     } else {
         Holdout::Fifth
     };
-    let command_line = std::env::args()
+    // The program's own path says nothing about the run; it is recorded as plain `countersign`.
+    let command_line = std::iter::once("countersign".to_string())
+        .chain(std::env::args().skip(1))
         .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
         .collect::<Vec<_>>()
         .join(" ");
@@ -203,6 +254,9 @@ pub fn config(global: &GlobalOpts, args: &TrainArgs) -> anyhow::Result<TrainConf
 
 pub fn run(global: &GlobalOpts, args: &TrainArgs) -> anyhow::Result<()> {
     let cfg = config(global, args)?;
+    if args.evaluate_only {
+        return evaluate_only(&cfg);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -266,18 +320,7 @@ pub fn run(global: &GlobalOpts, args: &TrainArgs) -> anyhow::Result<()> {
         println!("best      {}", b.display());
     }
     if let Some(v) = &outcome.validation {
-        let pct = |x: Option<f64>| {
-            x.map(|x| format!("{:.2}%", 100.0 * x))
-                .unwrap_or_else(|| "-".to_string())
-        };
-        println!("validation {}", v.protocol);
-        println!("  EER skilled, 1 reference   {}", pct(v.eer_skilled_1ref));
-        println!("  EER skilled, 5 references  {}", pct(v.eer_skilled_5ref));
-        println!("  EER random, 5 references   {}", pct(v.eer_random_5ref));
-        println!(
-            "  FRR at FAR 1%, 5 refs      {}",
-            pct(v.frr_at_far_1pct_5ref)
-        );
+        print_validation(v);
     }
     println!("time      {:.0} s", outcome.wall_seconds);
     Ok(())

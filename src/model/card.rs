@@ -130,8 +130,15 @@ pub struct ValidationMetrics {
     /// Area under the ROC curve (skilled, 5 references).
     #[serde(default)]
     pub auc_skilled_5ref: Option<f64>,
-    /// The same protocol repeated over several writer splits: mean and standard deviation of the
-    /// 5-reference skilled EER, and the number of splits.
+    /// Spread of the 5-reference skilled EER over the held-out writers: the standard deviation and the
+    /// 2.5% / 97.5% quantiles of the EER over 1000 bootstrap resamples of the writers (with
+    /// replacement, seed 2011). It says how much the figure could move with other writers.
+    #[serde(default)]
+    pub eer_skilled_5ref_bootstrap_std: Option<f64>,
+    #[serde(default)]
+    pub eer_skilled_5ref_bootstrap_ci95: Option<(f64, f64)>,
+    /// The same protocol repeated over several writer splits (separately trained models): mean and
+    /// standard deviation of the 5-reference skilled EER, and the number of splits.
     #[serde(default)]
     pub eer_skilled_5ref_splits_mean: Option<f64>,
     #[serde(default)]

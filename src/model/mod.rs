@@ -334,6 +334,32 @@ impl SignatureModel {
         Ok(())
     }
 
+    /// Rewrites only the card beside `weights` (e.g. to add calibration or validation figures), after
+    /// checking that the card's SHA-256 still matches the weights file, so a card can never be
+    /// attached to other weights this way.
+    pub fn update_card(weights: &Path, card: &ModelCard) -> Result<(), ModelError> {
+        let wname = weights.display().to_string();
+        let bytes = read_bounded(weights)?;
+        let actual = sha256_hex(&bytes);
+        let card_file = card_path(weights);
+        if !actual.eq_ignore_ascii_case(&card.weights_sha256) {
+            return Err(ModelError::HashMismatch {
+                path: wname,
+                card: card_file.display().to_string(),
+                expected: card.weights_sha256.clone(),
+                actual,
+            });
+        }
+        let json = serde_json::to_string_pretty(card).map_err(|e| ModelError::BadCard {
+            path: card_file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let tmp = weights.with_extension("tmp.json");
+        std::fs::write(&tmp, json + "\n").map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &card_file).map_err(io_err(&card_file))?;
+        Ok(())
+    }
+
     pub fn card(&self) -> &ModelCard {
         &self.card
     }

@@ -176,9 +176,10 @@ pub fn seeded_init(vs: &nn::VarStore, seed: u64) -> Result<(), tch::TchError> {
                 (0..numel)
                     .map(|_| rng.random_range(-bound..=bound))
                     .collect()
-            } else if name.starts_with("bn") && name.ends_with(".weight") {
-                vec![1.0; numel as usize]
-            } else if name.ends_with("running_var") {
+            } else if (name.starts_with("bn") && name.ends_with(".weight"))
+                || name.ends_with("running_var")
+            {
+                // BatchNorm scales and running variances start at one.
                 vec![1.0; numel as usize]
             } else {
                 // Biases, BatchNorm shifts and running means.

@@ -153,7 +153,9 @@ fn resolved(p: &Path) -> Option<PathBuf> {
 impl Store {
     /// Refuses an output file that is the database itself or one of SQLite's files beside it:
     /// creating it would truncate committed decisions (`--out audit.sqlite3` is one typo away).
-    pub(crate) fn refuse_own_files(&self, outs: &[&Path]) -> Result<(), StoreError> {
+    /// Every command that creates a file next to the database (exports, checkpoints, batch results)
+    /// calls this before creating it.
+    pub fn refuse_own_files(&self, outs: &[&Path]) -> Result<(), StoreError> {
         let own: Vec<PathBuf> = ["", "-wal", "-shm", "-journal"]
             .iter()
             .filter_map(|suffix| resolved(&side_path(&self.path, suffix)))

@@ -281,13 +281,18 @@ mod tests {
         let p = AugmentParams::default();
         let params = crate::imaging::normalise::NormaliseParams::default();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        // A faint pen after blur and downscaling can fall below the normaliser's contrast gate (training
+        // then uses the un-augmented image); that must stay rare.
+        let mut ok = 0;
         for _ in 0..40 {
             let out = augment(&img, &p, &mut rng);
-            let n = crate::imaging::normalise::normalise(&out, &params)
-                .expect("ink survives augmentation");
-            let ink: f32 = n.pixels.iter().sum();
-            assert!(ink > 10.0, "ink mass {ink}");
+            if let Ok(n) = crate::imaging::normalise::normalise(&out, &params) {
+                let ink: f32 = n.pixels.iter().sum();
+                assert!(ink > 10.0, "ink mass {ink}");
+                ok += 1;
+            }
         }
+        assert!(ok >= 36, "only {ok} of 40 augmented images normalised");
     }
 
     #[test]

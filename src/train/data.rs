@@ -212,6 +212,15 @@ fn choose_holdout(
 
 /// Loads, splits and caches every source (module documentation).
 pub fn load_all(cfg: &TrainConfig) -> Result<Loaded, TrainError> {
+    load(cfg, false)
+}
+
+/// Loads only the validation writers (for measuring an existing model on the held-out writers).
+pub fn load_validation(cfg: &TrainConfig) -> Result<Loaded, TrainError> {
+    load(cfg, true)
+}
+
+fn load(cfg: &TrainConfig, only_validation: bool) -> Result<Loaded, TrainError> {
     let params = &cfg.params;
     let mut loaded = Loaded {
         items: Vec::new(),
@@ -254,7 +263,16 @@ pub fn load_all(cfg: &TrainConfig) -> Result<Loaded, TrainError> {
                     weight: *weight,
                     licence: licence.clone(),
                 };
-                (decode_samples(&ds.samples), held, info)
+                let wanted: Vec<Sample> = if only_validation {
+                    ds.samples
+                        .iter()
+                        .filter(|s| held.contains(&s.writer))
+                        .cloned()
+                        .collect()
+                } else {
+                    ds.samples.clone()
+                };
+                (decode_samples(&wanted), held, info)
             }
             SourceSpec::Synthetic {
                 writers,
@@ -262,7 +280,11 @@ pub fn load_all(cfg: &TrainConfig) -> Result<Loaded, TrainError> {
                 forgeries,
                 weight,
             } => {
-                let raws = synthetic_samples(*writers, *genuine, *forgeries, cfg.seed)?;
+                let raws = if only_validation && !need_synthetic_val {
+                    Vec::new()
+                } else {
+                    synthetic_samples(*writers, *genuine, *forgeries, cfg.seed)?
+                };
                 let mut names: Vec<String> = raws.iter().map(|r| r.writer.clone()).collect();
                 names.sort();
                 names.dedup();
@@ -389,7 +411,7 @@ pub fn load_all(cfg: &TrainConfig) -> Result<Loaded, TrainError> {
     }
 
     loaded.train_writer_count = loaded.by_source.iter().map(|(_, p)| p.len()).sum::<usize>();
-    if loaded.train_writer_count < 2 {
+    if loaded.train_writer_count < 2 && !only_validation {
         return Err(TrainError::NoData(
             "fewer than two training writers with at least two usable genuine signatures remain after the \
              validation split"

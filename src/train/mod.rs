@@ -211,15 +211,15 @@ impl TrainConfig {
         if self.writers_per_batch < 2 || self.genuine_per_writer < 2 {
             return bad("a batch needs at least 2 writers with at least 2 genuine samples each");
         }
-        if !(self.lr.is_finite() && self.lr > 0.0)
-            || !(self.weight_decay.is_finite() && self.weight_decay >= 0.0)
-        {
+        let lr_ok = self.lr.is_finite() && self.lr > 0.0;
+        let wd_ok = self.weight_decay.is_finite() && self.weight_decay >= 0.0;
+        if !(lr_ok && wd_ok) {
             return bad("the learning rate must be positive and the weight decay non-negative");
         }
-        if let Holdout::Fold(k, n) = self.holdout {
-            if n < 2 || k >= n {
-                return bad("a holdout fold k/n needs n >= 2 and k < n");
-            }
+        if let Holdout::Fold(k, n) = self.holdout
+            && (n < 2 || k >= n)
+        {
+            return bad("a holdout fold k/n needs n >= 2 and k < n");
         }
         if self.margin.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
             return bad("the margin must be positive");
@@ -710,6 +710,17 @@ pub fn run(
     Ok(outcome)
 }
 
+/// Measures an existing model on the validation writers `cfg` selects (the same split and protocol as
+/// at the end of training), without training. `None` when the configuration selects no validation
+/// writers.
+pub fn evaluate_holdout(
+    cfg: &TrainConfig,
+    model: &SignatureModel,
+) -> Result<Option<ValidationMetrics>, TrainError> {
+    let loaded = data::load_validation(cfg)?;
+    final_metrics(model, &loaded)
+}
+
 /// Fills the card's training provenance (and validation figures when given).
 fn record_card(
     model: &mut SignatureModel,
@@ -813,6 +824,47 @@ fn validation_eer(
         .map(|m| m.eer))
 }
 
+/// Standard deviation and 95% interval of the skilled-forgery EER when the writers are resampled with
+/// replacement (`rounds` times, seeded). `None` without skilled forgeries or with fewer than 2 writers.
+pub fn bootstrap_eer(
+    pairs: &[crate::scoring::ScoredPair],
+    rounds: usize,
+    seed: u64,
+) -> Option<(f64, (f64, f64))> {
+    let mut by_writer: std::collections::BTreeMap<&str, Vec<&crate::scoring::ScoredPair>> =
+        Default::default();
+    for p in pairs.iter().filter(|p| p.genuine || p.skilled) {
+        by_writer.entry(p.writer.as_str()).or_default().push(p);
+    }
+    let writers: Vec<&Vec<&crate::scoring::ScoredPair>> = by_writer.values().collect();
+    if writers.len() < 2 {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut eers = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let (mut scores, mut labels) = (Vec::new(), Vec::new());
+        for _ in 0..writers.len() {
+            for p in writers[rng.random_range(0..writers.len())] {
+                scores.push(p.score);
+                labels.push(p.genuine);
+            }
+        }
+        // A resample without one of the classes has no EER; it is left out.
+        if let Ok(e) = crate::scoring::eer(&scores, &labels) {
+            eers.push(e.eer);
+        }
+    }
+    if eers.len() < 2 {
+        return None;
+    }
+    eers.sort_by(f64::total_cmp);
+    let mean = eers.iter().sum::<f64>() / eers.len() as f64;
+    let var = eers.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / (eers.len() - 1) as f64;
+    let q = |f: f64| eers[((eers.len() - 1) as f64 * f).round() as usize];
+    Some((var.sqrt(), (q(0.025), q(0.975))))
+}
+
 /// The card's validation figures: EER with 1 and K references, FRR at 1% FAR, AUC (module docs).
 fn final_metrics(
     model: &SignatureModel,
@@ -834,6 +886,7 @@ fn final_metrics(
     } else {
         None
     };
+    let spread = bootstrap_eer(&pairs, 1000, 2011);
     let mut notes = vec![format!(
         "protocol of scoring::evaluate: first K genuine (natural order of file names) as references, \
          aggregation {}, one global threshold; K = {k} (the 5-reference fields use K = {k})",
@@ -855,6 +908,8 @@ fn final_metrics(
         eer_random_5ref: report_k.random.as_ref().map(|m| m.eer),
         frr_at_far_1pct_5ref: frr,
         auc_skilled_5ref: report_k.skilled.as_ref().map(|m| m.auc),
+        eer_skilled_5ref_bootstrap_std: spread.map(|s| s.0),
+        eer_skilled_5ref_bootstrap_ci95: spread.map(|s| s.1),
         eer_skilled_5ref_splits_mean: None,
         eer_skilled_5ref_splits_std: None,
         splits: None,

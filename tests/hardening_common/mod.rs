@@ -4,9 +4,10 @@
 
 use std::io::Cursor;
 
-use countersign::imaging::ImagingError;
+use countersign::imaging::cheque::{ChequeLayout, find_signature, prepare_questioned};
 use countersign::imaging::decode::{DecodeLimits, decode_bytes};
 use countersign::imaging::normalise::{NormaliseParams, normalise};
+use countersign::imaging::{ImagingError, NormalisedSignature};
 use image::{DynamicImage, GrayImage, ImageFormat, Luma};
 
 /// The four formats the decoder accepts.
@@ -148,6 +149,18 @@ pub fn tiff_claiming(w: u32, h: u32, strip_bytes: u32, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The contract the network relies on.
+fn check_normalised(n: &NormalisedSignature, params: &NormaliseParams) {
+    assert_eq!((n.width, n.height), (params.width, params.height));
+    assert_eq!(n.pixels.len(), (n.width * n.height) as usize);
+    assert!(
+        n.pixels
+            .iter()
+            .all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
+        "normalised values must lie in [0, 1]"
+    );
+}
+
 /// What the pipeline made of one input, for counting.
 #[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
 pub enum Outcome {
@@ -176,7 +189,8 @@ pub fn variant(e: &ImagingError) -> &'static str {
 }
 
 /// Untrusted bytes through every imaging step a cheque or reference goes through: bounded decode,
-/// then normalisation. A panic anywhere fails the calling test; everything else must be `Ok` or a
+/// signature finding and questioned-signature preparation (as a cheque), then normalisation (as a
+/// signature). A panic anywhere fails the calling test; everything else must be `Ok` or a
 /// typed error. A successful result is checked for the contract the network relies on.
 pub fn run_pipeline(bytes: &[u8], limits: &DecodeLimits) -> Outcome {
     let img = match decode_bytes(bytes, "untrusted", limits) {
@@ -192,16 +206,27 @@ pub fn run_pipeline(bytes: &[u8], limits: &DecodeLimits) -> Outcome {
         "decode returned {w}x{h}, beyond the limits {limits:?}"
     );
     let params = NormaliseParams::default();
+    // The same image as a cheque scan: the finder and the questioned-signature preparation.
+    let layout = ChequeLayout::default();
+    if let Ok(find) = find_signature(&img, &layout) {
+        let b = find.bbox;
+        assert!(
+            find.confidence.is_finite() && (0.0..=1.0).contains(&find.confidence),
+            "confidence {} outside [0, 1]",
+            find.confidence
+        );
+        assert!(
+            u64::from(b.x) + u64::from(b.width) <= u64::from(w)
+                && u64::from(b.y) + u64::from(b.height) <= u64::from(h),
+            "the found box {b:?} leaves the {w}x{h} image"
+        );
+    }
+    if let Ok(p) = prepare_questioned(&img, &layout, None, &params) {
+        check_normalised(&p.normalised, &params);
+    }
     match normalise(&img, &params) {
         Ok(n) => {
-            assert_eq!((n.width, n.height), (params.width, params.height));
-            assert_eq!(n.pixels.len(), (n.width * n.height) as usize);
-            assert!(
-                n.pixels
-                    .iter()
-                    .all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
-                "normalised values must lie in [0, 1]"
-            );
+            check_normalised(&n, &params);
             Outcome::Normalised
         }
         Err(e) => Outcome::Refused(variant(&e)),

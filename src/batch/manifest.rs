@@ -1,0 +1,431 @@
+//! Batch manifests: a CSV file with one cheque per row, read as a stream.
+//!
+//! # Format
+//!
+//! A header row is required. Columns are found by name (any order, names are case-insensitive):
+//!
+//! | column            | required | meaning                                                              |
+//! |-------------------|----------|----------------------------------------------------------------------|
+//! | `cheque_id`       | yes      | unique id of the cheque; a cheque id already decided is skipped       |
+//! | `cheque_path`     | yes      | the cheque scan (PNG, JPEG, TIFF, BMP)                               |
+//! | `account_id`      | one of   | the account whose enrolled references are used (from the store)      |
+//! | `reference_paths` | one of   | reference signature image(s), separated by `;`                      |
+//! | `amount`          | no       | the cheque amount in currency units, e.g. `1234.56` (for amount rules) |
+//!
+//! Each row names either `account_id` or `reference_paths`; with both, the given reference images are
+//! used and the account id is recorded (and its per-account thresholds apply). Relative paths are
+//! relative to the folder holding the manifest. Other columns are refused, so that a misspelt column
+//! name (`ammount`) is not silently ignored.
+//!
+//! ```text
+//! cheque_id,cheque_path,account_id,reference_paths,amount
+//! 000123,scans/000123.png,ACC-001,,250.00
+//! 000124,scans/000124.png,,refs/jane-1.png;refs/jane-2.png,
+//! ```
+//!
+//! A row that cannot be used (too few fields, empty cheque id, a bad amount) is not fatal: it becomes a
+//! [`ManifestRow`] whose `problem` says why, and the batch reports it as an ERROR result.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+/// A problem with the manifest as a whole (the batch cannot start).
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot open the manifest {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the manifest {path} cannot be read as CSV: {source}")]
+    Csv { path: PathBuf, source: csv::Error },
+    #[error("the manifest {path} is empty: it needs a header row `{}`", COLUMNS.join(","))]
+    Empty { path: PathBuf },
+    #[error(
+        "the manifest {path} has no `{column}` column; the header must name the columns `{}` \
+         (account_id or reference_paths, amount optional)",
+        COLUMNS.join(",")
+    )]
+    MissingColumn { path: PathBuf, column: &'static str },
+    #[error(
+        "the manifest {path} has an unknown column `{column}`; the known columns are `{}`",
+        COLUMNS.join(",")
+    )]
+    UnknownColumn { path: PathBuf, column: String },
+    #[error("the manifest {path} names the column `{column}` twice")]
+    DuplicateColumn { path: PathBuf, column: String },
+}
+
+/// The column names a manifest may use, in the documented order.
+pub const COLUMNS: [&str; 5] = [
+    "cheque_id",
+    "cheque_path",
+    "account_id",
+    "reference_paths",
+    "amount",
+];
+
+/// Where a row's references come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowReferences {
+    /// The account's enrolled references in the store.
+    Account,
+    /// Reference image files given in the row (absolute paths).
+    Paths(Vec<PathBuf>),
+}
+
+/// One manifest row, resolved (paths made absolute, amount parsed) as far as it could be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestRow {
+    /// The 1-based line of the row in the manifest file (the header is line 1).
+    pub line: u64,
+    pub cheque_id: String,
+    pub cheque_path: PathBuf,
+    pub account_id: Option<String>,
+    pub references: RowReferences,
+    pub amount_cents: Option<i64>,
+    /// Why the row cannot be verified; `None` for a usable row.
+    pub problem: Option<String>,
+}
+
+/// A streaming reader of manifest rows.
+pub struct ManifestReader {
+    path: PathBuf,
+    base: PathBuf,
+    reader: csv::Reader<BufReader<File>>,
+    record: csv::StringRecord,
+    idx: [Option<usize>; 5],
+}
+
+impl std::fmt::Debug for ManifestReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManifestReader")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl ManifestReader {
+    /// Opens a manifest and checks its header.
+    pub fn open(path: &Path) -> Result<Self, ManifestError> {
+        let file = File::open(path).map_err(|source| ManifestError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            // Rows with the wrong number of fields become per-row errors instead of stopping the batch.
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(BufReader::with_capacity(1 << 16, file));
+        let headers = reader
+            .headers()
+            .map_err(|source| ManifestError::Csv {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .clone();
+        if headers.is_empty() || headers.iter().all(str::is_empty) {
+            return Err(ManifestError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut idx = [None; 5];
+        for (i, name) in headers.iter().enumerate() {
+            // A UTF-8 byte order mark (spreadsheet exports add one) is not part of the first name.
+            let name = name
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_ascii_lowercase();
+            let Some(col) = COLUMNS.iter().position(|c| *c == name) else {
+                return Err(ManifestError::UnknownColumn {
+                    path: path.to_path_buf(),
+                    column: name,
+                });
+            };
+            if idx[col].is_some() {
+                return Err(ManifestError::DuplicateColumn {
+                    path: path.to_path_buf(),
+                    column: name,
+                });
+            }
+            idx[col] = Some(i);
+        }
+        for (col, name) in COLUMNS.iter().enumerate().take(2) {
+            if idx[col].is_none() {
+                return Err(ManifestError::MissingColumn {
+                    path: path.to_path_buf(),
+                    column: name,
+                });
+            }
+        }
+        if idx[2].is_none() && idx[3].is_none() {
+            return Err(ManifestError::MissingColumn {
+                path: path.to_path_buf(),
+                column: "account_id",
+            });
+        }
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Self {
+            path: path.to_path_buf(),
+            base,
+            reader,
+            record: csv::StringRecord::new(),
+            idx,
+        })
+    }
+
+    /// The manifest file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next row, `None` at the end. An I/O error reading the file is fatal (the rest of the file
+    /// cannot be trusted); a malformed row is returned with its `problem` set.
+    pub fn next_row(&mut self) -> Result<Option<ManifestRow>, ManifestError> {
+        loop {
+            let line_before = self.reader.position().line();
+            match self.reader.read_record(&mut self.record) {
+                Ok(false) => return Ok(None),
+                Ok(true) => {
+                    // Blank lines are skipped by the csv crate; a row of only commas is skipped here.
+                    if self.record.iter().all(str::is_empty) {
+                        continue;
+                    }
+                    let line = self
+                        .record
+                        .position()
+                        .map_or(line_before, csv::Position::line);
+                    return Ok(Some(self.resolve(line)));
+                }
+                Err(e) => match e.kind() {
+                    csv::ErrorKind::Utf8 { pos, .. } => {
+                        let line = pos.as_ref().map_or(line_before, csv::Position::line);
+                        return Ok(Some(ManifestRow::broken(
+                            line,
+                            "the row is not valid UTF-8 text",
+                        )));
+                    }
+                    _ => {
+                        return Err(ManifestError::Csv {
+                            path: self.path.clone(),
+                            source: e,
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    fn field(&self, col: usize) -> Option<&str> {
+        self.idx[col].and_then(|i| self.record.get(i))
+    }
+
+    fn resolve(&self, line: u64) -> ManifestRow {
+        let mut row = ManifestRow::broken(line, "");
+        row.problem = None;
+        row.cheque_id = self.field(0).unwrap_or_default().to_string();
+        let mut problems = Vec::new();
+        if self.record.len() < self.idx.iter().flatten().max().map_or(0, |m| m + 1) {
+            problems.push(format!(
+                "the row has {} fields but the header has more; quote fields that contain commas",
+                self.record.len()
+            ));
+        }
+        if row.cheque_id.is_empty() {
+            problems.push("the cheque_id is empty".to_string());
+        }
+        match self.field(1).filter(|s| !s.is_empty()) {
+            Some(p) => row.cheque_path = self.base.join(p),
+            None => problems.push("the cheque_path is empty".to_string()),
+        }
+        row.account_id = self.field(2).filter(|s| !s.is_empty()).map(str::to_string);
+        let refs: Vec<PathBuf> = self
+            .field(3)
+            .unwrap_or_default()
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|p| self.base.join(p))
+            .collect();
+        if refs.is_empty() {
+            row.references = RowReferences::Account;
+            if row.account_id.is_none() {
+                problems
+                    .push("the row names neither an account_id nor reference_paths".to_string());
+            }
+        } else {
+            row.references = RowReferences::Paths(refs);
+        }
+        if let Some(a) = self.field(4).filter(|s| !s.is_empty()) {
+            match crate::verify::parse_amount(a) {
+                Ok(c) => row.amount_cents = Some(c),
+                Err(e) => problems.push(e),
+            }
+        }
+        if !problems.is_empty() {
+            row.problem = Some(problems.join("; "));
+        }
+        row
+    }
+}
+
+impl ManifestRow {
+    fn broken(line: u64, problem: &str) -> Self {
+        Self {
+            line,
+            cheque_id: String::new(),
+            cheque_path: PathBuf::new(),
+            account_id: None,
+            references: RowReferences::Account,
+            amount_cents: None,
+            problem: Some(problem.to_string()),
+        }
+    }
+}
+
+/// Counts the data rows of a manifest quickly (for the progress bar's length); a failure gives `None`
+/// and the bar simply shows no total.
+pub fn count_rows(path: &Path) -> Option<u64> {
+    let file = File::open(path).ok()?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(BufReader::with_capacity(1 << 16, file));
+    let mut record = csv::ByteRecord::new();
+    let mut n = 0;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {
+                if !record.iter().all(<[u8]>::is_empty) {
+                    n += 1;
+                }
+            }
+            Ok(false) => return Some(n),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("m.csv");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn rows(path: &Path) -> Vec<ManifestRow> {
+        let mut r = ManifestReader::open(path).unwrap();
+        let mut out = Vec::new();
+        while let Some(row) = r.next_row().unwrap() {
+            out.push(row);
+        }
+        out
+    }
+
+    #[test]
+    fn parses_rows_in_any_column_order_relative_to_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "amount,reference_paths,cheque_path,cheque_id,account_id\n\
+             12.5,,c/1.png,C1,ACC\n\
+             ,r/a.png; /abs/b.png,\"c/with, comma.png\",C2,\n",
+        );
+        let rows = rows(&p);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].line, 2);
+        assert_eq!(rows[0].cheque_id, "C1");
+        assert_eq!(rows[0].cheque_path, dir.path().join("c/1.png"));
+        assert_eq!(rows[0].account_id.as_deref(), Some("ACC"));
+        assert_eq!(rows[0].references, RowReferences::Account);
+        assert_eq!(rows[0].amount_cents, Some(1250));
+        assert_eq!(rows[0].problem, None);
+        assert_eq!(rows[1].cheque_path, dir.path().join("c/with, comma.png"));
+        assert_eq!(
+            rows[1].references,
+            RowReferences::Paths(vec![
+                dir.path().join("r/a.png"),
+                PathBuf::from("/abs/b.png")
+            ])
+        );
+        assert_eq!(rows[1].problem, None);
+        assert_eq!(count_rows(&p), Some(2));
+    }
+
+    #[test]
+    fn bad_rows_carry_their_problem_and_reading_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "cheque_id,cheque_path,account_id,reference_paths,amount\n\
+             ,c.png,A,,\n\
+             C2,c.png,,,\n\
+             C3,c.png,A,,12,34\n\
+             C4,c.png,A,,-5\n\
+             C5\n\
+             C6,c.png,A,,1.5\n",
+        );
+        let rows = rows(&p);
+        assert_eq!(rows.len(), 6);
+        assert!(
+            rows[0]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("cheque_id is empty")
+        );
+        assert!(
+            rows[1]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("neither an account_id")
+        );
+        // A sixth field in a five-column file is tolerated; the amount "12" is still read.
+        assert_eq!(rows[2].amount_cents, Some(1200));
+        assert!(rows[3].problem.as_deref().unwrap().contains("amount"));
+        assert!(rows[4].problem.as_deref().unwrap().contains("fields"));
+        assert_eq!(rows[5].amount_cents, Some(150));
+        assert_eq!(rows[5].problem, None);
+        assert_eq!(rows[5].line, 7);
+    }
+
+    #[test]
+    fn header_problems_are_fatal_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "cheque_id,cheque_path,account_id,ammount\n");
+        let e = ManifestReader::open(&p).unwrap_err();
+        assert!(
+            matches!(e, ManifestError::UnknownColumn { ref column, .. } if column == "ammount"),
+            "{e}"
+        );
+        let p = write(dir.path(), "cheque_id,account_id\n");
+        assert!(matches!(
+            ManifestReader::open(&p).unwrap_err(),
+            ManifestError::MissingColumn {
+                column: "cheque_path",
+                ..
+            }
+        ));
+        let p = write(dir.path(), "cheque_id,cheque_path\n");
+        assert!(matches!(
+            ManifestReader::open(&p).unwrap_err(),
+            ManifestError::MissingColumn {
+                column: "account_id",
+                ..
+            }
+        ));
+        let p = write(dir.path(), "");
+        assert!(matches!(
+            ManifestReader::open(&p).unwrap_err(),
+            ManifestError::Empty { .. }
+        ));
+        let e = ManifestReader::open(&dir.path().join("missing.csv")).unwrap_err();
+        assert!(matches!(e, ManifestError::Open { .. }));
+    }
+}

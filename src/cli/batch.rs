@@ -1,0 +1,183 @@
+//! `countersign batch`: verifies a manifest of cheques, resumably, with one audit row per cheque.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::batch::manifest::count_rows;
+use crate::batch::{BatchOptions, BatchSummary, StopReason};
+use crate::cli::GlobalOpts;
+use crate::cli::verify::{authenticate, load_layout, load_model, out};
+use crate::store::{Source, Store};
+use crate::verify::Verifier;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Manifest (CSV, header row required; columns in any order):\n  \
+cheque_id,cheque_path,account_id,reference_paths,amount\n  \
+000123,scans/000123.png,ACC-001,,250.00\n  \
+000124,scans/000124.png,,refs/a.png;refs/b.png,\n\
+Each row names account_id (the account's enrolled references) or reference_paths (image files \
+separated by ;). amount is optional. Relative paths are relative to the manifest's folder.\n\n\
+Results (CSV): cheque_id, line, account_id, decision (ACCEPT/REFER/REJECT, ERROR for a row that could \
+not be verified, SKIPPED for a cheque already decided), probability, score, crop box, find_confidence, \
+reason, error. Every decided cheque is also one audit row.\n\n\
+Resuming: cheque ids already in the audit database are skipped, so after Ctrl-C or a crash run the same \
+command again. Exit status 3 when any row was an ERROR (the other rows were still verified), 130 when \
+stopped by Ctrl-C.")]
+pub struct BatchArgs {
+    /// The manifest CSV.
+    #[arg(long, value_name = "FILE.csv")]
+    pub manifest: PathBuf,
+    /// The results CSV (default: <manifest>-results.csv beside the manifest). Overwritten.
+    #[arg(long, value_name = "FILE.csv")]
+    pub out: Option<PathBuf>,
+    /// Threads decoding and preparing cheques (default: all cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
+    /// Verify at most N cheques in this run; run the command again to continue.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// The cheque design (JSON: signature zone, skew, minimum confidence); default: signature lower right.
+    #[arg(long, value_name = "FILE.json")]
+    pub layout: Option<PathBuf>,
+    /// Rows per chunk: per parallel step and per audit transaction.
+    #[arg(long, value_name = "N", default_value_t = crate::batch::DEFAULT_CHUNK_ROWS, hide = true)]
+    pub chunk_rows: usize,
+    /// Also write the summary (counts, rate, time per stage, peak memory) as JSON to this file.
+    #[arg(long, value_name = "FILE.json")]
+    pub summary_json: Option<PathBuf>,
+}
+
+/// The default results file: `<manifest stem>-results.csv` beside the manifest.
+pub fn default_out(manifest: &Path) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .map_or_else(|| "manifest".into(), |s| s.to_string_lossy().into_owned());
+    manifest.with_file_name(format!("{stem}-results.csv"))
+}
+
+pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
+    let db = global.db_path();
+    let mut store = Store::open(&db)?;
+    let operator = authenticate(global, &mut store)?;
+    let model = load_model(global, Some(&store))?;
+    let verifier = Verifier::from_store(model, load_layout(args.layout.as_deref())?, Some(&store))?;
+    let out_path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&args.manifest));
+    let mut opts = BatchOptions::new(&args.manifest, &out_path);
+    opts.workers = args.workers.map(|w| w as usize);
+    opts.limit = args.limit;
+    opts.chunk_rows = args.chunk_rows.max(1);
+    opts.source = Source::Batch;
+
+    // Ctrl-C asks the batch to stop after the chunk in hand is committed; a second Ctrl-C exits at
+    // once (still safe: every chunk is one transaction, so the store holds whole chunks only).
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        let installed = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("\nstopping now; rerun the same command to resume");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\nCtrl-C: finishing the current chunk, then stopping (press Ctrl-C again to stop at once)"
+            );
+        });
+        if let Err(e) = installed {
+            eprintln!(
+                "warning: Ctrl-C cannot be caught ({e}); it will stop the batch between transactions"
+            );
+        }
+    }
+
+    let total = count_rows(&args.manifest);
+    let bar =
+        indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{wide_bar}] {pos}/{len} cheques  {per_sec}  ETA {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    eprintln!(
+        "verifying {} ({} rows) with model {} on {}; policy from {}",
+        args.manifest.display(),
+        total.map_or("?".to_string(), |n| n.to_string()),
+        verifier.model_id(),
+        verifier.device_name(),
+        verifier.policy().source.describe()
+    );
+    let result = crate::batch::run(&verifier, &mut store, &operator, &opts, &stop, &bar);
+    bar.finish_and_clear();
+    let summary = result?;
+    out(&render_summary(&summary))?;
+    if let Some(p) = &args.summary_json {
+        std::fs::write(p, serde_json::to_string_pretty(&summary)?)
+            .map_err(|e| anyhow::anyhow!("cannot write the summary {}: {e}", p.display()))?;
+    }
+    match summary.stopped {
+        Some(StopReason::Interrupted) => {
+            return Err(crate::cli::ExitError::new(
+                130,
+                "stopped by Ctrl-C; every decision so far is committed. Run the same command again to resume: \
+                 cheques already decided are skipped",
+            )
+            .into());
+        }
+        Some(StopReason::Limit) => {
+            out(
+                "stopped at the --limit; run the same command again to continue (decided cheques are skipped)\n",
+            )?;
+        }
+        None => {}
+    }
+    if summary.errors > 0 {
+        return Err(crate::cli::ExitError::new(
+            crate::cli::exit::BAD_INPUT,
+            format!(
+                "{} row(s) could not be verified (decision ERROR in {}); fix them and rerun to verify just those",
+                summary.errors,
+                summary.out.display()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The end-of-batch summary: counts, rate, where the time went, peak memory.
+pub fn render_summary(s: &BatchSummary) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let verified = s.decided() + s.errors;
+    let _ = writeln!(o, "rows         {}", s.rows);
+    let _ = writeln!(o, "ACCEPT       {}", s.accept);
+    let _ = writeln!(o, "REFER        {}", s.refer);
+    let _ = writeln!(o, "REJECT       {}", s.reject);
+    let _ = writeln!(o, "ERROR        {}", s.errors);
+    let _ = writeln!(o, "SKIPPED      {} (already decided)", s.skipped);
+    let _ = writeln!(
+        o,
+        "rate         {:.1} cheques/s ({verified} in {:.2} s, {} workers, {})",
+        s.per_second, s.elapsed_s, s.workers, s.device
+    );
+    let t = &s.timings;
+    let _ = writeln!(
+        o,
+        "time         prepare {:.0} ms wall (decode {:.0} + find/normalise {:.0} ms CPU over all workers)",
+        t.prepare_wall_ms, t.decode_cpu_ms, t.find_normalise_cpu_ms
+    );
+    let _ = writeln!(
+        o,
+        "             model thread: waiting {:.0}, references {:.0}, embed {:.0}, score {:.0}, audit {:.0}, csv {:.0} ms",
+        t.wait_ms, t.references_ms, t.embed_ms, t.score_ms, t.store_ms, t.csv_ms
+    );
+    if let Some(mb) = s.peak_rss_mb {
+        let _ = writeln!(o, "peak memory  {mb:.0} MiB");
+    }
+    let _ = writeln!(o, "results      {}", s.out.display());
+    o
+}

@@ -1,0 +1,342 @@
+//! `countersign verify`: one cheque (or one signature) against reference signatures, with an audit row.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::GlobalOpts;
+use crate::imaging::cheque::{ChequeLayout, CropBox};
+use crate::model::SignatureModel;
+use crate::scoring::Decision;
+use crate::store::{Operator, Permission, Source, Store, StoreError};
+use crate::verify::{
+    ImageSource, Questioned, QuestionedKind, References, Verifier, VerifyRequest, VerifyResult,
+    account_references, format_amount, to_new_decision,
+};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Every decision is written to the audit database (with the operator from --operator/--pin or \
+COUNTERSIGN_OPERATOR/COUNTERSIGN_PIN); --dry-run shows the decision without recording it.\n\n\
+Examples:\n  countersign verify --reference ref1.png --reference ref2.png --cheque cheque.png --amount 250.00\n  \
+countersign verify --account ACC-001 --cheque cheque.png --json\n  \
+countersign verify --reference ref.png --signature questioned.png --dry-run")]
+pub struct VerifyArgs {
+    /// A reference signature of the account holder (repeat for several). Without it, --account's
+    /// enrolled references are used.
+    #[arg(long = "reference", value_name = "IMAGE")]
+    pub references: Vec<PathBuf>,
+    /// The cheque scan; the signature is found on it.
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        required_unless_present = "signature",
+        conflicts_with = "signature"
+    )]
+    pub cheque: Option<PathBuf>,
+    /// An image of the questioned signature alone (instead of a cheque).
+    #[arg(long, value_name = "IMAGE")]
+    pub signature: Option<PathBuf>,
+    /// The account: its enrolled references (when no --reference is given) and its thresholds.
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+    /// The cheque amount, e.g. 1234.56 (a stricter threshold may apply to large amounts).
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_amount_arg)]
+    pub amount: Option<i64>,
+    /// Where the signature is, in cheque pixels, instead of searching for it: x,y,width,height.
+    #[arg(long, value_name = "X,Y,W,H", value_parser = parse_crop_arg)]
+    pub crop: Option<CropBox>,
+    /// The cheque design (JSON: signature zone, skew, minimum confidence); default: signature lower right.
+    #[arg(long, value_name = "FILE.json")]
+    pub layout: Option<PathBuf>,
+    /// The cheque's id, recorded in the audit row.
+    #[arg(long, value_name = "ID")]
+    pub cheque_id: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Show the decision without recording it in the audit database.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_amount_arg(s: &str) -> Result<i64, String> {
+    crate::verify::parse_amount(s)
+}
+
+fn parse_crop_arg(s: &str) -> Result<CropBox, String> {
+    crate::verify::parse_crop(s)
+}
+
+/// The model weights in force: `--model`, else the active model in the store's settings, else the
+/// bundled default.
+pub fn model_path(global: &GlobalOpts, store: Option<&Store>) -> anyhow::Result<PathBuf> {
+    let active = store
+        .and_then(|s| s.current_settings().ok())
+        .and_then(|s| s.model_path)
+        .map(PathBuf::from);
+    match global.model.clone().or(active) {
+        Some(p) => Ok(p),
+        None => crate::paths::default_model().ok_or_else(|| {
+            anyhow::Error::new(crate::cli::ExitError::new(
+                crate::cli::exit::MODEL,
+                "no model found: the bundled models/countersign-default.safetensors is missing; pass --model \
+                 PATH (or set COUNTERSIGN_MODEL) to a trained model (see `countersign train`)",
+            ))
+        }),
+    }
+}
+
+/// Loads the model in force on the chosen device.
+pub fn load_model(
+    global: &GlobalOpts,
+    store: Option<&Store>,
+) -> anyhow::Result<Arc<SignatureModel>> {
+    let device = global.device.resolve()?;
+    let path = model_path(global, store)?;
+    let model = SignatureModel::load(&path, device)
+        .with_context(|| format!("loading the model {}", path.display()))?;
+    Ok(crate::verify::shared_model(model))
+}
+
+/// The cheque layout from `--layout`, else the default.
+pub fn load_layout(path: Option<&Path>) -> anyhow::Result<ChequeLayout> {
+    Ok(match path {
+        Some(p) => ChequeLayout::load(p)?,
+        None => ChequeLayout::default(),
+    })
+}
+
+/// Signs the operator in and checks that they may record decisions (every decision names who made
+/// it). Done before any image is read, so a wrong PIN fails fast.
+pub fn authenticate(global: &GlobalOpts, store: &mut Store) -> anyhow::Result<Operator> {
+    if store.operator_count()? == 0 {
+        return Err(StoreError::NoOperators.into());
+    }
+    let (Some(name), Some(pin)) = (&global.operator, &global.pin) else {
+        return Err(StoreError::MissingCredentials.into());
+    };
+    let operator = store.authenticate(name, pin)?;
+    store.require(&operator, Permission::Verify)?;
+    Ok(operator)
+}
+
+pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
+    if args.references.is_empty() && args.account.is_none() {
+        anyhow::bail!(crate::cli::ExitError::new(
+            crate::cli::exit::USAGE,
+            "give the reference signature(s) with --reference IMAGE, or --account ID to use the account's enrolled references"
+        ));
+    }
+    let db = global.db_path();
+    // A dry run without an account does not need the database; it uses it (read for settings) only when
+    // it already exists, so that a dry run never creates one.
+    let needs_store = !args.dry_run || (args.references.is_empty() && args.account.is_some());
+    let mut store = if needs_store || db.is_file() {
+        Some(Store::open(&db)?)
+    } else {
+        None
+    };
+    let operator = match (&mut store, args.dry_run) {
+        (Some(s), false) => Some(authenticate(global, s)?),
+        _ => None,
+    };
+
+    let model = load_model(global, store.as_ref())?;
+    let verifier =
+        Verifier::from_store(model, load_layout(args.layout.as_deref())?, store.as_ref())?;
+    let references = if args.references.is_empty() {
+        let account = args.account.as_deref().unwrap_or_default();
+        let store = store
+            .as_mut()
+            .context("the account's references need the audit database")?;
+        References::Embeddings(account_references(store, &verifier, account)?.into())
+    } else {
+        References::Images(
+            args.references
+                .iter()
+                .map(|p| ImageSource::Path(p.clone()))
+                .collect(),
+        )
+    };
+    let questioned = match (&args.cheque, &args.signature) {
+        (Some(c), _) => Questioned {
+            kind: QuestionedKind::Cheque,
+            image: ImageSource::Path(c.clone()),
+        },
+        (None, Some(s)) => Questioned {
+            kind: QuestionedKind::Signature,
+            image: ImageSource::Path(s.clone()),
+        },
+        (None, None) => anyhow::bail!("give the questioned image with --cheque or --signature"),
+    };
+    let req = VerifyRequest {
+        references,
+        questioned,
+        manual_crop: args.crop,
+        account: args.account.clone(),
+        amount_cents: args.amount,
+        cheque_id: args.cheque_id.clone().or_else(|| default_cheque_id(args)),
+    };
+    // libtorch's one-time start-up (hundreds of ms) happens here, so that the timing printed below is
+    // the pipeline's own.
+    verifier.warm_up()?;
+    let result = verifier.verify(&req)?;
+
+    let recorded = match (&mut store, &operator) {
+        (Some(s), Some(op)) => {
+            let row = to_new_decision(&result, op, Source::Cli);
+            s.insert_decision(op, &row)?;
+            Some(op.name().to_string())
+        }
+        _ => None,
+    };
+    if args.json {
+        let mut v = serde_json::to_value(&result)?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "recorded".into(),
+                serde_json::Value::Bool(recorded.is_some()),
+            );
+            obj.insert(
+                "operator".into(),
+                recorded
+                    .clone()
+                    .map_or(serde_json::Value::Null, serde_json::Value::String),
+            );
+            obj.insert(
+                "decision".into(),
+                serde_json::Value::String(result.outcome.decision.to_string()),
+            );
+        }
+        out(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+    } else {
+        out(&render(
+            &result,
+            recorded.as_deref(),
+            &db,
+            std::io::stdout().is_terminal(),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Writes to stdout. A closed pipe (`countersign verify ... | head`) is not an error worth a panic
+/// or a message: the reader has what it wanted, and the decision is already recorded.
+pub fn out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Without --cheque-id, the audit row names the questioned file (its name, not its folder).
+fn default_cheque_id(args: &VerifyArgs) -> Option<String> {
+    args.cheque
+        .as_ref()
+        .or(args.signature.as_ref())
+        .and_then(|p| Path::new(p).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+}
+
+/// The decision word, in colour when writing to a terminal (and NO_COLOR is not set).
+pub fn decision_word(d: Decision, colour: bool) -> String {
+    if !colour || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        return d.to_string();
+    }
+    let code = match d {
+        Decision::Accept => "1;32",
+        Decision::Refer => "1;33",
+        Decision::Reject => "1;31",
+    };
+    format!("\x1b[{code}m{d}\x1b[0m")
+}
+
+/// The text report of one verification.
+pub fn render(r: &VerifyResult, recorded_by: Option<&str>, db: &Path, colour: bool) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let t = r.outcome.thresholds_used;
+    let _ = writeln!(
+        s,
+        "decision     {}",
+        decision_word(r.outcome.decision, colour)
+    );
+    let _ = writeln!(s, "reason       {}", r.outcome.reason);
+    let _ = writeln!(
+        s,
+        "score        {}",
+        r.raw_score.map_or("-".to_string(), |v| format!("{v:.4}"))
+    );
+    let _ = writeln!(
+        s,
+        "probability  {}",
+        r.probability.map_or("-".to_string(), |v| format!("{v:.4}"))
+    );
+    let _ = writeln!(
+        s,
+        "thresholds   accept >= {:.4}, reject < {:.4} (from {})",
+        t.accept,
+        t.reject,
+        r.policy_source.describe()
+    );
+    match (r.found, r.crop) {
+        (true, Some(c)) => {
+            let _ = writeln!(
+                s,
+                "signature    found at x={} y={} {}x{} (confidence {:.2})",
+                c.x, c.y, c.width, c.height, r.find_confidence
+            );
+        }
+        (true, None) => {
+            let _ = writeln!(s, "signature    the whole image");
+        }
+        (false, Some(c)) => {
+            let _ = writeln!(
+                s,
+                "signature    not found (best candidate x={} y={} {}x{})",
+                c.x, c.y, c.width, c.height
+            );
+        }
+        (false, None) => {
+            let _ = writeln!(s, "signature    not found");
+        }
+    }
+    if let Some(c) = &r.cheque_id {
+        let _ = writeln!(s, "cheque       {c}");
+    }
+    if let Some(a) = &r.account {
+        let _ = writeln!(s, "account      {a}");
+    }
+    if let Some(c) = r.amount_cents {
+        let _ = writeln!(s, "amount       {}", format_amount(c));
+    }
+    let _ = writeln!(s, "references   {}", r.reference_sha256s.len());
+    let _ = writeln!(s, "questioned   sha256 {}", r.questioned_sha256);
+    let tm = &r.timings;
+    let _ = writeln!(
+        s,
+        "timing       {:.1} ms (decode {:.1}, find+normalise {:.1}, embed {:.1}, score {:.2})",
+        r.latency_ms, tm.decode_ms, tm.find_normalise_ms, tm.embed_ms, tm.score_ms
+    );
+    let _ = writeln!(s, "model        {} on {}", r.model_id, r.device);
+    match recorded_by {
+        Some(op) => {
+            let _ = writeln!(s, "audit        recorded in {} by {op}", db.display());
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "audit        DRY RUN: nothing was recorded in the audit database"
+            );
+        }
+    }
+    s
+}
