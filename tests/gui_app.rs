@@ -560,3 +560,50 @@ fn dropped_files_fill_the_slots_and_keys_drive_the_screen() {
     assert!(h.state().verify.references.contains_key(&0));
     assert!(has_text(&h, "Drop the cheque scan here"));
 }
+
+#[test]
+fn a_batch_runs_in_the_background_and_reports_each_cheque() {
+    let f = Fixture::new();
+    let (reference, cheque) = f.demo_pair();
+    let manifest = f.path("night.csv");
+    let missing = f.path("missing-cheque.png");
+    std::fs::write(
+        &manifest,
+        format!(
+            "cheque_id,cheque_path,reference_paths\nC-1,{},{}\nC-2,{},{}\n",
+            cheque.display(),
+            reference.display(),
+            missing.display(),
+            reference.display()
+        ),
+    )
+    .expect("manifest");
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    assert!(h.state_mut().open(Screen::Batch));
+    h.run_ok();
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Manifest",
+        &manifest.display().to_string(),
+    );
+    h.get_by_label("Run batch").click();
+    wait_for(&mut h, "the batch", |a| a.batch.finished);
+    let rows = h.state().batch.rows.clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let by_id = |id: &str| {
+        rows.iter()
+            .find(|r| r.cheque_id == id)
+            .cloned()
+            .expect("row")
+    };
+    assert!(["ACCEPT", "REFER", "REJECT"].contains(&by_id("C-1").outcome.as_str()));
+    assert_eq!(by_id("C-2").outcome, "ERROR");
+    assert!(!by_id("C-2").error.is_empty());
+    assert!(has_text(&h, "1 ERROR"));
+
+    // The decided cheque is in the audit log, written by the batch layer.
+    let store = Store::open(&f.db).expect("open");
+    assert!(store.has_decision("C-1").expect("query"));
+}

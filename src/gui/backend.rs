@@ -1681,14 +1681,86 @@ pub fn card_fields(card: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// Runs a batch with the batch layer (the same code as `countersign batch`), reporting progress from
+/// its counter; the results are written to a temporary CSV and read back for the table.
 pub fn run_batch(
-    _config: &BackendConfig,
-    _operator: &crate::store::Operator,
-    _manifest: &Path,
-    _progress: &mut dyn FnMut(u64, u64, &[BatchRow]),
-    _stop: &StopFlag,
+    config: &BackendConfig,
+    operator: &crate::store::Operator,
+    manifest: &Path,
+    progress: &(dyn Fn(u64, u64, &[BatchRow]) + Sync),
+    stop: &StopFlag,
 ) -> Result<Vec<BatchRow>, UserError> {
-    Err(UserError::unavailable("batch"))
+    let mut store = open_store(config)?;
+    let model = load_model(config, Some(&store))?;
+    let verifier = crate::verify::Verifier::from_store(
+        crate::verify::shared_model(model),
+        crate::imaging::cheque::ChequeLayout::default(),
+        Some(&store),
+    )
+    .map_err(|e| {
+        UserError::new(
+            format!("The batch cannot start: {e}"),
+            "Ask a supervisor to check the thresholds and the model.",
+        )
+    })?;
+    let out = std::env::temp_dir().join(format!(
+        "countersign-batch-{}-{}.csv",
+        std::process::id(),
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+    ));
+    let opts = crate::batch::BatchOptions::new(manifest, &out);
+    let total = crate::batch::manifest::count_rows(manifest).unwrap_or(0);
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_length(total);
+    let finished = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        let poll_bar = bar.clone();
+        let finished = &finished;
+        scope.spawn(move || {
+            while !finished.load(Ordering::Relaxed) {
+                progress(poll_bar.position(), total, &[]);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        });
+        let r = crate::batch::run(&verifier, &mut store, operator, &opts, stop, &bar);
+        finished.store(true, Ordering::Relaxed);
+        r
+    });
+    let summary = result.map_err(|e| {
+        UserError::new(
+            format!("The batch failed: {e}"),
+            "Check the manifest (columns cheque_id, cheque path, account or reference). Rows already decided are kept; run it again to continue.",
+        )
+    })?;
+    let mut rows = Vec::new();
+    let mut reader = csv::Reader::from_path(&out).map_err(|e| {
+        UserError::new(
+            format!("The results could not be read: {e}"),
+            "Run the batch again.",
+        )
+    })?;
+    for r in reader.deserialize::<crate::batch::output::ResultRow>() {
+        let r = r.map_err(|e| {
+            UserError::new(
+                format!("The results could not be read: {e}"),
+                "Run the batch again.",
+            )
+        })?;
+        rows.push(BatchRow {
+            cheque_id: r.cheque_id,
+            account: r.account_id.unwrap_or_default(),
+            outcome: r.decision.as_str().to_string(),
+            probability: r.probability,
+            score: r.score,
+            error: r.error,
+        });
+    }
+    let _ = std::fs::remove_file(&out);
+    progress(summary.rows, total.max(summary.rows), &[]);
+    if summary.stopped.is_some() && stopped(stop) {
+        return Err(stopped_error());
+    }
+    Ok(rows)
 }
 
 /// Writes batch results as CSV (this is the GUI's own export of what it shows).
