@@ -321,6 +321,8 @@ pub struct BatchRow {
     pub probability: Option<f64>,
     pub score: Option<f64>,
     pub error: String,
+    /// Why the decision was taken (thresholds used, or why it was referred).
+    pub reason: String,
 }
 
 /// What the status bar shows.
@@ -1753,6 +1755,7 @@ pub fn run_batch(
             probability: r.probability,
             score: r.score,
             error: r.error,
+            reason: r.reason,
         });
     }
     let _ = std::fs::remove_file(&out);
