@@ -224,6 +224,8 @@ pub fn run(
             path: opts.out.clone(),
         });
     }
+    // Nor the audit database: truncating it would destroy every committed decision.
+    store.refuse_own_files(&[&opts.out])?;
     let mut writer = ResultWriter::create(&opts.out).map_err(|source| BatchError::Output {
         path: opts.out.clone(),
         source,
