@@ -29,10 +29,7 @@ fn batch_refuses_to_write_its_results_over_the_audit_database() {
         "cheque_id,cheque_path,account_id,reference_paths,amount\nc1,missing.png,,ref.png,\n",
     )
     .unwrap();
-    for out in [
-        db.clone(),
-        dir.path().join("audit.sqlite3-wal"),
-    ] {
+    for out in [db.clone(), dir.path().join("audit.sqlite3-wal")] {
         let o = run(
             &[
                 "--operator",

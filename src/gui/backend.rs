@@ -204,6 +204,8 @@ pub struct VerifyOutcome {
     pub latency_ms: f64,
     pub cheque_sha256: String,
     pub reference_sha256: Vec<String>,
+    /// Why this decision: the thresholds that applied, or why the cheque was referred.
+    pub reason: String,
 }
 
 /// What the clerk did with a verification.
@@ -874,26 +876,6 @@ impl Backend {
         Ok(Some(e))
     }
 
-    /// The decision settings in force: the store's, or the model card's before any were saved.
-    fn settings(
-        &mut self,
-    ) -> Result<(crate::scoring::Calibration, crate::store::Settings), UserError> {
-        let card = self.model()?.card().clone();
-        let mut settings = self
-            .store()?
-            .current_settings()
-            .map_err(|e| store_error("Could not read the thresholds", e))?;
-        if settings.version == 0 {
-            if let Some(c) = card.calibration {
-                settings.calibration = c;
-            }
-            if let Some(t) = card.thresholds {
-                settings.thresholds = t;
-            }
-        }
-        Ok((settings.calibration, settings))
-    }
-
     pub fn verify(
         &mut self,
         crop: Option<PixelBox>,
@@ -928,33 +910,43 @@ impl Backend {
             }
         }
         let questioned = self.embed_slot(Slot::Cheque, crop)?;
-        let (calibration, settings) = self.settings()?;
-        let account_ref = account.as_deref();
-        let thresholds = settings.thresholds_for(account_ref, None);
-        let policy = crate::scoring::DecisionPolicy::new(thresholds).map_err(|e| {
-            UserError::new(
-                format!("The thresholds in force are invalid: {e}"),
-                "Ask a supervisor to recalibrate.",
-            )
-        })?;
-        let (score, probability) = match &questioned {
-            Some(q) => {
-                let s = crate::scoring::score_against_references(
-                    q,
-                    &refs,
-                    crate::scoring::Aggregation::default(),
+        // The same policy as `countersign verify` and `batch`: store settings over the model card,
+        // and no probability at all (REFER) when nothing was calibrated.
+        let policy = {
+            let model = self
+                .model
+                .as_ref()
+                .ok_or_else(|| UserError::new("The model is not loaded.", "Try again."))?;
+            let store = self.store.as_ref();
+            crate::verify::Policy::resolve(store, model).map_err(|e| {
+                UserError::new(
+                    format!("The decision settings could not be read: {e}"),
+                    "Ask a supervisor to check the thresholds.",
                 )
-                .map_err(|e| {
-                    UserError::new(
-                        format!("Scoring failed: {e}"),
-                        "Load other references and try again.",
-                    )
-                })?;
-                (s, Some(calibration.probability(s)))
-            }
-            None => (f64::NAN, None),
+            })?
         };
-        let outcome = crate::scoring::decide(probability, account_ref, None, &policy);
+        let account_ref = account.as_deref();
+        let (score, probability) = match (&questioned, policy.calibration) {
+            (Some(q), cal) => {
+                let s = crate::scoring::score_against_references(q, &refs, policy.aggregation)
+                    .map_err(|e| {
+                        UserError::new(
+                            format!("Scoring failed: {e}"),
+                            "Load other references and try again.",
+                        )
+                    })?;
+                (s, cal.map(|c| c.probability(s)))
+            }
+            (None, _) => (f64::NAN, None),
+        };
+        let policy_decision = policy.decision.clone();
+        let policy = &policy_decision;
+        let mut outcome = crate::scoring::decide(probability, account_ref, None, policy);
+        if questioned.is_some() && probability.is_none() {
+            outcome.reason = "No calibration is configured (neither saved by a supervisor nor in the model card), so \
+                              every cheque is referred. A supervisor can calibrate on the Calibrate screen."
+                .into();
+        }
         let model_id = self.model()?.id();
         let norm = |d: Option<&Decoded>| {
             d.and_then(|d| d.normalised.as_ref())
@@ -996,6 +988,7 @@ impl Backend {
             references: r_norms.iter().map(normalised_gray).collect(),
             overlay: overlay_img,
             latency_ms: 0.0,
+            reason: outcome.reason.clone(),
             cheque_sha256: cheque.map(|c| c.sha256.clone()).unwrap_or_default(),
             reference_sha256: ref_slots
                 .iter()
