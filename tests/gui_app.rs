@@ -501,3 +501,109 @@ fn audit_fetches_only_the_visible_page_of_many_rows() {
     assert!(fetched <= 6, "scrolling 2,500 rows fetched {fetched} pages");
     assert!(h.state().audit.pages.len() <= 6);
 }
+
+/// A file dropped on the window, as the windowing layer hands it to egui.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn dropped_files_fill_the_slots_and_keys_drive_the_screen() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    let (reference, cheque) = f.demo_pair();
+
+    // Dropped with no aim: the first empty reference slot.
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(reference.clone())));
+    h.step();
+    wait_for(&mut h, "the dropped reference", |a| {
+        a.verify.references.contains_key(&0)
+    });
+
+    // Dropped over the cheque's drop zone: the cheque slot.
+    let zone = h.get_by_label("Choose cheque...").rect().center();
+    h.hover_at(zone);
+    h.run_ok();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(cheque.clone())));
+    h.step();
+    wait_for(&mut h, "the verification of the dropped cheque", |a| {
+        a.verify.outcome.is_some()
+    });
+    assert_eq!(
+        h.state().verify.references.len(),
+        1,
+        "the cheque did not replace the reference"
+    );
+
+    // Enter confirms, N clears the cheque for the next one and keeps the reference.
+    h.remove_cursor();
+    h.key_press(egui::Key::Enter);
+    wait_for(&mut h, "the confirmation", |a| a.verify.recorded.is_some());
+    h.key_press(egui::Key::N);
+    h.run_ok();
+    assert!(h.state().verify.cheque.is_none());
+    assert!(h.state().verify.outcome.is_none());
+    assert!(h.state().verify.references.contains_key(&0));
+    assert!(has_text(&h, "Drop the cheque scan here"));
+}
+
+#[test]
+fn a_batch_runs_in_the_background_and_reports_each_cheque() {
+    let f = Fixture::new();
+    let (reference, cheque) = f.demo_pair();
+    let manifest = f.path("night.csv");
+    let missing = f.path("missing-cheque.png");
+    std::fs::write(
+        &manifest,
+        format!(
+            "cheque_id,cheque_path,reference_paths\nC-1,{},{}\nC-2,{},{}\n",
+            cheque.display(),
+            reference.display(),
+            missing.display(),
+            reference.display()
+        ),
+    )
+    .expect("manifest");
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    assert!(h.state_mut().open(Screen::Batch));
+    h.run_ok();
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Manifest",
+        &manifest.display().to_string(),
+    );
+    h.get_by_label("Run batch").click();
+    wait_for(&mut h, "the batch", |a| a.batch.finished);
+    let rows = h.state().batch.rows.clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let by_id = |id: &str| {
+        rows.iter()
+            .find(|r| r.cheque_id == id)
+            .cloned()
+            .expect("row")
+    };
+    assert!(["ACCEPT", "REFER", "REJECT"].contains(&by_id("C-1").outcome.as_str()));
+    assert_eq!(by_id("C-2").outcome, "ERROR");
+    assert!(!by_id("C-2").error.is_empty());
+    assert!(has_text(&h, "1 ERROR"));
+
+    // The decided cheque is in the audit log, written by the batch layer.
+    let store = Store::open(&f.db).expect("open");
+    assert!(store.has_decision("C-1").expect("query"));
+}

@@ -787,7 +787,9 @@ impl CountersignApp {
                 self.calibrate.start(&mut self.shared);
             }
             (Screen::Batch, Some(dir)) => {
-                if let Some(m) = super::demo_manifest(&dir) {
+                if let Some(m) =
+                    super::demo_manifest(&dir).or_else(|| super::write_demo_manifest(&dir))
+                {
                     self.batch.manifest = m.display().to_string();
                     self.batch.start(&mut self.shared);
                 }

@@ -204,6 +204,8 @@ pub struct VerifyOutcome {
     pub latency_ms: f64,
     pub cheque_sha256: String,
     pub reference_sha256: Vec<String>,
+    /// Why this decision: the thresholds that applied, or why the cheque was referred.
+    pub reason: String,
 }
 
 /// What the clerk did with a verification.
@@ -321,6 +323,8 @@ pub struct BatchRow {
     pub probability: Option<f64>,
     pub score: Option<f64>,
     pub error: String,
+    /// Why the decision was taken (thresholds used, or why it was referred).
+    pub reason: String,
 }
 
 /// What the status bar shows.
@@ -872,26 +876,6 @@ impl Backend {
         Ok(Some(e))
     }
 
-    /// The decision settings in force: the store's, or the model card's before any were saved.
-    fn settings(
-        &mut self,
-    ) -> Result<(crate::scoring::Calibration, crate::store::Settings), UserError> {
-        let card = self.model()?.card().clone();
-        let mut settings = self
-            .store()?
-            .current_settings()
-            .map_err(|e| store_error("Could not read the thresholds", e))?;
-        if settings.version == 0 {
-            if let Some(c) = card.calibration {
-                settings.calibration = c;
-            }
-            if let Some(t) = card.thresholds {
-                settings.thresholds = t;
-            }
-        }
-        Ok((settings.calibration, settings))
-    }
-
     pub fn verify(
         &mut self,
         crop: Option<PixelBox>,
@@ -926,33 +910,43 @@ impl Backend {
             }
         }
         let questioned = self.embed_slot(Slot::Cheque, crop)?;
-        let (calibration, settings) = self.settings()?;
-        let account_ref = account.as_deref();
-        let thresholds = settings.thresholds_for(account_ref, None);
-        let policy = crate::scoring::DecisionPolicy::new(thresholds).map_err(|e| {
-            UserError::new(
-                format!("The thresholds in force are invalid: {e}"),
-                "Ask a supervisor to recalibrate.",
-            )
-        })?;
-        let (score, probability) = match &questioned {
-            Some(q) => {
-                let s = crate::scoring::score_against_references(
-                    q,
-                    &refs,
-                    crate::scoring::Aggregation::default(),
+        // The same policy as `countersign verify` and `batch`: store settings over the model card,
+        // and no probability at all (REFER) when nothing was calibrated.
+        let policy = {
+            let model = self
+                .model
+                .as_ref()
+                .ok_or_else(|| UserError::new("The model is not loaded.", "Try again."))?;
+            let store = self.store.as_ref();
+            crate::verify::Policy::resolve(store, model).map_err(|e| {
+                UserError::new(
+                    format!("The decision settings could not be read: {e}"),
+                    "Ask a supervisor to check the thresholds.",
                 )
-                .map_err(|e| {
-                    UserError::new(
-                        format!("Scoring failed: {e}"),
-                        "Load other references and try again.",
-                    )
-                })?;
-                (s, Some(calibration.probability(s)))
-            }
-            None => (f64::NAN, None),
+            })?
         };
-        let outcome = crate::scoring::decide(probability, account_ref, None, &policy);
+        let account_ref = account.as_deref();
+        let (score, probability) = match (&questioned, policy.calibration) {
+            (Some(q), cal) => {
+                let s = crate::scoring::score_against_references(q, &refs, policy.aggregation)
+                    .map_err(|e| {
+                        UserError::new(
+                            format!("Scoring failed: {e}"),
+                            "Load other references and try again.",
+                        )
+                    })?;
+                (s, cal.map(|c| c.probability(s)))
+            }
+            (None, _) => (f64::NAN, None),
+        };
+        let policy_decision = policy.decision.clone();
+        let policy = &policy_decision;
+        let mut outcome = crate::scoring::decide(probability, account_ref, None, policy);
+        if questioned.is_some() && probability.is_none() {
+            outcome.reason = "No calibration is configured (neither saved by a supervisor nor in the model card), so \
+                              every cheque is referred. A supervisor can calibrate on the Calibrate screen."
+                .into();
+        }
         let model_id = self.model()?.id();
         let norm = |d: Option<&Decoded>| {
             d.and_then(|d| d.normalised.as_ref())
@@ -994,6 +988,7 @@ impl Backend {
             references: r_norms.iter().map(normalised_gray).collect(),
             overlay: overlay_img,
             latency_ms: 0.0,
+            reason: outcome.reason.clone(),
             cheque_sha256: cheque.map(|c| c.sha256.clone()).unwrap_or_default(),
             reference_sha256: ref_slots
                 .iter()
@@ -1681,14 +1676,87 @@ pub fn card_fields(card: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// Runs a batch with the batch layer (the same code as `countersign batch`), reporting progress from
+/// its counter; the results are written to a temporary CSV and read back for the table.
 pub fn run_batch(
-    _config: &BackendConfig,
-    _operator: &crate::store::Operator,
-    _manifest: &Path,
-    _progress: &mut dyn FnMut(u64, u64, &[BatchRow]),
-    _stop: &StopFlag,
+    config: &BackendConfig,
+    operator: &crate::store::Operator,
+    manifest: &Path,
+    progress: &(dyn Fn(u64, u64, &[BatchRow]) + Sync),
+    stop: &StopFlag,
 ) -> Result<Vec<BatchRow>, UserError> {
-    Err(UserError::unavailable("batch"))
+    let mut store = open_store(config)?;
+    let model = load_model(config, Some(&store))?;
+    let verifier = crate::verify::Verifier::from_store(
+        crate::verify::shared_model(model),
+        crate::imaging::cheque::ChequeLayout::default(),
+        Some(&store),
+    )
+    .map_err(|e| {
+        UserError::new(
+            format!("The batch cannot start: {e}"),
+            "Ask a supervisor to check the thresholds and the model.",
+        )
+    })?;
+    let out = std::env::temp_dir().join(format!(
+        "countersign-batch-{}-{}.csv",
+        std::process::id(),
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+    ));
+    let opts = crate::batch::BatchOptions::new(manifest, &out);
+    let total = crate::batch::manifest::count_rows(manifest).unwrap_or(0);
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_length(total);
+    let finished = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        let poll_bar = bar.clone();
+        let finished = &finished;
+        scope.spawn(move || {
+            while !finished.load(Ordering::Relaxed) {
+                progress(poll_bar.position(), total, &[]);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        });
+        let r = crate::batch::run(&verifier, &mut store, operator, &opts, stop, &bar);
+        finished.store(true, Ordering::Relaxed);
+        r
+    });
+    let summary = result.map_err(|e| {
+        UserError::new(
+            format!("The batch failed: {e}"),
+            "Check the manifest (columns cheque_id, cheque path, account or reference). Rows already decided are kept; run it again to continue.",
+        )
+    })?;
+    let mut rows = Vec::new();
+    let mut reader = csv::Reader::from_path(&out).map_err(|e| {
+        UserError::new(
+            format!("The results could not be read: {e}"),
+            "Run the batch again.",
+        )
+    })?;
+    for r in reader.deserialize::<crate::batch::output::ResultRow>() {
+        let r = r.map_err(|e| {
+            UserError::new(
+                format!("The results could not be read: {e}"),
+                "Run the batch again.",
+            )
+        })?;
+        rows.push(BatchRow {
+            cheque_id: r.cheque_id,
+            account: r.account_id.unwrap_or_default(),
+            outcome: r.decision.as_str().to_string(),
+            probability: r.probability,
+            score: r.score,
+            error: r.error,
+            reason: r.reason,
+        });
+    }
+    let _ = std::fs::remove_file(&out);
+    progress(summary.rows, total.max(summary.rows), &[]);
+    if summary.stopped.is_some() && stopped(stop) {
+        return Err(stopped_error());
+    }
+    Ok(rows)
 }
 
 /// Writes batch results as CSV (this is the GUI's own export of what it shows).

@@ -133,7 +133,7 @@ impl BatchState {
             {
                 ui.add_sized([w, 20.0], egui::Label::new(RichText::new(*h).strong()));
             }
-            ui.label(RichText::new("Error").strong());
+            ui.label(RichText::new("Why").strong());
         });
         egui::ScrollArea::vertical()
             .id_salt("batch-rows")
@@ -156,7 +156,12 @@ impl BatchState {
                         ui.add_sized([widths[3], 20.0], egui::Label::new(p));
                         let s = r.score.map(|s| format!("{s:.3}")).unwrap_or_default();
                         ui.add_sized([widths[4], 20.0], egui::Label::new(s));
-                        ui.add(egui::Label::new(&r.error).truncate());
+                        let why = if r.error.is_empty() {
+                            &r.reason
+                        } else {
+                            &r.error
+                        };
+                        ui.add(egui::Label::new(why).truncate());
                     });
                 }
             });

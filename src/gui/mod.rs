@@ -206,6 +206,31 @@ pub fn demo_pair(demo: &Path) -> Option<(PathBuf, PathBuf)> {
     demo_pairs(demo).into_iter().next()
 }
 
+/// Writes a batch manifest of every demo cheque against its writer's reference into the temporary
+/// folder (the screenshot mode's Batch screen, when the demo data has no manifest of its own).
+pub fn write_demo_manifest(demo: &Path) -> Option<PathBuf> {
+    let pairs = demo_pairs(demo);
+    if pairs.is_empty() {
+        return None;
+    }
+    let path =
+        std::env::temp_dir().join(format!("countersign-demo-batch-{}.csv", std::process::id()));
+    let mut w = csv::Writer::from_path(&path).ok()?;
+    w.write_record(["cheque_id", "cheque_path", "reference_paths"])
+        .ok()?;
+    for (reference, cheque) in &pairs {
+        let id = cheque.file_stem()?.to_string_lossy().to_string();
+        w.write_record([
+            id,
+            cheque.display().to_string(),
+            reference.display().to_string(),
+        ])
+        .ok()?;
+    }
+    w.flush().ok()?;
+    Some(path)
+}
+
 /// The demo batch manifest, if there is one.
 pub fn demo_manifest(demo: &Path) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(demo)

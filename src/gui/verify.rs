@@ -664,6 +664,7 @@ impl VerifyState {
                     o.thresholds.accept * 100.0,
                     o.thresholds.reject * 100.0
                 ));
+                widgets::caption(ui, &o.reason);
                 if !o.signature_found {
                     ui.colored_label(
                         widgets::AMBER,

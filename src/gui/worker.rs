@@ -450,14 +450,14 @@ fn handle_job(
                 TaskKind::Batch,
                 notify,
                 move |n, stop| {
-                    let mut progress = |done: u64, total: u64, rows: &[BatchRow]| {
+                    let progress = |done: u64, total: u64, rows: &[BatchRow]| {
                         n.send(Event::BatchRows {
                             done,
                             total,
                             rows: rows.to_vec(),
                         })
                     };
-                    backend::run_batch(&config, &operator, &manifest, &mut progress, stop)
+                    backend::run_batch(&config, &operator, &manifest, &progress, stop)
                         .map(Event::BatchDone)
                 },
                 stops,
