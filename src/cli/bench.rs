@@ -13,7 +13,7 @@ pub struct BenchArgs {
     /// Smaller sizes (seconds instead of minutes); the figures are noisier.
     #[arg(long)]
     pub quick: bool,
-    /// Run only this group: imaging, model, store, latency, batch, memory (repeatable).
+    /// Run only this group: imaging, model, synth, scoring, gui, store, latency, batch, memory (repeatable).
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(GROUPS))]
     pub only: Vec<String>,
     /// Keep the generated files in this folder (default: a temporary folder, removed afterwards).
@@ -81,6 +81,19 @@ fn run_groups(global: &GlobalOpts, args: &BenchArgs, dir: &std::path::Path) -> a
             }
             Ok(v)
         });
+        print_rows(r);
+    }
+    if wants("synth") {
+        let n = if args.quick { 50 } else { 500 };
+        let r = group("synth", &mut || crate::synth::bench::bench(n));
+        print_rows(r);
+    }
+    if wants("scoring") {
+        let r = group("scoring", &mut || crate::scoring::bench::bench());
+        print_rows(r);
+    }
+    if wants("gui") {
+        let r = group("gui", &mut || crate::gui::bench::bench(global.device));
         print_rows(r);
     }
     if wants("store") {
