@@ -523,7 +523,9 @@ fn dropped_files_fill_the_slots_and_keys_drive_the_screen() {
     sign_in(&mut h, "clara");
     let (reference, cheque) = f.demo_pair();
 
-    // Dropped with no aim: the first empty reference slot.
+    // Dropped with no aim (no pointer over a drop zone): the first empty reference slot.
+    h.remove_cursor();
+    h.run_ok();
     h.input_mut()
         .dropped_files
         .push(std::sync::Arc::new(Dropped(reference.clone())));

@@ -49,6 +49,8 @@ impl SignInState {
                 .corner_radius(8.0)
                 .inner_margin(24.0)
                 .show(ui, |ui| {
+                    // The frame sits in a horizontal row (to centre it); its own contents stack.
+                    ui.vertical(|ui| {
                     ui.set_width(width);
                     let l = ui.label("Operator");
                     let name = ui
@@ -94,6 +96,13 @@ impl SignInState {
                     }
                     ui.add_space(16.0);
                     widgets::caption(ui, format!("Database: {}", shared.config.db_path.display()));
+                    if shared.config.db_path.to_string_lossy().contains("target/demo/") {
+                        widgets::caption(
+                            ui,
+                            "Demo database (make run): supervisor / 2468, clerk / 1357, auditor / 9753",
+                        );
+                    }
+                    });
                 });
         });
     }
