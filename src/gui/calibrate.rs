@@ -198,30 +198,8 @@ impl CalibrateState {
         egui::Grid::new("calibrate-sliders")
             .num_columns(2)
             .show(ui, |ui| {
-                let l = ui.label(
-                    RichText::new("Accept threshold")
-                        .color(widgets::GREEN)
-                        .strong(),
-                );
-                ui.add(
-                    egui::Slider::new(&mut self.accept, 0.0..=1.0)
-                        .step_by(0.001)
-                        .fixed_decimals(3),
-                )
-                .labelled_by(l.id);
-                ui.end_row();
-                let l = ui.label(
-                    RichText::new("Reject threshold")
-                        .color(widgets::RED)
-                        .strong(),
-                );
-                ui.add(
-                    egui::Slider::new(&mut self.reject, 0.0..=1.0)
-                        .step_by(0.001)
-                        .fixed_decimals(3),
-                )
-                .labelled_by(l.id);
-                ui.end_row();
+                threshold_slider(ui, "Accept threshold", widgets::GREEN, &mut self.accept);
+                threshold_slider(ui, "Reject threshold", widgets::RED, &mut self.reject);
             });
         if self.reject > self.accept {
             self.reject = self.accept;
@@ -588,4 +566,16 @@ mod cdf_tests {
             assert!((super::normal_cdf(x) - p).abs() < 1e-6, "p {p}");
         }
     }
+}
+
+/// One labelled, coloured threshold slider on the probability scale, as a row of the sliders grid.
+fn threshold_slider(ui: &mut egui::Ui, label: &str, colour: egui::Color32, value: &mut f64) {
+    let l = ui.label(RichText::new(label).color(colour).strong());
+    ui.add(
+        egui::Slider::new(value, 0.0..=1.0)
+            .step_by(0.001)
+            .fixed_decimals(3),
+    )
+    .labelled_by(l.id);
+    ui.end_row();
 }
