@@ -7,7 +7,7 @@
 //! allocates while a case is measured.
 #![allow(unsafe_code)]
 
-#[path = "hardening_common/mod.rs"]
+#[path = "suite/hardening_common.rs"]
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};

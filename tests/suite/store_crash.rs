@@ -6,8 +6,7 @@
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
-#[path = "store_common/mod.rs"]
-mod common;
+use crate::store_common as common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -90,12 +89,8 @@ fn two_processes_and_a_thread_write_at_once_with_exact_counts() {
         .iter()
         .map(|prefix| {
             Command::new(&exe)
-                .args([
-                    "load_child",
-                    "--exact",
-                    "--include-ignored",
-                    "--test-threads=1",
-                ])
+                .arg(crate::test_name(module_path!(), "load_child"))
+                .args(["--exact", "--include-ignored", "--test-threads=1"])
                 .env(DB_ENV, &db)
                 .env(LOAD_PREFIX_ENV, prefix)
                 .stdout(Stdio::null())
@@ -132,8 +127,8 @@ fn two_processes_and_a_thread_write_at_once_with_exact_counts() {
 fn spawn_child(db: &std::path::Path, batches: Option<usize>) -> std::process::Child {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
+    cmd.arg(crate::test_name(module_path!(), "crash_child"));
     cmd.args([
-        "crash_child",
         "--exact",
         "--include-ignored",
         "--nocapture",

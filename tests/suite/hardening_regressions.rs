@@ -5,8 +5,7 @@
 //! now give a normalised signature or a typed error. A panic in one file is caught and reported by
 //! name, so one run lists every file that regressed.
 
-#[path = "hardening_common/mod.rs"]
-mod common;
+use crate::hardening_common as common;
 
 use std::path::PathBuf;
 

@@ -4,8 +4,7 @@
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
-#[path = "store_common/mod.rs"]
-mod common;
+use crate::store_common as common;
 
 use assert_cmd::Command;
 

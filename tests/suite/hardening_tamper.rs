@@ -6,8 +6,7 @@
 //! database, and a role changed outside the ledger, each with what the audit log can and cannot
 //! prove about it (see docs/HARDENING.md).
 
-#[path = "store_common/mod.rs"]
-mod common;
+use crate::store_common as common;
 
 use std::path::Path;
 use std::process::Command;

@@ -6,8 +6,7 @@
 //! The run lasts `COUNTERSIGN_LOAD_SECS` seconds (default 20, to keep CI short; docs/HARDENING.md
 //! gives the figures of a 60-second run).
 
-#[path = "store_common/mod.rs"]
-mod common;
+use crate::store_common as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

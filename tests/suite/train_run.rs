@@ -1,8 +1,7 @@
 //! A tiny real training run on generated writers: the loss falls, validation beats chance, the output
 //! loads with a card that records the run, and stop / resume work.
 
-#[path = "train_support/shapes.rs"]
-mod shapes;
+use crate::train_shapes as shapes;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,8 +4,7 @@
 //!
 //! The child process is this test binary again, running the ignored `lock_holder` helper.
 
-#[path = "store_common/mod.rs"]
-mod common;
+use crate::store_common as common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -56,13 +55,8 @@ fn lock_holder() {
 /// Starts the lock holder and waits until it holds the lock.
 fn hold_lock(db: &Path) -> Child {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "lock_holder",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .arg(crate::test_name(module_path!(), "lock_holder"))
+        .args(["--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(LOCK_DB_ENV, db)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

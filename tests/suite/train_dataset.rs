@@ -1,7 +1,6 @@
 //! Dataset layouts: detection, scanning and every error, on real PNG trees in temporary folders.
 
-#[path = "train_support/shapes.rs"]
-mod shapes;
+use crate::train_shapes as shapes;
 
 use std::path::Path;
 

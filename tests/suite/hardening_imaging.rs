@@ -16,8 +16,7 @@
 //! count defaults to a budget that keeps this file to a few seconds in release; set
 //! `COUNTERSIGN_FUZZ_CASES` to run more (the figures in docs/HARDENING.md say what was run).
 
-#[path = "hardening_common/mod.rs"]
-mod common;
+use crate::hardening_common as common;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

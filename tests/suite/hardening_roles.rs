@@ -3,8 +3,7 @@
 //! appear in clear in the database, its WAL, exports, checkpoints or any output; wrong PINs lock an
 //! operator out until a supervisor unlocks them.
 
-#[path = "store_common/mod.rs"]
-mod common;
+use crate::store_common as common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
