@@ -187,8 +187,13 @@ pub struct LoadedImage {
 /// The outcome of one verification, before the clerk confirms or overrides it.
 #[derive(Clone, Debug)]
 pub struct VerifyOutcome {
+    /// The raw similarity; NaN when no signature was scored.
     pub score: f64,
+    /// The calibrated probability of a genuine signature; 0 when `calibrated` is false.
     pub probability: f64,
+    pub calibrated: bool,
+    /// The cheque's amount in cents as the clerk typed it, when given (amount rules use it).
+    pub amount_cents: Option<i64>,
     pub decision: Decision,
     pub thresholds: Thresholds,
     pub model_id: String,
@@ -876,10 +881,13 @@ impl Backend {
         Ok(Some(e))
     }
 
+    /// Scores the loaded cheque against the loaded references and decides, with the policy in force
+    /// (calibration, thresholds, amount rule, per-account overrides) exactly as the CLI does.
     pub fn verify(
         &mut self,
         crop: Option<PixelBox>,
         account: Option<String>,
+        amount_cents: Option<i64>,
     ) -> Result<VerifyOutcome, UserError> {
         if !self.images.contains_key(&Slot::Cheque) {
             return Err(UserError::new(
@@ -925,23 +933,25 @@ impl Backend {
                 )
             })?
         };
-        let account_ref = account.as_deref();
-        let (score, probability) = match (&questioned, policy.calibration) {
-            (Some(q), cal) => {
-                let s = crate::scoring::score_against_references(q, &refs, policy.aggregation)
-                    .map_err(|e| {
-                        UserError::new(
-                            format!("Scoring failed: {e}"),
-                            "Load other references and try again.",
-                        )
-                    })?;
-                (s, cal.map(|c| c.probability(s)))
-            }
-            (None, _) => (f64::NAN, None),
-        };
-        let policy_decision = policy.decision.clone();
-        let policy = &policy_decision;
-        let mut outcome = crate::scoring::decide(probability, account_ref, None, policy);
+        // The same scoring and decision code as `countersign verify` and `batch`.
+        let ref_embeddings: Vec<&crate::scoring::Embedding> = refs.iter().collect();
+        let scored = policy
+            .decide(
+                questioned.as_ref(),
+                Some(NO_SIGNATURE_REASON),
+                &ref_embeddings,
+                account.as_deref(),
+                amount_cents,
+            )
+            .map_err(|e| {
+                UserError::new(
+                    format!("Scoring failed: {e}"),
+                    "Load other references and try again.",
+                )
+            })?;
+        let score = scored.raw_score.unwrap_or(f64::NAN);
+        let probability = scored.probability;
+        let mut outcome = scored.outcome;
         if questioned.is_some() && probability.is_none() {
             outcome.reason = "No calibration is configured (neither saved by a supervisor nor in the model card), so \
                               every cheque is referred. A supervisor can calibrate on the Calibrate screen."
@@ -978,6 +988,8 @@ impl Backend {
         Ok(VerifyOutcome {
             score,
             probability: probability.unwrap_or(0.0),
+            calibrated: probability.is_some(),
+            amount_cents,
             decision: outcome.decision,
             thresholds: outcome.thresholds_used,
             model_id,
@@ -1033,7 +1045,7 @@ impl Backend {
                     .map(|n| n.to_string_lossy().to_string())
                     .unwrap_or(p)
             }),
-            amount_cents: None,
+            amount_cents: outcome.amount_cents,
             cheque_sha256: outcome.cheque_sha256.clone(),
             reference_sha256s: outcome.reference_sha256.clone(),
             crop: outcome.crop.map(|b| crate::store::CropBox {
@@ -1262,6 +1274,9 @@ enum ChequeKind {
     NotFound(String),
     BareSignature,
 }
+
+/// Why a cheque without a signature box is referred.
+const NO_SIGNATURE_REASON: &str = "No signature was found on the cheque, so it is referred. Draw the box around the signature by hand to score it.";
 
 /// Images no taller than this (in pixels) are taken as a bare signature when the finder finds no
 /// signature zone in them; a cheque scanned at 200 dpi is about 550-800 pixels tall.

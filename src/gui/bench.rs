@@ -96,7 +96,7 @@ fn run(dir: &Path, device: DeviceChoice) -> anyhow::Result<Vec<(String, String)>
 
     // The first verification embeds the reference as well; later ones reuse its cached embedding.
     let t = Instant::now();
-    b.verify(None, None).map_err(err)?;
+    b.verify(None, None, None).map_err(err)?;
     out.push((
         "GUI: first verification after loading (reference + cheque embedded)".into(),
         format!("{:.1} ms", ms(t.elapsed())),
@@ -110,7 +110,7 @@ fn run(dir: &Path, device: DeviceChoice) -> anyhow::Result<Vec<(String, String)>
             ..bx
         });
         let t = Instant::now();
-        b.verify(crop, None).map_err(err)?;
+        b.verify(crop, None, None).map_err(err)?;
         times.push(ms(t.elapsed()));
     }
     times.sort_by(f64::total_cmp);

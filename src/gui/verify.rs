@@ -43,6 +43,8 @@ pub struct VerifyState {
     pub slot_errors: HashMap<Slot, UserError>,
     pub paths: HashMap<Slot, String>,
     pub account: String,
+    /// The cheque's amount as typed; amount rules (stricter thresholds above a limit) use it.
+    pub amount: String,
     pub account_loaded: Option<String>,
     pub account_loading: bool,
     /// The box the clerk set by hand, in cheque pixels; `None` uses the detected box.
@@ -211,6 +213,16 @@ impl VerifyState {
         }
     }
 
+    /// The typed amount in cents: `Ok(None)` when the field is empty, `Err` with the reason when it
+    /// is not an amount (no verification runs until it is fixed or cleared).
+    pub fn amount_cents(&self) -> Result<Option<i64>, String> {
+        let t = self.amount.trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        crate::verify::parse_amount(t).map(Some)
+    }
+
     /// Starts a verification when the inputs are complete and nothing newer is pending.
     fn maybe_verify(&mut self, shared: &mut Shared) {
         let ready = self.cheque.is_some()
@@ -218,7 +230,8 @@ impl VerifyState {
             && self.loading.is_empty()
             && !self.account_loading
             && self.outcome.is_none()
-            && self.drag.is_none();
+            && self.drag.is_none()
+            && self.amount_cents().is_ok();
         let already = self.sent_generation == Some(self.generation)
             || self.failed_generation == Some(self.generation);
         if ready && !already {
@@ -229,6 +242,7 @@ impl VerifyState {
             shared.send(Job::Verify {
                 crop: self.crop,
                 account,
+                amount_cents: self.amount_cents().unwrap_or(None),
             });
         }
     }
@@ -272,6 +286,7 @@ impl VerifyState {
         }
         self.cheque = None;
         self.crop = None;
+        self.amount.clear();
         self.recorded = None;
         self.override_reason.clear();
         self.slot_errors.remove(&Slot::Cheque);
@@ -311,12 +326,21 @@ impl VerifyState {
         ui.heading("1  Reference signature");
         ui.horizontal(|ui| {
             let l = ui.label("Account");
-            ui.add(
-                egui::TextEdit::singleline(&mut self.account)
-                    .hint_text("account number")
-                    .desired_width(150.0),
-            )
-            .labelled_by(l.id);
+            // Fixed once the decision is logged: the row must match what was decided.
+            let open = self.recorded.is_none();
+            let edited = ui
+                .add_enabled(
+                    open,
+                    egui::TextEdit::singleline(&mut self.account)
+                        .hint_text("account number")
+                        .desired_width(150.0),
+                )
+                .labelled_by(l.id)
+                .changed();
+            // Per-account thresholds depend on it, and the audit row records it: decide again.
+            if edited {
+                self.invalidate();
+            }
             let can = !self.account.trim().is_empty() && !self.account_loading;
             if ui
                 .add_enabled(can, egui::Button::new("Use enrolled references"))
@@ -396,6 +420,29 @@ impl VerifyState {
                 }
             }
         }
+        ui.horizontal(|ui| {
+            let l = ui.label("Amount");
+            let open = self.recorded.is_none();
+            let edited = ui
+                .add_enabled(
+                    open,
+                    egui::TextEdit::singleline(&mut self.amount)
+                        .hint_text("e.g. 1250.00")
+                        .desired_width(110.0),
+                )
+                .labelled_by(l.id)
+                .changed();
+            if edited {
+                self.invalidate();
+            }
+            match self.amount_cents() {
+                Ok(Some(_)) => widgets::caption(ui, "Amount rules apply."),
+                Ok(None) => widgets::caption(ui, "Optional; large amounts may need a surer match."),
+                Err(why) => {
+                    ui.colored_label(widgets::AMBER, why);
+                }
+            }
+        });
         ui.add_space(6.0);
         widgets::caption(
             ui,
@@ -654,11 +701,18 @@ impl VerifyState {
                         .size(16.0)
                         .strong(),
                 );
-                ui.label(format!(
-                    "Probability genuine {:.1}%   (score {:.3})",
-                    o.probability * 100.0,
-                    o.score
-                ));
+                if o.calibrated {
+                    ui.label(format!(
+                        "Probability genuine {:.1}%   (score {:.3})",
+                        o.probability * 100.0,
+                        o.score
+                    ));
+                } else if o.score.is_finite() {
+                    ui.label(format!("Score {:.3} (no calibration)", o.score));
+                }
+                if let Some(cents) = o.amount_cents {
+                    ui.label(format!("Amount {}", crate::verify::format_amount(cents)));
+                }
                 ui.label(format!(
                     "Thresholds: ACCEPT at {:.0}% or more, REJECT below {:.0}%",
                     o.thresholds.accept * 100.0,

@@ -52,6 +52,7 @@ pub enum Job {
     Verify {
         crop: Option<PixelBox>,
         account: Option<String>,
+        amount_cents: Option<i64>,
     },
     Record {
         outcome: Box<VerifyOutcome>,
@@ -298,9 +299,13 @@ fn handle_job(
             Ok(images) => notify.send(Event::AccountLoaded { account, images }),
             Err(e) => notify.send(Event::AccountFailed(e)),
         },
-        Job::Verify { crop, account } => {
+        Job::Verify {
+            crop,
+            account,
+            amount_cents,
+        } => {
             let start = Instant::now();
-            match backend.verify(crop, account) {
+            match backend.verify(crop, account, amount_cents) {
                 Ok(mut outcome) => {
                     outcome.latency_ms = start.elapsed().as_secs_f64() * 1000.0;
                     notify.send(Event::Verified(Box::new(outcome)));

@@ -460,6 +460,53 @@ impl Policy {
         policy.decision.validate()?;
         Ok(policy)
     }
+
+    /// Scores a questioned embedding against the references and decides, as every front end does
+    /// (`verify`, `batch` and the GUI): `questioned` is `None` when no signature was found
+    /// (`not_found_reason` says why) and the cheque is referred; without a calibration, or under the
+    /// built-in default, every cheque is referred too.
+    pub fn decide(
+        &self,
+        questioned: Option<&Embedding>,
+        not_found_reason: Option<&str>,
+        references: &[&Embedding],
+        account: Option<&str>,
+        amount_cents: Option<i64>,
+    ) -> Result<Scored, VerifyError> {
+        let t0 = Instant::now();
+        let raw_score = match questioned {
+            Some(q) => {
+                if references.is_empty() {
+                    return Err(VerifyError::NoReferences {
+                        account: account.map(str::to_string),
+                    });
+                }
+                Some(score_refs(q, references, self.aggregation)?)
+            }
+            None => None,
+        };
+        let probability = match (raw_score, &self.calibration) {
+            (Some(s), Some(c)) => Some(c.probability(s)),
+            _ => None,
+        };
+        let mut outcome =
+            crate::scoring::decide(probability, account, amount_cents, &self.decision);
+        if questioned.is_none() {
+            if let Some(reason) = not_found_reason {
+                outcome.reason = reason.to_string();
+            }
+            outcome.decision = Decision::Refer;
+        } else if self.calibration.is_none() || self.source == PolicySource::BuiltInDefault {
+            outcome.decision = Decision::Refer;
+            outcome.reason = NO_POLICY_REASON.to_string();
+        }
+        Ok(Scored {
+            raw_score,
+            probability,
+            outcome,
+            score_ms: ms_since(t0),
+        })
+    }
 }
 
 /// Score, probability and decision for one questioned embedding.
@@ -617,42 +664,9 @@ impl Verifier {
         account: Option<&str>,
         amount_cents: Option<i64>,
     ) -> Result<Scored, VerifyError> {
-        let t0 = Instant::now();
-        let raw_score = match questioned {
-            Some(q) => {
-                if references.is_empty() {
-                    return Err(VerifyError::NoReferences {
-                        account: account.map(str::to_string),
-                    });
-                }
-                let refs: Vec<&Embedding> = references.iter().map(|r| &r.embedding).collect();
-                Some(score_refs(q, &refs, self.policy.aggregation)?)
-            }
-            None => None,
-        };
-        let probability = match (raw_score, &self.policy.calibration) {
-            (Some(s), Some(c)) => Some(c.probability(s)),
-            _ => None,
-        };
-        let mut outcome =
-            crate::scoring::decide(probability, account, amount_cents, &self.policy.decision);
-        if questioned.is_none() {
-            if let Some(reason) = not_found_reason {
-                outcome.reason = reason.to_string();
-            }
-            outcome.decision = Decision::Refer;
-        } else if self.policy.calibration.is_none()
-            || self.policy.source == PolicySource::BuiltInDefault
-        {
-            outcome.decision = Decision::Refer;
-            outcome.reason = NO_POLICY_REASON.to_string();
-        }
-        Ok(Scored {
-            raw_score,
-            probability,
-            outcome,
-            score_ms: ms_since(t0),
-        })
+        let refs: Vec<&Embedding> = references.iter().map(|r| &r.embedding).collect();
+        self.policy
+            .decide(questioned, not_found_reason, &refs, account, amount_cents)
     }
 
     /// Verifies one questioned image against its references, from the input to the decision.

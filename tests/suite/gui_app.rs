@@ -225,8 +225,12 @@ fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
         .map(|o| o.outcome.clone())
         .expect("outcome");
     assert!(outcome.signature_found);
-    assert!((0.0..=1.0).contains(&outcome.probability));
-    assert!(has_text(&h, "Probability genuine"));
+    // The fixture's fresh network has no calibration: the raw score is shown, no made-up probability,
+    // and the cheque is referred.
+    assert!(!outcome.calibrated);
+    assert!(outcome.score.is_finite());
+    assert!(has_text(&h, "(no calibration)"));
+    assert_eq!(outcome.decision, countersign::scoring::Decision::Refer);
     assert!(
         h.query_by_label(outcome.decision.as_str()).is_some(),
         "the decision is shown in words"
@@ -269,6 +273,71 @@ fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
     wait_for(&mut h, "the chain check", |a| a.audit.chain.is_some());
     assert!(h.state().audit.chain.as_ref().is_some_and(|c| c.ok));
     assert!(has_text(&h, "Chain intact"));
+}
+
+#[test]
+fn the_amount_field_refuses_a_misread_figure_and_the_logged_row_keeps_the_amount() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    let (reference, cheque) = f.demo_pair();
+    load(&mut h, Slot::Reference(0), &reference);
+    load(&mut h, Slot::Cheque, &cheque);
+    wait_for(&mut h, "the first result", |a| a.verify.outcome.is_some());
+    assert_eq!(
+        h.state()
+            .verify
+            .outcome
+            .as_ref()
+            .map(|o| o.outcome.amount_cents),
+        Some(None)
+    );
+
+    // A thousands separator is not an amount: the result is withdrawn and nothing is decided.
+    type_into(&mut h, accesskit::Role::TextInput, "Amount", "1,200.00");
+    h.run_ok();
+    assert!(
+        h.state().verify.outcome.is_none(),
+        "no decision on a misread amount"
+    );
+    assert!(has_text(&h, "is not a non-negative amount"));
+    // The first Enter leaves the field, the second would confirm a shown decision.
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+    assert!(h.state().verify.recorded.is_none(), "Enter records nothing");
+
+    // A plain amount: decided again, shown, and logged with the row.
+    h.state_mut().verify.amount.clear();
+    type_into(&mut h, accesskit::Role::TextInput, "Amount", "1200.00");
+    wait_for(&mut h, "the result with the amount", |a| {
+        a.verify
+            .outcome
+            .as_ref()
+            .is_some_and(|o| o.outcome.amount_cents == Some(120_000))
+    });
+    assert!(has_text(&h, "Amount 1200.00"));
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+    h.key_press(egui::Key::Enter);
+    wait_for(&mut h, "the decision to be logged", |a| {
+        a.verify.recorded.is_some()
+    });
+    let id = h
+        .state()
+        .verify
+        .recorded
+        .as_ref()
+        .map(|r| r.id)
+        .expect("row");
+    let row = Store::open_read_only(&f.db)
+        .expect("open")
+        .decision(id)
+        .expect("read")
+        .expect("the row");
+    assert_eq!(row.amount_cents, Some(120_000));
+    assert_eq!(row.source, "gui");
 }
 
 #[test]

@@ -531,3 +531,121 @@ fn cli_verify_needs_an_operator_and_says_how_to_create_one() {
     assert_eq!(out.status.code(), Some(6));
     assert!(decisions(&fx.db).is_empty());
 }
+
+/// The clerk's screen and the command line are two front ends of one decision: for the same cheque,
+/// references, account and amount, the GUI's backend and `countersign verify` log the same score,
+/// probability, thresholds and decision, and an amount rule applies in both.
+#[test]
+fn the_gui_decides_exactly_as_the_cli_with_and_without_an_amount_rule() {
+    use countersign::gui::backend::{Backend, BackendConfig, FinalAction};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (fx, model) = setup(dir.path());
+    let w = &fx.writers[0];
+    let cheque = &w.cheques[0];
+
+    // Calibration and thresholds a supervisor set, and an amount rule: above 500.00, accept only at
+    // probability >= 0.9999, which this random-quality match cannot reach.
+    {
+        let mut store = Store::open(&fx.db).unwrap();
+        let op = fixture::operator(&mut store).unwrap();
+        let changes = [
+            SettingsChange::Calibration(Calibration { a: 8.0, b: -4.0 }),
+            SettingsChange::Thresholds(Thresholds {
+                accept: 0.05,
+                reject: 0.01,
+            }),
+            SettingsChange::AmountRule {
+                rule: Some(countersign::store::AmountRule {
+                    above_cents: 50_000,
+                    t_accept: 0.9999,
+                }),
+            },
+        ];
+        for c in &changes {
+            store.change_settings(&op, c, "test").unwrap();
+        }
+    }
+
+    let mut gui = Backend::new(BackendConfig {
+        db_path: fx.db.clone(),
+        model_path: Some(model.clone()),
+        device: countersign::device::DeviceChoice::Cpu,
+    });
+    gui.sign_in(fixture::OPERATOR, fixture::PIN).unwrap();
+    for (i, r) in w.references.iter().enumerate() {
+        gui.load_image(countersign::gui::Slot::Reference(i), r)
+            .unwrap();
+    }
+    gui.load_image(countersign::gui::Slot::Cheque, cheque)
+        .unwrap();
+
+    for amount in [None, Some("1200.00")] {
+        let cents = amount.map(|a| countersign::verify::parse_amount(a).unwrap());
+        let outcome = gui.verify(None, Some(w.account.clone()), cents).unwrap();
+        let gui_row = gui.record(&outcome, &FinalAction::Confirm).unwrap();
+
+        let mut cmd = cli(&fx.db, &model);
+        cmd.args([
+            "--operator",
+            fixture::OPERATOR,
+            "--pin",
+            fixture::PIN,
+            "verify",
+            "--account",
+            &w.account,
+            "--cheque",
+        ])
+        .arg(cheque);
+        for r in &w.references {
+            cmd.arg("--reference").arg(r);
+        }
+        if let Some(a) = amount {
+            cmd.args(["--amount", a]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let rows = decisions(&fx.db);
+        let gui_logged = rows.iter().find(|r| r.id == gui_row.id).unwrap();
+        let cli_logged = rows.iter().max_by_key(|r| r.id).unwrap();
+        assert_eq!(gui_logged.source, "gui");
+        assert_eq!(cli_logged.source, "cli");
+        assert!(
+            (gui_logged.raw_score - cli_logged.raw_score).abs() < 1e-6,
+            "GUI score {} and CLI score {} differ",
+            gui_logged.raw_score,
+            cli_logged.raw_score
+        );
+        assert!((gui_logged.probability - cli_logged.probability).abs() < 1e-6);
+        assert_eq!(
+            (gui_logged.t_accept, gui_logged.t_reject),
+            (cli_logged.t_accept, cli_logged.t_reject)
+        );
+        assert_eq!(gui_logged.decision, cli_logged.decision);
+        assert_eq!(gui_logged.amount_cents, cents);
+        assert_eq!(cli_logged.amount_cents, cents);
+        assert_eq!(gui_logged.account.as_deref(), Some(w.account.as_str()));
+        assert_eq!(gui_logged.cheque_sha256, cli_logged.cheque_sha256);
+
+        match cents {
+            None => {
+                assert_eq!(gui_logged.t_accept, 0.05);
+                assert!(
+                    outcome.probability >= 0.05,
+                    "the calibration above accepts this match (probability {})",
+                    outcome.probability
+                );
+                assert_eq!(outcome.decision, Decision::Accept);
+            }
+            Some(_) => {
+                assert_eq!(gui_logged.t_accept, 0.9999, "the amount rule applies");
+                assert_eq!(outcome.decision, Decision::Refer);
+            }
+        }
+    }
+}
