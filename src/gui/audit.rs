@@ -315,7 +315,9 @@ impl AuditState {
                             cell(ui, RichText::new(&r.action), COLS[6].1);
                             cell(
                                 ui,
-                                RichText::new(format!("{:.3}", r.probability)),
+                                RichText::new(
+                                    r.probability.map_or("-".into(), |p| format!("{p:.3}")),
+                                ),
                                 COLS[7].1,
                             );
                             cell(ui, RichText::new(&r.model_id), COLS[8].1);

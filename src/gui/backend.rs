@@ -231,8 +231,9 @@ pub struct DecisionRow {
     pub final_decision: Decision,
     pub action: String,
     pub reason: String,
-    pub score: f64,
-    pub probability: f64,
+    /// `None` when nothing was scored or calibrated (the row holds NULL).
+    pub score: Option<f64>,
+    pub probability: Option<f64>,
     pub model_id: String,
     pub cheque_sha256: String,
     pub reference_sha256: String,
@@ -435,6 +436,11 @@ fn parse_override(reason: &str) -> Option<Decision> {
     [Decision::Accept, Decision::Refer, Decision::Reject]
         .into_iter()
         .find(|d| rest.starts_with(&format!("{}:", d.as_str())))
+}
+
+/// A number with four decimals, or what its absence means.
+fn fmt_opt(v: Option<f64>, none: &str) -> String {
+    v.map_or_else(|| none.to_string(), |v| format!("{v:.4}"))
 }
 
 fn to_row(r: &crate::store::DecisionRow) -> DecisionRow {
@@ -1054,12 +1060,8 @@ impl Backend {
                 w: b.width,
                 h: b.height,
             }),
-            raw_score: if outcome.score.is_finite() {
-                outcome.score
-            } else {
-                0.0
-            },
-            probability: outcome.probability,
+            raw_score: outcome.score.is_finite().then_some(outcome.score),
+            probability: outcome.calibrated.then_some(outcome.probability),
             t_accept: outcome.thresholds.accept,
             t_reject: outcome.thresholds.reject,
             decision: outcome.decision,
@@ -1172,8 +1174,14 @@ impl Backend {
             ("Account".into(), opt(&r.account)),
             ("Cheque id".into(), opt(&r.cheque_id)),
             ("Model decision".into(), r.decision.as_str().into()),
-            ("Score".into(), format!("{:.4}", r.raw_score)),
-            ("Probability".into(), format!("{:.4}", r.probability)),
+            (
+                "Score".into(),
+                fmt_opt(r.raw_score, "none (no signature scored)"),
+            ),
+            (
+                "Probability".into(),
+                fmt_opt(r.probability, "none (not calibrated)"),
+            ),
             (
                 "Thresholds".into(),
                 format!("accept {:.3}, reject {:.3}", r.t_accept, r.t_reject),

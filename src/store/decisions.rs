@@ -92,8 +92,11 @@ pub struct NewDecision {
     /// SHA-256 of each reference image compared.
     pub reference_sha256s: Vec<String>,
     pub crop: Option<CropBox>,
-    pub raw_score: f64,
-    pub probability: f64,
+    /// The network's similarity; `None` when no signature was scored (none found on the cheque).
+    pub raw_score: Option<f64>,
+    /// The calibrated probability of a genuine signature; `None` when no calibration was in force or
+    /// nothing was scored. Never a stand-in 0: an auditor must not read "0 %" into a REFER.
+    pub probability: Option<f64>,
     pub t_accept: f64,
     pub t_reject: f64,
     pub decision: Decision,
@@ -117,8 +120,8 @@ impl Default for NewDecision {
             cheque_sha256: String::new(),
             reference_sha256s: Vec::new(),
             crop: None,
-            raw_score: 0.0,
-            probability: 0.0,
+            raw_score: None,
+            probability: None,
             t_accept: 0.5,
             t_reject: 0.5,
             decision: Decision::Refer,
@@ -160,22 +163,29 @@ impl NewDecision {
         for (what, v) in [
             ("raw_score", self.raw_score),
             ("probability", self.probability),
-            ("t_accept", self.t_accept),
-            ("t_reject", self.t_reject),
-            ("latency_ms", self.latency_ms),
+            ("t_accept", Some(self.t_accept)),
+            ("t_reject", Some(self.t_reject)),
+            ("latency_ms", Some(self.latency_ms)),
         ] {
-            if !v.is_finite() {
+            if let Some(v) = v
+                && !v.is_finite()
+            {
                 return bad(format!("{what} must be a finite number, got {v}"));
             }
         }
         for (what, v) in [
             ("probability", self.probability),
-            ("t_accept", self.t_accept),
-            ("t_reject", self.t_reject),
+            ("t_accept", Some(self.t_accept)),
+            ("t_reject", Some(self.t_reject)),
         ] {
-            if !(0.0..=1.0).contains(&v) {
+            if let Some(v) = v
+                && !(0.0..=1.0).contains(&v)
+            {
                 return bad(format!("{what} must be between 0 and 1, got {v}"));
             }
+        }
+        if self.probability.is_some() && self.raw_score.is_none() {
+            return bad("a probability needs the score it was computed from".into());
         }
         if self.t_reject > self.t_accept {
             return bad(format!(
@@ -234,8 +244,8 @@ impl NewDecision {
                 ],
                 None => [None; 4],
             },
-            raw_score: Some(self.raw_score),
-            probability: Some(self.probability),
+            raw_score: self.raw_score,
+            probability: self.probability,
             t_accept: Some(self.t_accept),
             t_reject: Some(self.t_reject),
             decision: Some(self.decision.as_str().to_string()),
@@ -263,8 +273,10 @@ pub struct DecisionRow {
     pub cheque_sha256: String,
     pub reference_sha256s: Vec<String>,
     pub crop: Option<CropBox>,
-    pub raw_score: f64,
-    pub probability: f64,
+    /// `None` (NULL) when nothing was scored; see [`NewDecision::raw_score`].
+    pub raw_score: Option<f64>,
+    /// `None` (NULL) when nothing was calibrated or scored.
+    pub probability: Option<f64>,
     pub t_accept: f64,
     pub t_reject: f64,
     pub decision: Decision,

@@ -41,8 +41,9 @@ pub struct ExportRecord {
     pub crop_y: Option<u32>,
     pub crop_w: Option<u32>,
     pub crop_h: Option<u32>,
-    pub raw_score: f64,
-    pub probability: f64,
+    /// Empty (CSV) or null (JSON) when nothing was scored or calibrated.
+    pub raw_score: Option<f64>,
+    pub probability: Option<f64>,
     pub t_accept: f64,
     pub t_reject: f64,
     pub decision: String,

@@ -68,9 +68,8 @@ pub fn account_references(
 /// The audit row for a verification, as decided by the pipeline. The final action is pending: a
 /// clerk's confirmation or override is recorded later, as its own row, by the GUI.
 ///
-/// The store records a score and a probability for every decision; when no signature was found (or
-/// no calibration is configured) there is none, and 0 is recorded, with the decision REFER and the
-/// reason saying why, so the row cannot be mistaken for a scored one.
+/// When no signature was found there is no score, and without a calibration no probability: the row
+/// records NULL for them (never a stand-in 0), with the decision REFER and the reason saying why.
 pub fn to_new_decision(result: &VerifyResult, operator: &Operator, source: Source) -> NewDecision {
     NewDecision {
         time: time::OffsetDateTime::now_utc(),
@@ -86,8 +85,8 @@ pub fn to_new_decision(result: &VerifyResult, operator: &Operator, source: Sourc
             w: c.width,
             h: c.height,
         }),
-        raw_score: result.raw_score.filter(|s| s.is_finite()).unwrap_or(0.0),
-        probability: result.probability.filter(|p| p.is_finite()).unwrap_or(0.0),
+        raw_score: result.raw_score.filter(|s| s.is_finite()),
+        probability: result.probability.filter(|p| p.is_finite()),
         t_accept: result.outcome.thresholds_used.accept,
         t_reject: result.outcome.thresholds_used.reject,
         decision: result.outcome.decision,

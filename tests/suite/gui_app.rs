@@ -485,6 +485,26 @@ fn a_cheque_without_a_signature_is_referred() {
     assert_eq!(o.decision, countersign::scoring::Decision::Refer);
     assert!(has_text(&h, "No signature was found"));
     assert!(has_text(&h, "REFER"));
+
+    // Logged with no score and no probability (NULL), not a stand-in 0 an auditor could misread.
+    h.key_press(egui::Key::Enter);
+    wait_for(&mut h, "the decision to be logged", |a| {
+        a.verify.recorded.is_some()
+    });
+    let id = h
+        .state()
+        .verify
+        .recorded
+        .as_ref()
+        .map(|r| r.id)
+        .expect("row");
+    let row = Store::open_read_only(&f.db)
+        .expect("open")
+        .decision(id)
+        .expect("read")
+        .expect("the row");
+    assert_eq!((row.raw_score, row.probability), (None, None));
+    assert_eq!(row.decision, countersign::scoring::Decision::Refer);
 }
 
 #[test]
@@ -526,8 +546,8 @@ fn audit_fetches_only_the_visible_page_of_many_rows() {
                 cheque_id: Some(format!("CHQ-{k:06}")),
                 cheque_sha256: format!("{k:064x}"),
                 reference_sha256s: vec![format!("{:064x}", k + 1)],
-                raw_score: 0.5,
-                probability: 0.5,
+                raw_score: Some(0.5),
+                probability: Some(0.5),
                 t_accept: 0.8,
                 t_reject: 0.3,
                 decision: countersign::scoring::Decision::Refer,

@@ -26,6 +26,14 @@ fn populated(path: &std::path::Path) -> common::Fixture {
     for i in 0..60 {
         let op = if i % 4 == 0 { &sup } else { &clerk };
         let mut d = decision(op, i);
+        // Unscored rows (no signature found: no score, REFER) and uncalibrated ones (no probability)
+        // hold NULL, which must survive every export format.
+        if d.decision == Decision::Refer {
+            d.probability = None;
+            if i % 2 == 0 {
+                d.raw_score = None;
+            }
+        }
         if i % 5 == 0 && d.decision != Decision::Reject {
             d.final_action = FinalAction::Override;
             d.reason = Some(format!(
@@ -154,6 +162,12 @@ fn csv_and_jsonl_round_trip_with_anchor_and_sha() {
         .map(ExportRecord::from)
         .collect();
     expected.reverse(); // exports are oldest first
+    assert!(expected.iter().any(|r| r.raw_score.is_none()));
+    assert!(
+        expected
+            .iter()
+            .any(|r| r.raw_score.is_some() && r.probability.is_none())
+    );
     assert!(expected.iter().any(|r| {
         r.reason
             .as_deref()

@@ -615,13 +615,19 @@ fn the_gui_decides_exactly_as_the_cli_with_and_without_an_amount_rule() {
         let cli_logged = rows.iter().max_by_key(|r| r.id).unwrap();
         assert_eq!(gui_logged.source, "gui");
         assert_eq!(cli_logged.source, "cli");
+        let (g, c) = (gui_logged.raw_score.unwrap(), cli_logged.raw_score.unwrap());
         assert!(
-            (gui_logged.raw_score - cli_logged.raw_score).abs() < 1e-6,
-            "GUI score {} and CLI score {} differ",
-            gui_logged.raw_score,
-            cli_logged.raw_score
+            (g - c).abs() < 1e-6,
+            "GUI score {g} and CLI score {c} differ"
         );
-        assert!((gui_logged.probability - cli_logged.probability).abs() < 1e-6);
+        let (g, c) = (
+            gui_logged.probability.unwrap(),
+            cli_logged.probability.unwrap(),
+        );
+        assert!(
+            (g - c).abs() < 1e-6,
+            "GUI probability {g} and CLI {c} differ"
+        );
         assert_eq!(
             (gui_logged.t_accept, gui_logged.t_reject),
             (cli_logged.t_accept, cli_logged.t_reject)
