@@ -671,26 +671,45 @@ fn process_chunk(
     let t_store = Instant::now();
     if !decisions.is_empty() {
         let batch: Vec<_> = decisions.iter().map(|(_, d)| d.clone()).collect();
-        match store.insert_decisions(operator, &batch) {
-            Ok(_) => {}
+        // Only cheques nobody decided yet: another batch over the same manifest may be running.
+        let mark_taken = |rows: &mut Vec<ResultRow>, i: usize| {
+            let r = &rows[i];
+            rows[i] = ResultRow::bare(
+                &r.cheque_id,
+                r.line,
+                r.account_id.as_deref(),
+                RowStatus::Skipped,
+                "decided meanwhile by another run on this audit store; this run recorded nothing for it".into(),
+            );
+        };
+        match store.insert_undecided(operator, &batch) {
+            Ok(ids) => {
+                for ((i, _), id) in decisions.iter().zip(ids) {
+                    if id.is_none() {
+                        mark_taken(&mut rows, *i);
+                    }
+                }
+            }
             // The store refuses a row it considers malformed (an over-long cheque id, say) and with it
             // the whole transaction; find the culprit(s) one by one and report them as ERROR rows.
             Err(crate::store::StoreError::Invalid(_)) => {
                 for (i, d) in decisions {
-                    if let Err(e) = store.insert_decision(operator, &d) {
-                        match e {
-                            crate::store::StoreError::Invalid(msg) => {
-                                let r = &rows[i];
-                                rows[i] = ResultRow::bare(
-                                    &r.cheque_id,
-                                    r.line,
-                                    r.account_id.as_deref(),
-                                    RowStatus::Error,
-                                    format!("the audit store refused the decision: {msg}"),
-                                );
-                            }
-                            other => return Err(other.into()),
+                    match store.insert_undecided(operator, std::slice::from_ref(&d)) {
+                        Ok(ids) if ids.first().is_some_and(Option::is_none) => {
+                            mark_taken(&mut rows, i)
                         }
+                        Ok(_) => {}
+                        Err(crate::store::StoreError::Invalid(msg)) => {
+                            let r = &rows[i];
+                            rows[i] = ResultRow::bare(
+                                &r.cheque_id,
+                                r.line,
+                                r.account_id.as_deref(),
+                                RowStatus::Error,
+                                format!("the audit store refused the decision: {msg}"),
+                            );
+                        }
+                        Err(other) => return Err(other.into()),
                     }
                 }
             }

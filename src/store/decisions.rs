@@ -437,6 +437,68 @@ impl Store {
         op: &Operator,
         decisions: &[NewDecision],
     ) -> Result<Vec<i64>, StoreError> {
+        self.check_new_decisions(op, decisions)?;
+        let entries: Vec<Entry> = decisions.iter().map(NewDecision::entry).collect();
+        let m = self.mapper();
+        let tx = self.write_tx()?;
+        let ids = append(&tx, &entries).map_err(&m)?;
+        tx.commit().map_err(&m)?;
+        Ok(ids)
+    }
+
+    /// Records, in one transaction, each decision whose cheque id no decision in the ledger has yet,
+    /// and returns its row id; `None` marks a cheque that was already decided (by another run, say, or
+    /// earlier in `decisions`). The check and the append share the write lock, so two batches over
+    /// the same manifest at once still decide each cheque exactly once. Decisions without a cheque id
+    /// are always recorded.
+    pub fn insert_undecided(
+        &mut self,
+        op: &Operator,
+        decisions: &[NewDecision],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        self.check_new_decisions(op, decisions)?;
+        let m = self.mapper();
+        let tx = self.write_tx()?;
+        let mut fresh = Vec::with_capacity(decisions.len());
+        let mut kept = Vec::with_capacity(decisions.len());
+        {
+            let mut taken = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM ledger WHERE kind = 'decision' AND cheque_id = ?1)",
+                )
+                .map_err(&m)?;
+            let mut in_this_call = HashSet::new();
+            for d in decisions {
+                let new = match &d.cheque_id {
+                    None => true,
+                    Some(c) => {
+                        !taken
+                            .query_row(params![c], |r| r.get::<_, bool>(0))
+                            .map_err(&m)?
+                            && in_this_call.insert(c.as_str())
+                    }
+                };
+                kept.push(new);
+                if new {
+                    fresh.push(d.entry());
+                }
+            }
+        }
+        let mut ids = append(&tx, &fresh).map_err(&m)?.into_iter();
+        tx.commit().map_err(&m)?;
+        Ok(kept
+            .into_iter()
+            .map(|new| if new { ids.next() } else { None })
+            .collect())
+    }
+
+    /// What every insert checks first: the operator may verify (and override, when a row does), and
+    /// every row is well formed.
+    fn check_new_decisions(
+        &mut self,
+        op: &Operator,
+        decisions: &[NewDecision],
+    ) -> Result<(), StoreError> {
         self.require(op, Permission::Verify)?;
         for d in decisions {
             d.validate(op)?;
@@ -449,12 +511,7 @@ impl Store {
                 self.require(op, p)?;
             }
         }
-        let entries: Vec<Entry> = decisions.iter().map(NewDecision::entry).collect();
-        let m = self.mapper();
-        let tx = self.write_tx()?;
-        let ids = append(&tx, &entries).map_err(&m)?;
-        tx.commit().map_err(&m)?;
-        Ok(ids)
+        Ok(())
     }
 
     /// Records one decision; returns its row id.

@@ -353,6 +353,61 @@ fn a_limited_run_then_a_rerun_decides_every_cheque_once() {
     assert_complete_without_duplicates(&fx.db, 40, "lim-");
 }
 
+#[test]
+fn two_batches_over_one_manifest_at_once_decide_each_cheque_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fx, model) = setup(dir.path());
+    let manifest = fx.dir.join("two.csv");
+    fixture::write_manifest(&fx, &manifest, 40, "two-", RefMode::Account).unwrap();
+    let runs: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let summary = dir.path().join(format!("{name}.json"));
+            let child = cli_batch(
+                &fx,
+                &model,
+                &manifest,
+                &dir.path().join(format!("{name}.csv")),
+            )
+            .args(["--chunk-rows", "2"])
+            .arg("--summary-json")
+            .arg(&summary)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+            (child, summary)
+        })
+        .collect();
+    let mut decided = 0;
+    let mut skipped = 0;
+    for (child, summary) in runs {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+        decided += ["accept", "refer", "reject"]
+            .iter()
+            .map(|k| s[k].as_u64().unwrap())
+            .sum::<u64>();
+        skipped += s["skipped"].as_u64().unwrap();
+    }
+    // Each cheque was decided by exactly one of the runs and skipped by the other.
+    assert_complete_without_duplicates(&fx.db, 40, "two-");
+    assert_eq!((decided, skipped), (40, 40));
+    assert!(
+        Store::open_read_only(&fx.db)
+            .unwrap()
+            .verify_chain()
+            .unwrap()
+            .is_intact()
+    );
+}
+
 /// Starts a CLI batch, waits until some decisions are committed, stops it with `signal`, and returns
 /// the exit status and stderr.
 fn interrupt_midway(

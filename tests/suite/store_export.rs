@@ -270,3 +270,36 @@ fn resumability_queries_see_committed_cheques() {
     assert!(f.store.has_decision("CHQ-000059").unwrap());
     assert!(!f.store.has_decision("CHQ-999999").unwrap());
 }
+
+#[test]
+fn insert_undecided_records_each_cheque_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = populated(&dir.path().join("a.sqlite3"));
+    let clerk = f.clerk.clone();
+    // 58 and 59 are in the ledger already; 100 comes twice in this call; one row has no cheque id.
+    let mut ds: Vec<_> = [58, 100, 59, 101, 100]
+        .into_iter()
+        .map(|i| decision(&clerk, i))
+        .collect();
+    let mut anonymous = decision(&clerk, 102);
+    anonymous.cheque_id = None;
+    ds.push(anonymous.clone());
+    let ids = f.store.insert_undecided(&clerk, &ds).unwrap();
+    let recorded: Vec<bool> = ids.iter().map(Option::is_some).collect();
+    assert_eq!(recorded, [false, true, false, true, false, true]);
+    assert_eq!(f.store.decided_cheque_ids().unwrap().len(), 62);
+    // The ids are the rows written, in order.
+    for (d, id) in ds.iter().zip(&ids) {
+        if let Some(id) = id {
+            let row = f.store.decision(*id).unwrap().unwrap();
+            assert_eq!(row.cheque_id, d.cheque_id);
+        }
+    }
+    // Again: every cheque is taken now; a row without a cheque id is still recorded.
+    let again = f.store.insert_undecided(&clerk, &ds).unwrap();
+    assert_eq!(
+        again.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [false, false, false, false, false, true]
+    );
+    assert!(f.store.verify_chain().unwrap().is_intact());
+}
