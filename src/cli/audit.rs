@@ -114,6 +114,20 @@ pub fn run(global: &GlobalOpts, args: &AuditArgs) -> anyhow::Result<()> {
                 )
                 .into());
             }
+            // Roles and PINs live in their own table; each must match what the chain recorded.
+            let differing = store.operators_differing_from_chain()?;
+            if !differing.is_empty() {
+                let list: Vec<String> = differing.iter().map(|(_, why)| why.clone()).collect();
+                return Err(ExitError::new(
+                    exit::CHAIN_BROKEN,
+                    format!(
+                        "the chain is intact ({} rows), but the operators table was changed outside Countersign: {}",
+                        report.rows_checked,
+                        list.join("; ")
+                    ),
+                )
+                .into());
+            }
             match &report.head {
                 Some(h) => println!(
                     "chain intact: {} rows verified; head row {} ({}) hash {}",

@@ -397,6 +397,9 @@ fn store_error(context: &str, e: crate::store::StoreError) -> UserError {
             "Do not use this database for decisions. Tell your supervisor; the message says how to recover."
         }
         E::DiskFull { .. } => "Free disk space, then try again. Nothing was written.",
+        E::CredentialsTampered { .. } => {
+            "Do not use this database. Keep it as evidence and tell your supervisor and the auditors."
+        }
         E::Invalid(_) | E::NotFound { .. } | E::AlreadyExists { .. } => {
             "Correct the input and try again."
         }
@@ -1332,6 +1335,21 @@ pub fn verify_chain(config: &BackendConfig) -> Result<ChainReport, UserError> {
             "First bad row {id}: {why}. Keep this database as evidence and tell your supervisor."
         ),
     };
+    let differing = store
+        .operators_differing_from_chain()
+        .map_err(|e| store_error("The operators could not be checked", e))?;
+    if r.is_intact() && !differing.is_empty() {
+        let list: Vec<String> = differing.into_iter().map(|(_, why)| why).collect();
+        return Ok(ChainReport {
+            ok: false,
+            rows_checked: r.rows_checked,
+            message: format!(
+                "The chain is intact, but the operators table was changed outside Countersign: {}. \
+                 Keep this database as evidence and tell your supervisor.",
+                list.join("; ")
+            ),
+        });
+    }
     Ok(ChainReport {
         ok: r.is_intact(),
         rows_checked: r.rows_checked,

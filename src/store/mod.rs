@@ -80,6 +80,12 @@ pub enum StoreError {
     #[error("wrong operator name or PIN")]
     AuthFailed,
     #[error(
+        "operator {operator} may not sign in: {detail}. The operators table was changed outside Countersign \
+         (roles and PINs are only changed through it, and each change is in the audit chain); ask an auditor \
+         to run `countersign audit verify`"
+    )]
+    CredentialsTampered { operator: String, detail: String },
+    #[error(
         "operator {operator} is locked out after {failures} wrong PINs; try again after {retry_after} \
          ({seconds} s), or ask a supervisor to unlock"
     )]
@@ -124,6 +130,7 @@ impl StoreError {
             | StoreError::AlreadyExists { .. }
             | StoreError::Invalid(_) => exit::FAILURE,
             StoreError::NoOperators => exit::DENIED,
+            StoreError::CredentialsTampered { .. } => exit::CHAIN_BROKEN,
             StoreError::Sqlite(_)
             | StoreError::Io { .. }
             | StoreError::Busy { .. }

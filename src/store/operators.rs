@@ -192,6 +192,13 @@ impl KdfCost {
 }
 
 /// Hashes a PIN to a PHC string.
+/// The SHA-256 of a stored PIN hash, recorded in the audit chain so that a swapped hash is noticed
+/// (the argon2 hash itself stays out of the chain and its exports).
+fn pin_digest(pin_hash: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(pin_hash.as_bytes()))
+}
+
 pub fn hash_pin(pin: &str, cost: KdfCost) -> Result<String, StoreError> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
@@ -341,7 +348,8 @@ impl Store {
             params![name, role.as_str(), pin_hash, now, creator],
         )
         .map_err(&m)?;
-        let event = json!({"event": "operator_added", "name": name, "role": role.as_str(), "bootstrap": count == 0});
+        let event = json!({"event": "operator_added", "name": name, "role": role.as_str(), "bootstrap": count == 0,
+            "pin_sha256": pin_digest(&pin_hash)});
         append(&tx, &[Entry::event("security", &creator, event)]).map_err(&m)?;
         tx.commit().map_err(&m)?;
         Ok(Operator {
@@ -379,6 +387,16 @@ impl Store {
         let role = Role::parse(&role).ok_or_else(|| {
             StoreError::Invalid(format!("operator {name} has an unknown role {role:?}"))
         })?;
+        if let Some(detail) = self.credentials_differ_from_chain(name, role, &pin_hash)? {
+            self.log_security(
+                name,
+                json!({"event": "sign_in_refused", "cause": "credentials differ from the chain", "detail": detail}),
+            )?;
+            return Err(StoreError::CredentialsTampered {
+                operator: name.to_string(),
+                detail,
+            });
+        }
         let now = OffsetDateTime::now_utc();
         if let Some(until) = locked_until.as_deref().and_then(|u| parse_time(u).ok())
             && until > now
@@ -496,7 +514,7 @@ impl Store {
             &[Entry::event(
                 "security",
                 &by.name,
-                json!({"event": "pin_changed", "name": name}),
+                json!({"event": "pin_changed", "name": name, "pin_sha256": pin_digest(&pin_hash)}),
             )],
         )
         .map_err(&m)?;
@@ -530,6 +548,96 @@ impl Store {
         )
         .map_err(&m)?;
         tx.commit().map_err(&m)
+    }
+
+    /// Compares an operator's row with what the audit chain recorded when it was added and when its
+    /// PIN last changed. `Some(why)` when they differ: a role raised or a PIN hash swapped by editing
+    /// the file directly. A PIN change logged before PIN digests were recorded leaves the PIN unchecked.
+    fn credentials_differ_from_chain(
+        &self,
+        name: &str,
+        role: Role,
+        pin_hash: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let m = self.mapper();
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT json_extract(payload, '$.event'), json_extract(payload, '$.role'), \
+                 json_extract(payload, '$.pin_sha256') FROM ledger \
+                 WHERE kind = 'security' AND json_valid(payload) \
+                 AND json_extract(payload, '$.name') = ?1 \
+                 AND json_extract(payload, '$.event') IN ('operator_added', 'pin_changed') ORDER BY id",
+            )
+            .map_err(&m)?;
+        let events = stmt
+            .query_map(params![name], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .map_err(&m)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&m)?;
+        let mut added_as = None;
+        let mut pin = None;
+        for (event, logged_role, digest) in events {
+            if event == "operator_added" {
+                added_as = logged_role;
+            }
+            pin = digest;
+        }
+        let Some(added_as) = added_as else {
+            return Ok(Some(format!(
+                "the audit chain has no record of operator {name} being added"
+            )));
+        };
+        if added_as != role.as_str() {
+            return Ok(Some(format!(
+                "the operators table gives the role {}, but the audit chain added {name} as {added_as}",
+                role.as_str()
+            )));
+        }
+        if let Some(digest) = pin
+            && digest != pin_digest(pin_hash)
+        {
+            return Ok(Some(format!(
+                "the PIN hash of {name} is not the one the audit chain recorded at its last PIN change"
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Every operator whose row differs from the audit chain, with why (see `audit verify`).
+    pub fn operators_differing_from_chain(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let m = self.mapper();
+        let rows = self
+            .conn()
+            .prepare("SELECT name, role, pin_hash FROM operators ORDER BY name")
+            .map_err(&m)?
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(&m)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&m)?;
+        let mut out = Vec::new();
+        for (name, role, pin_hash) in rows {
+            let why = match Role::parse(&role) {
+                None => Some(format!("operator {name} has an unknown role {role:?}")),
+                Some(role) => self.credentials_differ_from_chain(&name, role, &pin_hash)?,
+            };
+            if let Some(why) = why {
+                out.push((name, why));
+            }
+        }
+        Ok(out)
     }
 
     fn log_security(&mut self, operator: &str, event: serde_json::Value) -> Result<(), StoreError> {

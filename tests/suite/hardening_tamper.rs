@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{attacker, decision, fixture, open};
-use countersign::store::{Checkpoint, DecisionFilter, ExportFormat, Role, Store};
+use countersign::store::{Checkpoint, DecisionFilter, ExportFormat, Store, StoreError};
 use rusqlite::types::Value;
 
 /// The documented canonical encoding (src/store/chain.rs), written here from the documentation
@@ -260,32 +260,108 @@ fn a_swapped_in_database_fails_every_anchor_taken_from_the_real_one() {
 }
 
 #[test]
-fn a_role_changed_outside_the_ledger_keeps_the_chain_intact_but_the_ledger_shows_the_original() {
+fn roles_and_pins_changed_outside_countersign_are_refused_at_sign_in_and_reported_by_audit_verify()
+{
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("audit.sqlite3");
-    drop(fixture(&db));
-    // The operators table is bookkeeping, not part of the chain: plain SQL can promote a clerk.
-    rusqlite::Connection::open(&db)
-        .expect("open")
-        .execute(
-            "UPDATE operators SET role = 'supervisor' WHERE name = 'carla'",
-            [],
-        )
-        .expect("promote");
-    let mut store = Store::open_with(&db, &common::opts()).expect("open");
-    assert!(store.verify_chain().expect("verify").is_intact());
-    let carla = store.authenticate("carla", "2222").expect("sign in");
-    assert_eq!(carla.role(), Role::Supervisor, "the promotion takes effect");
-    // What the chain does keep: the role she was created with, and every action is signed with her
-    // name, so an audit comparing the operators table against the ledger finds the promotion.
+    {
+        let mut f = fixture(&db);
+        // A PIN changed the proper way stays valid: its digest is in the chain.
+        let sam = f.sup.clone();
+        f.store.set_pin(&sam, "aude", "3434").expect("new PIN");
+    }
+    let refused = |name: &str, pin: &str| {
+        let mut store = Store::open_with(&db, &common::opts()).expect("open");
+        match store.authenticate(name, pin) {
+            Err(e @ StoreError::CredentialsTampered { .. }) => e.to_string(),
+            other => panic!("{name} should be refused, got {other:?}"),
+        }
+    };
+    {
+        let mut store = Store::open_with(&db, &common::opts()).expect("open");
+        store
+            .authenticate("aude", "3434")
+            .expect("a proper PIN change works");
+        assert!(
+            store
+                .operators_differing_from_chain()
+                .expect("check")
+                .is_empty()
+        );
+    }
+    let verify = audit_verify(&db, None);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // Plain SQL on the file: promote the clerk, give the supervisor the clerk's PIN hash (so the
+    // clerk's PIN opens the supervisor), and slip in an operator nobody added.
     let c = rusqlite::Connection::open(&db).expect("open");
-    let created_role: String = c
+    c.execute_batch(
+        "UPDATE operators SET role = 'supervisor' WHERE name = 'carla';
+         UPDATE operators SET pin_hash = (SELECT pin_hash FROM operators WHERE name = 'carla') WHERE name = 'sam';
+         INSERT INTO operators (name, role, pin_hash, created_at, created_by)
+           SELECT 'mallory', 'supervisor', pin_hash, created_at, 'sam' FROM operators WHERE name = 'carla';",
+    )
+    .expect("edit the operators table");
+    drop(c);
+
+    let why = refused("carla", "2222");
+    assert!(
+        why.contains("role supervisor") && why.contains("as clerk"),
+        "{why}"
+    );
+    let why = refused("sam", "2222");
+    assert!(why.contains("PIN hash of sam"), "{why}");
+    let why = refused("mallory", "2222");
+    assert!(why.contains("no record of operator mallory"), "{why}");
+    // The untouched auditor still signs in, and each refusal is in the chain, which stays intact.
+    let mut store = Store::open_with(&db, &common::opts()).expect("open");
+    store
+        .authenticate("aude", "3434")
+        .expect("untouched operator");
+    assert!(store.verify_chain().expect("verify").is_intact());
+    let refusals: i64 = rusqlite::Connection::open(&db)
+        .expect("open")
         .query_row(
-            "SELECT json_extract(payload, '$.role') FROM ledger WHERE kind = 'security' \
-             AND json_extract(payload, '$.event') = 'operator_added' AND json_extract(payload, '$.name') = 'carla'",
+            "SELECT count(*) FROM ledger WHERE kind = 'security' \
+             AND json_extract(payload, '$.cause') = 'credentials differ from the chain'",
             [],
             |r| r.get(0),
         )
-        .expect("creation row");
-    assert_eq!(created_role, "clerk");
+        .expect("count");
+    assert_eq!(refusals, 3);
+    let differing: Vec<String> = store
+        .operators_differing_from_chain()
+        .expect("check")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(differing, ["carla", "mallory", "sam"]);
+
+    // `audit verify` fails with the chain-broken exit code and names each operator.
+    let verify = audit_verify(&db, None);
+    assert_eq!(verify.status.code(), Some(7));
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    for name in ["carla", "sam", "mallory"] {
+        assert!(stderr.contains(name), "{stderr}");
+    }
+    // Through the CLI, the promoted clerk gets the same refusal and exit code.
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .arg("--db")
+        .arg(&db)
+        .args(["--operator", "carla", "--pin", "2222", "account", "list"])
+        .env_remove("COUNTERSIGN_OPERATOR")
+        .env_remove("COUNTERSIGN_PIN")
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("changed outside Countersign"));
 }
