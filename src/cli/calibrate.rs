@@ -25,7 +25,9 @@ pub struct CalibrateArgs {
     /// Why the thresholds change (recorded in the audit log).
     #[arg(long)]
     pub reason: Option<String>,
-    /// Also write calibration and thresholds into the model card beside the weights (model builders).
+    /// Also write calibration and thresholds into the model card beside the weights (supervisor only,
+    /// needs --reason; recorded in the audit chain, since the card's thresholds are the policy until
+    /// settings are saved).
     #[arg(long)]
     pub write_card: bool,
     /// Write the result as JSON here.
@@ -37,8 +39,11 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
     if !(0.0..1.0).contains(&args.target_far) || !(0.0..1.0).contains(&args.refer_band) {
         anyhow::bail!("--target-far and --refer-band must be in [0, 1)");
     }
-    if args.save && args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-        anyhow::bail!("--save needs --reason \"...\": threshold changes are audited");
+    if (args.save || args.write_card) && args.reason.as_deref().is_none_or(|r| r.trim().is_empty())
+    {
+        anyhow::bail!(
+            "--save and --write-card need --reason \"...\": threshold changes are audited"
+        );
     }
     let model = load_model(global)?;
     let ds = args.data.dataset()?;
@@ -80,11 +85,42 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
         let weights = global.model_path()?.0;
         let card_file = crate::model::card_path(&weights);
         let mut card = model.card().clone();
+        let old =
+            serde_json::json!({"calibration": card.calibration, "thresholds": card.thresholds});
         card.calibration = Some(result.calibration);
         card.thresholds = Some(c.thresholds);
-        std::fs::write(&card_file, serde_json::to_string_pretty(&card)?)
-            .with_context(|| format!("writing {}", card_file.display()))?;
-        println!("written into the model card {}", card_file.display());
+        let new =
+            serde_json::json!({"calibration": card.calibration, "thresholds": card.thresholds});
+        // The new card goes to a temporary file first; it replaces the card only once the change is
+        // in the audit chain, so no card changes without its row.
+        let staged = card_file.with_extension("json.new");
+        std::fs::write(&staged, serde_json::to_string_pretty(&card)?)
+            .with_context(|| format!("writing {}", staged.display()))?;
+        let logged = (|| -> anyhow::Result<i64> {
+            let mut store = super::operator::open_store(global)?;
+            let op = super::operator::sign_in(&mut store, global)?;
+            Ok(store.log_model_card_change(
+                &op,
+                &card_file.display().to_string(),
+                &card.weights_sha256,
+                old,
+                new,
+                args.reason.as_deref().unwrap_or_default(),
+            )?)
+        })();
+        let row = match logged {
+            Ok(row) => row,
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged);
+                return Err(e.context("the model card was not changed"));
+            }
+        };
+        std::fs::rename(&staged, &card_file)
+            .with_context(|| format!("replacing {}", card_file.display()))?;
+        println!(
+            "written into the model card {} (audit row {row})",
+            card_file.display()
+        );
     }
     if args.save {
         let mut store = super::operator::open_store(global)?;

@@ -245,6 +245,36 @@ impl Store {
         Ok(new)
     }
 
+    /// Records, as a `model_card` row in the chain, that a supervisor rewrote the calibration and
+    /// thresholds in a model's card (`calibrate --write-card`). The card's thresholds are the policy
+    /// while no supervisor has saved settings, so changing them is audited like a settings change.
+    pub fn log_model_card_change(
+        &mut self,
+        by: &Operator,
+        card: &str,
+        weights_sha256: &str,
+        old: serde_json::Value,
+        new: serde_json::Value,
+        reason: &str,
+    ) -> Result<i64, StoreError> {
+        self.require(by, super::Permission::ChangeModel)?;
+        if reason.trim().is_empty() || reason.len() > 2000 {
+            return Err(StoreError::Invalid(
+                "a model card change needs a reason (at most 2000 bytes)".into(),
+            ));
+        }
+        let payload = serde_json::json!({
+            "event": "card_calibration_written",
+            "card": card,
+            "weights_sha256": weights_sha256,
+            "old": old,
+            "new": new,
+        });
+        let mut e = Entry::event("model_card", by.name(), payload);
+        e.reason = Some(reason.to_string());
+        self.append_event(e)
+    }
+
     /// Every settings change, oldest first.
     pub fn settings_history(&self) -> Result<Vec<SettingsHistoryEntry>, StoreError> {
         let m = self.mapper();

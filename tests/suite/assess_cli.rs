@@ -218,6 +218,60 @@ fn calibrate_chooses_thresholds_and_saves_them_only_for_a_supervisor_with_a_reas
     assert_eq!(s.thresholds.accept, accept);
     assert_eq!(s.thresholds.reject, reject);
     assert!(store.verify_chain().unwrap().first_bad.is_none());
+    drop(store);
+
+    // Writing the card changes the fallback policy: it needs a reason and a supervisor, and it is
+    // recorded in the chain; a refused attempt leaves the card as it was.
+    let card_file = countersign::model::card_path(&weights);
+    let card_before = std::fs::read(&card_file).unwrap();
+    let write_card = |env: &[(&str, &str)], reason: Option<&str>| {
+        let mut args = vec![
+            "calibrate",
+            "--data",
+            d,
+            "--target-far",
+            "0.05",
+            "--write-card",
+        ];
+        if let Some(r) = reason {
+            args.extend(["--reason", r]);
+        }
+        cs(&db, &weights, &args, env)
+    };
+    let o = write_card(&sup, None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--reason"), "{}", text(&o));
+    let o = write_card(&clerk, Some("try"));
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(text(&o).contains("not changed"), "{}", text(&o));
+    assert_eq!(std::fs::read(&card_file).unwrap(), card_before);
+    let o = write_card(&sup, Some("card for the new branch"));
+    assert!(o.status.success(), "{}", text(&o));
+    let card = SignatureModel::load(&weights, tch::Device::Cpu)
+        .expect("the card still matches the weights")
+        .card()
+        .clone();
+    assert_eq!(
+        card.thresholds.map(|t| (t.accept, t.reject)),
+        Some((accept, reject))
+    );
+    let (operator, reason, payload): (String, String, String) = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT operator, reason, payload FROM ledger WHERE kind = 'model_card'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (operator.as_str(), reason.as_str()),
+        ("sue", "card for the new branch")
+    );
+    let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(payload["old"]["thresholds"], serde_json::Value::Null);
+    assert_eq!(payload["new"]["thresholds"]["accept"], accept);
+    let store = countersign::store::Store::open_read_only(&db).unwrap();
+    assert!(store.verify_chain().unwrap().is_intact());
 }
 
 #[test]
