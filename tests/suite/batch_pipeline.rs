@@ -7,7 +7,6 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -23,25 +22,7 @@ use countersign::verify::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_countersign");
 
-fn setup(dir: &Path) -> (Fixture, PathBuf) {
-    // The images and the model are built once per test binary (rendering cheques is the slow part) in
-    // cargo's scratch folder; each test gets its own copy of the audit database.
-    static SHARED: OnceLock<(Fixture, PathBuf)> = OnceLock::new();
-    let (fx, model) = SHARED.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("batch_pipeline-fixture");
-        let _ = std::fs::remove_dir_all(&root);
-        let fx = fixture::build(&root.join("fx"), 2, 3, 4, 5).unwrap();
-        let model = countersign::paths::default_model().unwrap_or_else(|| {
-            countersign::batch::bench::random_model(&root.join("model")).unwrap()
-        });
-        (fx, model)
-    });
-    let mut fx = fx.clone();
-    let db = dir.join("audit.sqlite3");
-    std::fs::copy(&fx.db, &db).unwrap();
-    fx.db = db;
-    (fx, model.clone())
-}
+use crate::pipeline_fixture::setup;
 
 fn verifier(model: &Path, store: &Store) -> Verifier {
     let m = SignatureModel::load(model, tch::Device::Cpu).unwrap();

@@ -15,39 +15,6 @@ use common::{attacker, decision, fixture, open};
 use countersign::store::{Checkpoint, DecisionFilter, ExportFormat, Store, StoreError};
 use rusqlite::types::Value;
 
-/// The documented canonical encoding (src/store/chain.rs), written here from the documentation
-/// alone: `SHA-256(prev || "countersign-ledger-v1" || values)`, each value a type byte and its
-/// little-endian bytes.
-fn row_hash(prev: &[u8; 32], values: &[Value]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut buf = prev.to_vec();
-    buf.extend_from_slice(b"countersign-ledger-v1");
-    for v in values {
-        match v {
-            Value::Null => buf.push(0),
-            Value::Integer(i) => {
-                buf.push(1);
-                buf.extend_from_slice(&i.to_le_bytes());
-            }
-            Value::Real(f) => {
-                buf.push(2);
-                buf.extend_from_slice(&f.to_bits().to_le_bytes());
-            }
-            Value::Text(s) => {
-                buf.push(3);
-                buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                buf.extend_from_slice(s.as_bytes());
-            }
-            Value::Blob(b) => {
-                buf.push(4);
-                buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
-                buf.extend_from_slice(b);
-            }
-        }
-    }
-    Sha256::digest(&buf).into()
-}
-
 const COLUMNS: &str = "id, kind, time, operator, account, cheque_id, amount_cents, cheque_sha256, \
      reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, probability, t_accept, t_reject, decision, \
      final_action, reason, model_id, device, latency_ms, source, ref_id, payload";
@@ -73,7 +40,7 @@ fn rehash_from(c: &rusqlite::Connection, from: i64) -> usize {
         .collect::<Result<_, _>>()
         .expect("rows");
     for row in &rows {
-        let h = row_hash(&prev, row);
+        let h = common::ledger_row_hash(&prev, row);
         c.execute(
             "UPDATE ledger SET prev_hash = ?1, hash = ?2 WHERE id = ?3",
             rusqlite::params![hex::encode(prev), hex::encode(h), row[0]],

