@@ -394,7 +394,11 @@ impl CountersignApp {
             Event::TaskFailed { task, error } => {
                 match task {
                     TaskKind::Evaluate => self.calibrate.on_failed(),
-                    TaskKind::Train => self.train.running = false,
+                    TaskKind::Train => {
+                        // A failed activation is reported as a Train task too: free its button.
+                        self.train.running = false;
+                        self.train.activating = false;
+                    }
                     TaskKind::Batch => {
                         self.batch.running = false;
                         self.batch.exporting = false;

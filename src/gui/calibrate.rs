@@ -135,7 +135,16 @@ impl CalibrateState {
         }
     }
 
+    /// The screen scrolls: after a run, the results (plots, model card) push the lower sections below
+    /// the fold of a laptop-sized window.
     pub fn show(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        egui::ScrollArea::vertical()
+            .id_salt("calibrate-scroll")
+            .auto_shrink(false)
+            .show(ui, |ui| self.show_contents(ui, shared));
+    }
+
+    fn show_contents(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         ui.heading("Calibrate thresholds");
         ui.label("Measure the model on labelled signatures, then choose how strict ACCEPT and REJECT are.");
         ui.horizontal(|ui| {

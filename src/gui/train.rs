@@ -131,7 +131,16 @@ impl TrainState {
         });
     }
 
+    /// The screen scrolls: after a run, the results (plots, model card) push the lower sections below
+    /// the fold of a laptop-sized window.
     pub fn show(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        egui::ScrollArea::vertical()
+            .id_salt("train-scroll")
+            .auto_shrink(false)
+            .show(ui, |ui| self.show_contents(ui, shared));
+    }
+
+    fn show_contents(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         ui.heading("Train a model");
         ui.label(
             "Train or fine-tune the signature network on the bank's own archive, on this machine.",

@@ -70,12 +70,20 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// A stable id of the sample within its writer: the file name (used to order references).
+    /// A stable id of the sample within its writer (used to order references): the file name with
+    /// its folder, because a writer's genuine `w1/01.png` and forged `w1_forg/01.png` are two samples.
     pub fn sample_id(&self) -> String {
-        self.path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| self.path.display().to_string())
+        let file = self.path.file_name().map(|n| n.to_string_lossy());
+        let folder = self
+            .path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy());
+        match (folder, file) {
+            (Some(folder), Some(file)) => format!("{folder}/{file}"),
+            (None, Some(file)) => file.into_owned(),
+            _ => self.path.display().to_string(),
+        }
     }
 }
 

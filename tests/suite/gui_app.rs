@@ -341,6 +341,96 @@ fn the_amount_field_refuses_a_misread_figure_and_the_logged_row_keeps_the_amount
 }
 
 #[test]
+fn supervisor_trains_a_model_and_activates_it_from_the_train_screen() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "sam");
+    assert!(h.state_mut().open(Screen::Train));
+    h.run_ok();
+    let data = f.path("archive");
+    let opts = countersign::synth::dataset::DatasetOptions {
+        writers: 8,
+        genuine: 5,
+        forgeries: 2,
+        cheques: 0,
+        seed: 5,
+        scan: false,
+    };
+    countersign::synth::dataset::generate_dataset(&data, &opts).expect("training data");
+    let out = f.path("trained.safetensors");
+    {
+        let t = &mut h.state_mut().train;
+        t.data = data.display().to_string();
+        t.out = out.display().to_string();
+        t.epochs = 1;
+        t.batch_size = 16;
+    }
+    h.get_by_label("Start training").click();
+    wait_for(&mut h, "training to finish", |a| {
+        !a.train.running && a.train.model_path.is_some()
+    });
+    let t = &h.state().train;
+    assert_eq!(t.model_path.as_deref(), Some(out.as_path()));
+    assert!(!t.losses.is_empty(), "the loss curve was drawn");
+    assert!(t.card.iter().any(|(k, _)| k.contains("weights_sha256")));
+    // The written model loads and matches its card.
+    countersign::model::SignatureModel::load(&out, tch::Device::Cpu).expect("trained model loads");
+
+    // A file that is not a model is refused with the reason, and the button is free again.
+    let bogus = f.path("not-a-model.safetensors");
+    std::fs::write(&bogus, b"not weights").expect("write");
+    let trained = std::mem::replace(
+        &mut h.state_mut().train.activate_path,
+        bogus.display().to_string(),
+    );
+    h.state_mut().train.activate_reason = "wrong file".into();
+    h.run_ok();
+    h.get_by_label("Activate model").scroll_to_me();
+    h.run_ok();
+    h.get_by_label("Activate model").click();
+    let start = Instant::now();
+    while !h.state().shared.banners.iter().any(|b| b.is_error) {
+        assert!(start.elapsed() < Duration::from_secs(60), "no error shown");
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.run_ok();
+    assert!(!h.state().train.activating, "the button is usable again");
+    assert!(has_text(&h, "was not activated"));
+    h.state_mut().shared.banners.clear();
+    h.state_mut().train.activate_path = trained;
+    h.state_mut().train.activate_reason.clear();
+    h.run_ok();
+
+    // Activation needs a reason; with one, the store's settings name the new model.
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Reason",
+        "trained on the branch archive",
+    );
+    assert_eq!(
+        h.state().train.activate_reason,
+        "trained on the branch archive"
+    );
+    // The section sits below the plots: scroll to it as a supervisor would, then click.
+    h.get_by_label("Activate model").scroll_to_me();
+    h.run_ok();
+    h.get_by_label("Activate model").click();
+    h.step();
+    assert!(h.state().train.activating, "the activation was sent");
+    wait_for(&mut h, "the activation", |a| !a.train.activating);
+    let settings = Store::open_read_only(&f.db)
+        .expect("open")
+        .current_settings()
+        .expect("settings");
+    assert_eq!(
+        settings.model_path.as_deref(),
+        Some(out.display().to_string().as_str())
+    );
+}
+
+#[test]
 fn clerk_cannot_open_calibrate() {
     let f = Fixture::new();
     let mut h = harness(f.app());

@@ -246,3 +246,31 @@ fn bad_configurations_are_refused() {
         Err(countersign::train::TrainError::NoData(_))
     ));
 }
+
+/// `countersign synth` writes `w0001/01.png` and `w0001_forg/01.png`: the same file name for a
+/// genuine signature and a forgery of one writer. Training on that layout must keep them apart (it
+/// once stopped at validation with "two samples with id '01.png'").
+#[test]
+fn training_on_synth_output_with_shared_file_names_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("synth");
+    let opts = countersign::synth::dataset::DatasetOptions {
+        writers: 6,
+        genuine: 4,
+        forgeries: 2,
+        cheques: 0,
+        seed: 9,
+        scan: false,
+    };
+    countersign::synth::dataset::generate_dataset(&data, &opts).expect("synth");
+    assert!(data.join("w0001/01.png").exists() && data.join("w0001_forg/01.png").exists());
+    let out = dir.path().join("synth.safetensors");
+    let mut cfg = config(&data, &out);
+    cfg.holdout = Holdout::List(vec!["w0001".into(), "w0002".into()]);
+    cfg.epochs = 1;
+    cfg.steps_per_epoch = 2;
+    cfg.writers_per_batch = 4;
+    let outcome = run(&cfg, |_| {}, Arc::new(AtomicBool::new(false))).expect("train");
+    assert_eq!(outcome.epochs_completed, 1);
+    SignatureModel::load(&out, Device::Cpu).expect("the model loads");
+}
