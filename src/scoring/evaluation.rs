@@ -607,9 +607,12 @@ impl EvaluationReport {
             skipped_writers,
             skilled: skilled_metrics,
             random: random_metrics,
+            // The calibration in force maps raw scores; z-normalised scores live on another scale,
+            // and verification never z-normalises, so deployment rates would be fiction.
             operating: cfg
                 .operating
                 .as_ref()
+                .filter(|_| !cfg.znorm)
                 .map(|op| OperatingRates::compute(pairs, op)),
             histograms,
             per_writer,

@@ -292,6 +292,12 @@ fn operating_rates_match_a_direct_count() {
         ..EvalConfig::default()
     };
     let r = evaluate(&samples, &cfg).unwrap();
+    // With z-norm the scores are on another scale than the calibration: no deployment rates.
+    let z = EvalConfig {
+        znorm: true,
+        ..cfg.clone()
+    };
+    assert!(evaluate(&samples, &z).unwrap().operating.is_none());
     let op = r.operating.as_ref().unwrap();
     let pairs = evaluation_scores(&samples, &cfg).unwrap();
     let rate = |f: &dyn Fn(&countersign::scoring::ScoredPair) -> bool,
