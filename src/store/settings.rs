@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chain::Entry;
 use super::{Operator, Permission, Store, StoreError};
-use crate::scoring::{Calibration, Thresholds};
+use crate::scoring::{Calibration, DecisionPolicy, Thresholds};
 
 /// A stricter accept threshold for cheques above an amount.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,20 +57,29 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// The thresholds for one cheque: the account's override if any, then the amount rule (which
-    /// can only make ACCEPT stricter).
-    pub fn thresholds_for(&self, account: Option<&str>, amount_cents: Option<i64>) -> Thresholds {
-        let mut t = account
-            .and_then(|a| self.account_overrides.get(a))
-            .copied()
-            .unwrap_or(self.thresholds);
-        if let (Some(rule), Some(amount)) = (self.amount_rule, amount_cents)
-            && amount > rule.above_cents
-        {
-            t.accept = t.accept.max(rule.t_accept);
+impl AmountRule {
+    /// The rule as the decision step applies it. The two types differ only in field names: this one
+    /// is serialised into the hash chain and keeps its names.
+    pub fn to_scoring(self) -> crate::scoring::AmountRule {
+        crate::scoring::AmountRule {
+            above_cents: self.above_cents,
+            accept: self.t_accept,
         }
-        t
+    }
+}
+
+impl Settings {
+    /// The decision policy these settings give (global thresholds, amount rule, per-account
+    /// thresholds). Which thresholds apply to a cheque is decided in one place only:
+    /// [`crate::scoring::DecisionPolicy::thresholds_for`].
+    pub fn decision_policy(&self) -> Result<DecisionPolicy, crate::scoring::ScoringError> {
+        let policy = DecisionPolicy {
+            thresholds: self.thresholds,
+            amount_rule: self.amount_rule.map(AmountRule::to_scoring),
+            per_account: self.account_overrides.clone(),
+        };
+        policy.validate()?;
+        Ok(policy)
     }
 }
 
@@ -330,8 +339,14 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(s.thresholds_for(None, Some(50_000)).accept, 0.8);
-        assert_eq!(s.thresholds_for(None, Some(200_000)).accept, 0.95);
+        let t = |s: &Settings, account: Option<&str>, amount: Option<i64>| {
+            s.decision_policy()
+                .unwrap()
+                .thresholds_for(account, amount)
+                .0
+        };
+        assert_eq!(t(&s, None, Some(50_000)).accept, 0.8);
+        assert_eq!(t(&s, None, Some(200_000)).accept, 0.95);
         s.account_overrides.insert(
             "A1".into(),
             Thresholds {
@@ -339,7 +354,7 @@ mod tests {
                 reject: 0.4,
             },
         );
-        assert_eq!(s.thresholds_for(Some("A1"), Some(200_000)).accept, 0.99);
-        assert_eq!(s.thresholds_for(Some("A1"), None).reject, 0.4);
+        assert_eq!(t(&s, Some("A1"), Some(200_000)).accept, 0.99);
+        assert_eq!(t(&s, Some("A1"), None).reject, 0.4);
     }
 }

@@ -452,11 +452,9 @@ impl Policy {
             policy.calibration = Some(settings.calibration);
             policy.source = PolicySource::Settings;
         }
-        policy.decision.amount_rule = settings.amount_rule.map(|r| crate::scoring::AmountRule {
-            above_cents: r.above_cents,
-            accept: r.t_accept,
-        });
-        policy.decision.per_account = settings.account_overrides.clone();
+        let from_settings = settings.decision_policy()?;
+        policy.decision.amount_rule = from_settings.amount_rule;
+        policy.decision.per_account = from_settings.per_account;
         policy.decision.validate()?;
         Ok(policy)
     }
