@@ -535,11 +535,11 @@ fn process_chunk(
     let t_embed = Instant::now();
     let mut sigs: Vec<NormalisedSignature> = Vec::new();
     for item in &mut chunk.items {
-        if let Work::Ready(q) = &mut item.work
-            && let Some(n) = q.normalised.take()
+        if let Work::Ready(q) = &item.work
+            && let Some(n) = &q.normalised
         {
-            // The pixels move to the network; the result only needs `found`.
-            sigs.push(n);
+            // A copy goes to the network; the result keeps the signature for the audit row's image.
+            sigs.push(n.clone());
         }
     }
     let mut embs = verifier.embed(&sigs)?.into_iter();

@@ -90,6 +90,12 @@ impl AuditState {
             }
             Event::AuditDetail(d) => {
                 self.detail_textures.clear();
+                if let Some(g) = &d.signature
+                    && let Some(t) = widgets::gray_texture(ctx, "audit-signature", g)
+                {
+                    self.detail_textures
+                        .push(("Signature as scored (logged)".into(), t));
+                }
                 if let Some(g) = &d.cheque
                     && let Some(t) = widgets::gray_texture(ctx, "audit-cheque", g)
                 {
@@ -367,8 +373,15 @@ impl AuditState {
                 ui.label(RichText::new(label).strong());
                 widgets::fit_image(ui, tex, egui::vec2(ui.available_width() - 10.0, 140.0));
             }
-            if self.detail_textures.is_empty() {
-                widgets::caption(ui, "The images of this decision are not kept in the database (only their hashes).");
+            if let Some(note) = &d.signature_note {
+                ui.colored_label(widgets::AMBER, note);
+            }
+            if d.cheque.is_none() {
+                widgets::caption(
+                    ui,
+                    "The cheque scan itself is not kept in the database (only its SHA-256); load it on \
+                     the Verify screen to see it here.",
+                );
             }
             egui::Grid::new("audit-detail-grid").num_columns(2).striped(true).show(ui, |ui| {
                 for (k, v) in &d.fields {

@@ -254,6 +254,10 @@ pub struct AuditFilter {
 #[derive(Clone, Debug)]
 pub struct DecisionDetail {
     pub row: DecisionRow,
+    /// The questioned signature as the network saw it, logged with the decision.
+    pub signature: Option<Gray>,
+    /// Why there is no logged signature, or why it cannot be trusted.
+    pub signature_note: Option<String>,
     pub cheque: Option<Gray>,
     pub reference: Option<Gray>,
     pub fields: Vec<(String, String)>,
@@ -1074,6 +1078,12 @@ impl Backend {
             device,
             latency_ms: outcome.latency_ms,
             source: crate::store::Source::Gui,
+            signature_png: self
+                .images
+                .get(&Slot::Cheque)
+                .and_then(|d| d.normalised.as_ref())
+                .filter(|_| outcome.signature_found)
+                .and_then(|(_, n)| n.to_png()),
         };
         let store = self.store()?;
         let id = store
@@ -1164,6 +1174,29 @@ impl Backend {
         {
             reference = Some(preview(&g, REFERENCE_PREVIEW.0, REFERENCE_PREVIEW.1).0);
         }
+        // The signature as scored, from the store, checked against the hash in the chained row.
+        let (signature, signature_note) = match store.decision_signature(id) {
+            Ok(Some(png)) => match crate::imaging::decode::decode_bytes(
+                &png,
+                "logged signature",
+                &crate::imaging::decode::DecodeLimits::default(),
+            ) {
+                Ok(g) => (
+                    Some(Gray {
+                        width: g.width() as usize,
+                        height: g.height() as usize,
+                        pixels: g.into_raw(),
+                    }),
+                    None,
+                ),
+                Err(e) => (None, Some(format!("The logged signature could not be read: {e}"))),
+            },
+            Ok(None) => (
+                None,
+                Some("No signature image is logged with this decision (none was found on the cheque).".into()),
+            ),
+            Err(e) => (None, Some(e.to_string())),
+        };
         // A cheque still loaded on the Verify screen with the same hash can be shown too.
         let cheque = self
             .images
@@ -1215,6 +1248,8 @@ impl Backend {
         ]);
         Ok(DecisionDetail {
             row,
+            signature,
+            signature_note,
             cheque,
             reference,
             fields,
@@ -1872,11 +1907,7 @@ pub fn normalised_gray(n: &crate::imaging::NormalisedSignature) -> Gray {
     Gray {
         width: n.width as usize,
         height: n.height as usize,
-        pixels: n
-            .pixels
-            .iter()
-            .map(|&v| 255 - (v.clamp(0.0, 1.0) * 255.0).round() as u8)
-            .collect(),
+        pixels: n.to_gray_pixels(),
     }
 }
 

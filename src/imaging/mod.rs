@@ -25,6 +25,25 @@ pub struct NormalisedSignature {
     pub pixels: Vec<f32>,
 }
 
+impl NormalisedSignature {
+    /// The signature as people see it: 8-bit gray, ink dark on white.
+    pub fn to_gray_pixels(&self) -> Vec<u8> {
+        self.pixels
+            .iter()
+            .map(|&v| 255 - (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect()
+    }
+
+    /// [`Self::to_gray_pixels`] as a PNG file, for the audit log (a few kilobytes). `None` only if
+    /// the pixel count does not match the size.
+    pub fn to_png(&self) -> Option<Vec<u8>> {
+        let img = image::GrayImage::from_raw(self.width, self.height, self.to_gray_pixels())?;
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).ok()?;
+        Some(out.into_inner())
+    }
+}
+
 /// Everything that can go wrong between untrusted bytes and a normalised signature.
 #[derive(Debug, thiserror::Error)]
 pub enum ImagingError {

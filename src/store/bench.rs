@@ -82,6 +82,8 @@ pub fn bench_with(dir: &Path, rows: u64) -> anyhow::Result<Vec<(String, String)>
                 device: "cpu".into(),
                 latency_ms: 14.25,
                 source: Source::Batch,
+                // Rows without the signature image: this measures the ledger itself.
+                signature_png: None,
             })
             .collect();
         store.insert_decisions(&op, &ds)?;

@@ -107,7 +107,13 @@ pub struct NewDecision {
     pub device: String,
     pub latency_ms: f64,
     pub source: Source,
+    /// The questioned signature as the network saw it, as a PNG (ink dark), kept beside the row for
+    /// auditors; its SHA-256 goes into the chained row. `None` when no signature was scored.
+    pub signature_png: Option<Vec<u8>>,
 }
+
+/// Largest logged signature image: a normalised signature is a few kilobytes.
+pub const MAX_SIGNATURE_PNG: usize = 256 * 1024;
 
 impl Default for NewDecision {
     fn default() -> Self {
@@ -131,8 +137,32 @@ impl Default for NewDecision {
             device: String::new(),
             latency_ms: 0.0,
             source: Source::Cli,
+            signature_png: None,
         }
     }
+}
+
+/// The key of the logged signature's SHA-256 in a decision row's chained payload.
+const SIGNATURE_SHA_KEY: &str = "signature_png_sha256";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Keeps each decision's signature image beside its row, in the row's transaction.
+fn store_signatures(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[(i64, &NewDecision)],
+) -> rusqlite::Result<()> {
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO decision_signatures (decision_id, png) VALUES (?1, ?2)")?;
+    for (id, d) in rows {
+        if let Some(png) = &d.signature_png {
+            stmt.execute(params![id, png])?;
+        }
+    }
+    Ok(())
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -215,6 +245,13 @@ impl NewDecision {
         }
         bounded_text("model_id", &self.model_id, 200)?;
         bounded_text("device", &self.device, 64)?;
+        if let Some(png) = &self.signature_png
+            && (png.len() > MAX_SIGNATURE_PNG || !png.starts_with(b"\x89PNG\r\n\x1a\n"))
+        {
+            return bad(format!(
+                "the logged signature must be a PNG of at most {MAX_SIGNATURE_PNG} bytes"
+            ));
+        }
         if self.final_action == FinalAction::Override
             && self.reason.as_deref().is_none_or(|r| r.trim().is_empty())
         {
@@ -256,7 +293,10 @@ impl NewDecision {
             latency_ms: Some(self.latency_ms),
             source: Some(self.source.as_str().to_string()),
             ref_id: None,
-            payload: None,
+            payload: self
+                .signature_png
+                .as_deref()
+                .map(|png| serde_json::json!({ SIGNATURE_SHA_KEY: sha256_hex(png) }).to_string()),
         }
     }
 }
@@ -442,6 +482,8 @@ impl Store {
         let m = self.mapper();
         let tx = self.write_tx()?;
         let ids = append(&tx, &entries).map_err(&m)?;
+        let pairs: Vec<(i64, &NewDecision)> = ids.iter().copied().zip(decisions).collect();
+        store_signatures(&tx, &pairs).map_err(&m)?;
         tx.commit().map_err(&m)?;
         Ok(ids)
     }
@@ -484,7 +526,16 @@ impl Store {
                 }
             }
         }
-        let mut ids = append(&tx, &fresh).map_err(&m)?.into_iter();
+        let appended = append(&tx, &fresh).map_err(&m)?;
+        let kept_decisions = decisions
+            .iter()
+            .zip(&kept)
+            .filter(|(_, k)| **k)
+            .map(|(d, _)| d);
+        let pairs: Vec<(i64, &NewDecision)> =
+            appended.iter().copied().zip(kept_decisions).collect();
+        store_signatures(&tx, &pairs).map_err(&m)?;
+        let mut ids = appended.into_iter();
         tx.commit().map_err(&m)?;
         Ok(kept
             .into_iter()
@@ -615,6 +666,32 @@ impl Store {
             .map_err(&m)?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(&m)?;
         rows.collect::<Result<HashSet<_>, _>>().map_err(&m)
+    }
+
+    /// The signature image logged with a decision, checked against the SHA-256 in its chained row.
+    /// `None` when none was logged (no signature found, or a decision from before version 4).
+    pub fn decision_signature(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let m = self.mapper();
+        let found: Option<(Vec<u8>, Option<String>)> = self
+            .conn()
+            .query_row(
+                "SELECT s.png, d.payload FROM decision_signatures s JOIN ledger d ON d.id = s.decision_id \
+                 WHERE s.decision_id = ?1 AND d.kind = 'decision'",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(&m)?;
+        let Some((png, payload)) = found else {
+            return Ok(None);
+        };
+        let chained = payload
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+            .and_then(|v| v.get(SIGNATURE_SHA_KEY)?.as_str().map(str::to_string));
+        if chained.as_deref() != Some(sha256_hex(&png).as_str()) {
+            return Err(StoreError::SignatureTampered { decision: id });
+        }
+        Ok(Some(png))
     }
 
     /// How many decisions match the filter.

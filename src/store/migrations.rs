@@ -105,8 +105,22 @@ CREATE INDEX ledger_action_ref        ON ledger(ref_id)            WHERE kind = 
 CREATE INDEX ledger_kind              ON ledger(kind, id)          WHERE kind <> 'decision';
 "#;
 
+/// Version 4: the questioned signature of each decision as the network saw it (a small PNG), so an
+/// auditor sees what was compared. Its SHA-256 is in the decision's chained payload; the table is
+/// append-only like the ledger.
+const V4: &str = r#"
+CREATE TABLE decision_signatures (
+    decision_id INTEGER PRIMARY KEY NOT NULL REFERENCES ledger(id),
+    png         BLOB NOT NULL
+) STRICT;
+CREATE TRIGGER decision_signatures_no_update BEFORE UPDATE ON decision_signatures
+BEGIN SELECT RAISE(ABORT, 'logged signatures are append-only: UPDATE refused'); END;
+CREATE TRIGGER decision_signatures_no_delete BEFORE DELETE ON decision_signatures
+BEGIN SELECT RAISE(ABORT, 'logged signatures are append-only: DELETE refused'); END;
+"#;
+
 /// All migrations, in order. Never edit a shipped entry; append.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this binary creates and understands.
 pub fn latest_version() -> i64 {

@@ -33,7 +33,9 @@ use time::OffsetDateTime;
 
 pub use accounts::{Account, Reference};
 pub use chain::{ChainHead, ChainReport, Checkpoint, CheckpointReport};
-pub use decisions::{CropBox, DecisionFilter, DecisionRow, FinalAction, NewDecision, Source};
+pub use decisions::{
+    CropBox, DecisionFilter, DecisionRow, FinalAction, MAX_SIGNATURE_PNG, NewDecision, Source,
+};
 pub use export::{ExportFormat, ExportSummary};
 pub use operators::{KdfCost, Operator, Permission, Role};
 pub use settings::{AmountRule, Settings, SettingsChange};
@@ -86,6 +88,11 @@ pub enum StoreError {
     )]
     CredentialsTampered { operator: String, detail: String },
     #[error(
+        "the signature image logged with decision {decision} does not match the SHA-256 in the audit chain: \
+         it was changed outside Countersign; keep the database as evidence"
+    )]
+    SignatureTampered { decision: i64 },
+    #[error(
         "operator {operator} is locked out after {failures} wrong PINs; try again after {retry_after} \
          ({seconds} s), or ask a supervisor to unlock"
     )]
@@ -130,7 +137,9 @@ impl StoreError {
             | StoreError::AlreadyExists { .. }
             | StoreError::Invalid(_) => exit::FAILURE,
             StoreError::NoOperators => exit::DENIED,
-            StoreError::CredentialsTampered { .. } => exit::CHAIN_BROKEN,
+            StoreError::CredentialsTampered { .. } | StoreError::SignatureTampered { .. } => {
+                exit::CHAIN_BROKEN
+            }
             StoreError::Sqlite(_)
             | StoreError::Io { .. }
             | StoreError::Busy { .. }

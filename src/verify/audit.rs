@@ -96,5 +96,10 @@ pub fn to_new_decision(result: &VerifyResult, operator: &Operator, source: Sourc
         device: result.device.clone(),
         latency_ms: result.latency_ms,
         source,
+        signature_png: result
+            .questioned
+            .as_ref()
+            .filter(|_| result.found)
+            .and_then(|n| n.to_png()),
     }
 }

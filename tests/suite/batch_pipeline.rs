@@ -379,6 +379,18 @@ fn two_batches_over_one_manifest_at_once_decide_each_cheque_once() {
     }
     // Each cheque was decided by exactly one of the runs and skipped by the other.
     assert_complete_without_duplicates(&fx.db, 40, "two-");
+    // Every scored cheque's signature is logged beside its row, and only those.
+    let c = rusqlite::Connection::open(&fx.db).unwrap();
+    let (scored, images): (i64, i64) = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM ledger WHERE kind = 'decision' AND raw_score IS NOT NULL), \
+             (SELECT count(*) FROM decision_signatures)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(scored > 0);
+    assert_eq!(scored, images);
     assert_eq!((decided, skipped), (40, 40));
     assert!(
         Store::open_read_only(&fx.db)

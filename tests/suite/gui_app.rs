@@ -268,6 +268,19 @@ fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
         h.query_by_label("clara").is_some(),
         "the clerk's name is in the table"
     );
+    // The row's detail shows the signature as it was scored, read back from the store.
+    h.get_by_label(&row.id.to_string()).click();
+    wait_for(&mut h, "the decision's detail", |a| {
+        a.audit.detail.as_ref().is_some_and(|d| d.row.id == row.id)
+    });
+    assert!(
+        h.state()
+            .audit
+            .detail
+            .as_ref()
+            .is_some_and(|d| d.signature.is_some() && d.signature_note.is_none())
+    );
+    assert!(has_text(&h, "Signature as scored (logged)"));
 
     h.get_by_label("Verify chain").click();
     wait_for(&mut h, "the chain check", |a| a.audit.chain.is_some());

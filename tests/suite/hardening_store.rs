@@ -261,6 +261,23 @@ fn a_really_full_disk_fails_writes_clearly_and_loses_no_committed_decision() {
     assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
     assert!(err.to_string().contains("full"), "{err}");
     assert_eq!(err.exit_code(), countersign::cli::exit::DATABASE);
+    // A smaller write can still fit in WAL space the failed transaction left behind (the WAL reuses
+    // frames past its last commit): fill that with account rows, the CLI's write below, until they
+    // fail too.
+    let mut accounts = 0;
+    loop {
+        match f
+            .store
+            .add_account(&f.clerk, &format!("FILL-{accounts}"), "filler")
+        {
+            Ok(_) => accounts += 1,
+            Err(e) => {
+                assert!(matches!(e, StoreError::DiskFull { .. }), "{e}");
+                break;
+            }
+        }
+        assert!(accounts < 10_000, "the disk never filled");
+    }
     // Use up whatever is left, so no write of any size can fit.
     if let Ok(mut filler) = std::fs::File::create(fs.path().join("filler")) {
         let block = vec![0u8; 4096];

@@ -332,3 +332,53 @@ fn roles_and_pins_changed_outside_countersign_are_refused_at_sign_in_and_reporte
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("changed outside Countersign"));
 }
+
+#[test]
+fn a_logged_signature_image_swapped_outside_countersign_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("audit.sqlite3");
+    let mut f = fixture(&db);
+    let png = |shade: u8| {
+        let img = image::GrayImage::from_pixel(192, 96, image::Luma([shade]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png)
+            .expect("png");
+        out.into_inner()
+    };
+    let mut d = decision(&f.clerk, 1);
+    d.signature_png = Some(png(40));
+    let id = f.store.insert_decision(&f.clerk, &d).expect("insert");
+    assert_eq!(f.store.decision_signature(id).expect("read"), Some(png(40)));
+    // Not a PNG, or far too large: refused before anything is written.
+    for bad in [b"GIF89a".to_vec(), {
+        let mut v = png(1);
+        v.resize(countersign::store::MAX_SIGNATURE_PNG + 1, 0);
+        v
+    }] {
+        let mut d = decision(&f.clerk, 2);
+        d.signature_png = Some(bad);
+        assert!(matches!(
+            f.store.insert_decision(&f.clerk, &d),
+            Err(StoreError::Invalid(_))
+        ));
+    }
+    // The table is append-only; an attacker who drops its trigger and swaps the image is caught
+    // by the hash in the chained row, which the chain itself still verifies.
+    let c = rusqlite::Connection::open(&db).expect("open");
+    assert!(
+        c.execute("UPDATE decision_signatures SET png = x'00'", [])
+            .is_err()
+    );
+    c.execute_batch("DROP TRIGGER decision_signatures_no_update")
+        .expect("drop trigger");
+    c.execute(
+        "UPDATE decision_signatures SET png = ?1 WHERE decision_id = ?2",
+        rusqlite::params![png(200), id],
+    )
+    .expect("swap");
+    assert!(matches!(
+        f.store.decision_signature(id),
+        Err(StoreError::SignatureTampered { decision }) if decision == id
+    ));
+    assert!(f.store.verify_chain().expect("verify").is_intact());
+}

@@ -88,6 +88,7 @@ pub fn decision(op: &Operator, i: usize) -> NewDecision {
         device: "cpu".into(),
         latency_ms: 12.5 + i as f64,
         source: Source::Batch,
+        signature_png: None,
     }
 }
 

@@ -615,6 +615,13 @@ fn the_gui_decides_exactly_as_the_cli_with_and_without_an_amount_rule() {
         assert_eq!(cli_logged.amount_cents, cents);
         assert_eq!(gui_logged.account.as_deref(), Some(w.account.as_str()));
         assert_eq!(gui_logged.cheque_sha256, cli_logged.cheque_sha256);
+        // Both logged the signature they scored, and it is the same image to the byte.
+        let store = Store::open_read_only(&fx.db).unwrap();
+        let gui_png = store.decision_signature(gui_logged.id).unwrap().unwrap();
+        let cli_png = store.decision_signature(cli_logged.id).unwrap().unwrap();
+        assert_eq!(gui_png, cli_png);
+        let img = image::load_from_memory(&cli_png).unwrap();
+        assert_eq!((img.width(), img.height()), (192, 96));
 
         match cents {
             None => {
