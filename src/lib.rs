@@ -12,6 +12,7 @@ pub mod assess;
 pub mod batch;
 pub mod cli;
 pub mod device;
+pub mod digest;
 pub mod gui;
 pub mod imaging;
 pub mod model;

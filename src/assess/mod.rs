@@ -3,6 +3,7 @@
 //! calibration. Shared by `countersign evaluate`, `countersign calibrate` and the GUI's Calibrate screen,
 //! so all three report the same numbers for the same data.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use rayon::prelude::*;
@@ -36,15 +37,18 @@ pub enum AssessError {
     Scoring(#[from] ScoringError),
     #[error("none of the {0} images could be used (first problem: {1})")]
     NothingUsable(usize, String),
+    #[error("stopped before every image was embedded")]
+    Stopped,
 }
 
 /// Decodes, normalises and embeds every sample. Unreadable images and images without ink are listed
 /// in `failures` rather than stopping the run: one bad scan must not hide the figures for the rest.
-/// `progress(done, total)` is called after each chunk.
+/// `progress(done, total)` is called after each chunk; returning `Break` stops the run
+/// ([`AssessError::Stopped`]), which is how the GUI's Stop button ends it.
 pub fn embed_dataset(
     model: &SignatureModel,
     dataset: &Dataset,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
 ) -> Result<EmbeddedSet, AssessError> {
     let limits = DecodeLimits::default();
     let params = model.normalise_params().clone();
@@ -85,7 +89,9 @@ pub fn embed_dataset(
                 embedding,
             });
         }
-        progress(out.samples.len() + out.failures.len(), total);
+        if progress(out.samples.len() + out.failures.len(), total).is_break() {
+            return Err(AssessError::Stopped);
+        }
     }
     if out.samples.is_empty() {
         let first = out

@@ -98,8 +98,10 @@ pub fn embed_with_progress(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let set =
-        crate::assess::embed_dataset(model, ds, &mut |done, _| bar.set_position(done as u64))?;
+    let set = crate::assess::embed_dataset(model, ds, &mut |done, _| {
+        bar.set_position(done as u64);
+        std::ops::ControlFlow::Continue(())
+    })?;
     bar.finish_and_clear();
     for (path, why) in set.failures.iter().take(10) {
         eprintln!("skipped {}: {why}", path.display());

@@ -848,22 +848,25 @@ impl Backend {
         {
             return Ok(Some(e.clone()));
         }
-        let region = match (slot, crop.or(d.detected.map(|(b, _)| b))) {
-            (Slot::Cheque, Some(b)) => {
-                let b = crate::imaging::cheque::CropBox {
+        // The cheque goes through the same crop-and-normalise step as `verify` and `batch`.
+        let normalised = match (slot, crop.or(d.detected.map(|(b, _)| b))) {
+            (Slot::Cheque, Some(b)) => crate::imaging::cheque::prepare_questioned(
+                &d.gray,
+                &crate::imaging::cheque::ChequeLayout::default(),
+                Some(crate::imaging::cheque::CropBox {
                     x: b.x,
                     y: b.y,
                     width: b.width,
                     height: b.height,
-                };
-                crate::imaging::cheque::crop(&d.gray, b)
-                    .map_err(|e| imaging_error("The signature box is not usable", &e))?
-            }
+                }),
+                &params,
+            )
+            .map(|p| p.normalised),
             // A cheque without a box is not scored: the decision is REFER until the clerk draws one.
             (Slot::Cheque, None) if !d.bare => return Ok(None),
-            _ => d.gray.clone(),
+            _ => crate::imaging::normalise::normalise(&d.gray, &params),
         };
-        let n = match crate::imaging::normalise::normalise(&region, &params) {
+        let n = match normalised {
             Ok(n) => n,
             Err(crate::imaging::ImagingError::NoSignature(_)) if slot == Slot::Cheque => {
                 return Ok(None);
@@ -1475,10 +1478,8 @@ pub fn evaluate(
     stop: &StopFlag,
 ) -> Result<EvalSummary, UserError> {
     use crate::scoring::{
-        EvalConfig, Forgeries, LabelledEmbedding, eer, evaluation_scores, fit_platt,
-        labelled_scores, roc_points,
+        EvalConfig, Forgeries, eer, evaluation_scores, fit_platt, labelled_scores, roc_points,
     };
-    use rayon::prelude::*;
     let store = open_store(config).ok();
     let model = load_model(config, store.as_ref())?;
     progress(0.0, "Reading the folder");
@@ -1488,58 +1489,27 @@ pub fn evaluate(
             "Choose a folder with one folder per writer (NNN/ genuine, NNN_forg/ forgeries), a CEDAR folder, or a manifest.",
         )
     })?;
-    let total = ds.samples.len().max(1);
-    let params = model.normalise_params().clone();
-    let limits = crate::imaging::decode::DecodeLimits::default();
-    let mut samples = Vec::with_capacity(ds.samples.len());
-    let mut skipped = 0usize;
-    for (c, chunk) in ds.samples.chunks(64).enumerate() {
-        if stopped(stop) {
-            return Err(stopped_error());
-        }
-        // Decoding and normalising are pure CPU work: spread them over the cores, then embed in one batch.
-        let prepared: Vec<_> = chunk
-            .par_iter()
-            .map(|s| {
-                crate::imaging::decode::decode_path(&s.path, &limits)
-                    .and_then(|g| crate::imaging::normalise::normalise(&g, &params))
-            })
-            .collect();
-        let mut ok = Vec::new();
-        let mut meta = Vec::new();
-        for (s, p) in chunk.iter().zip(prepared) {
-            match p {
-                Ok(n) => {
-                    ok.push(n);
-                    meta.push(s);
-                }
-                Err(_) => skipped += 1,
-            }
-        }
-        let embs = model
-            .embed(&ok)
-            .map_err(|e| model_error("The network failed", &e))?;
-        for (s, e) in meta.into_iter().zip(embs) {
-            samples.push(LabelledEmbedding {
-                writer: s.writer.clone(),
-                genuine: s.genuine,
-                // Genuine and forged files of one writer may share a file name; the path below the
-                // root keeps their ids distinct.
-                sample_id: s
-                    .path
-                    .strip_prefix(&ds.root)
-                    .unwrap_or(&s.path)
-                    .display()
-                    .to_string(),
-                embedding: e,
-            });
-        }
-        let done = ((c + 1) * 64).min(total);
+    // The same decoding, normalisation and embedding as `countersign evaluate` and `calibrate`.
+    let set = crate::assess::embed_dataset(&model, &ds, &mut |done, total| {
         progress(
-            0.9 * done as f32 / total as f32,
+            0.9 * done as f32 / total.max(1) as f32,
             &format!("Embedded {done} of {total} signatures"),
         );
-    }
+        if stopped(stop) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
+    .map_err(|e| match e {
+        crate::assess::AssessError::Stopped => stopped_error(),
+        e => UserError::new(
+            format!("The folder could not be embedded: {e}"),
+            "Check that the folder holds signature images the application can read.",
+        ),
+    })?;
+    let skipped = set.failures.len();
+    let samples = set.samples;
     // K references per writer: 5 as in the model card's protocol, fewer for small folders so every
     // writer keeps at least one questioned genuine signature.
     let mut genuine_per_writer: HashMap<&str, usize> = HashMap::new();

@@ -18,7 +18,6 @@ pub mod slot;
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor, nn};
 
 pub use card::{DataSourceInfo, ModelCard, Preprocessing, TrainingInfo, ValidationMetrics};
@@ -124,10 +123,7 @@ pub fn card_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")
 }
 
-/// Lower-case hex SHA-256 of some bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::digest::sha256_hex;
 
 /// The current time as RFC 3339 UTC, for `created_at`.
 pub fn now_rfc3339() -> String {

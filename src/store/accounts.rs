@@ -3,7 +3,6 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::chain::{Entry, append};
 use super::operators::check_name;
@@ -38,9 +37,7 @@ pub struct Reference {
 }
 
 /// SHA-256 of bytes, lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::digest::sha256_hex;
 
 /// Reads an image's dimensions after a full, bounded decode, so nothing undecodable is enrolled.
 fn image_dimensions(bytes: &[u8]) -> Result<(u32, u32), StoreError> {

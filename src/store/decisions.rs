@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use super::chain::{Entry, append};
 use super::{Operator, Permission, Store, StoreError, format_time};
+use crate::digest::sha256_hex;
 use crate::scoring::Decision;
 
 /// Where the signature was found on the cheque, in cheque pixels.
@@ -144,11 +145,6 @@ impl Default for NewDecision {
 
 /// The key of the logged signature's SHA-256 in a decision row's chained payload.
 const SIGNATURE_SHA_KEY: &str = "signature_png_sha256";
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
 
 /// Keeps each decision's signature image beside its row, in the row's transaction.
 fn store_signatures(

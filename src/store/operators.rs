@@ -195,8 +195,7 @@ impl KdfCost {
 /// The SHA-256 of a stored PIN hash, recorded in the audit chain so that a swapped hash is noticed
 /// (the argon2 hash itself stays out of the chain and its exports).
 fn pin_digest(pin_hash: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(pin_hash.as_bytes()))
+    crate::digest::sha256_hex(pin_hash.as_bytes())
 }
 
 pub fn hash_pin(pin: &str, cost: KdfCost) -> Result<String, StoreError> {

@@ -118,10 +118,7 @@ pub fn read_bounded(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, Imagi
     Ok(bytes)
 }
 
-/// SHA-256 of bytes as lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::digest::sha256_hex;
 
 /// SHA-256 over `width`, `height` (little-endian u32) and the pixels of a decoded image.
 pub fn pixels_sha256(image: &GrayImage) -> String {
