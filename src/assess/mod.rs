@@ -106,6 +106,16 @@ pub fn embed_dataset(
     Ok(out)
 }
 
+/// The protocol with the model's per-account stage switched on when its card names one, so that every
+/// calibration (CLI, GUI) is fitted on the scores the decision path will compute.
+pub fn protocol_for(model: &SignatureModel, cfg: EvalConfig) -> EvalConfig {
+    let stage = model.card().score_normalisation;
+    EvalConfig {
+        znorm: cfg.znorm || stage == crate::scoring::ScoreNormalisation::ReferenceZnorm,
+        ..cfg
+    }
+}
+
 /// Runs the documented evaluation protocol on embedded samples and stamps the model id.
 pub fn evaluate(
     model_id: &str,

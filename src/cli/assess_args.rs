@@ -11,13 +11,16 @@ use crate::train::dataset::{self, Dataset, Layout};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
-    /// Labelled signatures: writer folders, a CEDAR tree, or a CSV manifest.
-    #[arg(long)]
-    pub data: PathBuf,
+    /// Labelled signatures: writer folders, a CEDAR tree, or a CSV manifest. Repeat to pool several
+    /// collections: the figures are then printed per collection (named by its folder) and pooled.
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
     /// Dataset layout.
     #[arg(long, value_enum, default_value_t = Layout::Auto)]
     pub layout: Layout,
-    /// Only these writers: a comma-separated list, or @FILE with one writer per line.
+    /// Only these writers: a comma-separated list, or @FILE with one writer per line. With several
+    /// --data, name each as COLLECTION:WRITER (as the held-out lists in models/ do); a collection the
+    /// list does not name is refused, so a typo cannot silently evaluate on every writer.
     #[arg(long)]
     pub writers: Option<String>,
     /// Genuine signatures per writer used as references (the first K, in natural file-name order).
@@ -37,33 +40,102 @@ pub struct DataArgs {
     pub seed: u64,
 }
 
+/// One labelled collection of a (possibly pooled) data set.
+#[derive(Debug, Clone)]
+pub struct Collection {
+    /// The collection's name: its folder's name (the name the held-out lists and cards use).
+    pub name: String,
+    pub dataset: Dataset,
+}
+
 impl DataArgs {
-    /// Scans the dataset and restricts it to the chosen writers.
-    pub fn dataset(&self) -> anyhow::Result<Dataset> {
-        let ds = dataset::scan(&self.data, self.layout)
-            .with_context(|| format!("reading labelled data from {}", self.data.display()))?;
-        let Some(spec) = &self.writers else {
-            return Ok(ds);
+    /// Scans every --data and restricts each to the chosen writers. Writer names are prefixed with
+    /// `COLLECTION:` when there are several collections, so writers of two collections never merge.
+    pub fn collections(&self) -> anyhow::Result<Vec<Collection>> {
+        let wanted: Option<Vec<String>> = match &self.writers {
+            None => None,
+            Some(spec) => Some(match spec.strip_prefix('@') {
+                Some(file) => dataset::read_writer_list(Path::new(file))?,
+                None => spec
+                    .split(',')
+                    .map(|w| w.trim().to_string())
+                    .filter(|w| !w.is_empty())
+                    .collect(),
+            }),
         };
-        let wanted: Vec<String> = match spec.strip_prefix('@') {
-            Some(file) => dataset::read_writer_list(Path::new(file))?,
-            None => spec
-                .split(',')
-                .map(|w| w.trim().to_string())
-                .filter(|w| !w.is_empty())
-                .collect(),
-        };
-        let missing: Vec<&String> = wanted
+        let several = self.data.len() > 1;
+        let names: Vec<String> = self
+            .data
             .iter()
-            .filter(|w| !ds.samples.iter().any(|s| &s.writer == *w))
+            .map(|p| dataset::collection_name(p))
             .collect();
-        if !missing.is_empty() {
-            anyhow::bail!(
-                "--writers names writers not in {}: {missing:?}",
-                self.data.display()
-            );
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                anyhow::bail!(
+                    "two --data collections are both named {name:?}; each needs its own folder name"
+                );
+            }
         }
-        Ok(ds.only_writers(&wanted))
+        if let Some(list) = &wanted {
+            let unknown: Vec<&String> = list
+                .iter()
+                .filter(|w| match w.split_once(':') {
+                    Some((c, _)) => !names.iter().any(|n| n == c),
+                    None => several,
+                })
+                .collect();
+            if !unknown.is_empty() {
+                anyhow::bail!(
+                    "--writers entries must be COLLECTION:WRITER with a collection that a --data gives \
+                     (with several --data, a bare writer name could be anyone's): {unknown:?} \
+                     (collections: {})",
+                    names.join(", ")
+                );
+            }
+        }
+        let mut out: Vec<Collection> = Vec::with_capacity(self.data.len());
+        for (path, name) in self.data.iter().zip(names.iter().cloned()) {
+            let ds = dataset::scan(path, self.layout)
+                .with_context(|| format!("reading labelled data from {}", path.display()))?;
+            let ds = match &wanted {
+                None => ds,
+                Some(list) => {
+                    let mine = writers_of(list, &name, several);
+                    if mine.is_empty() {
+                        anyhow::bail!(
+                            "--writers names no writer of {name} (write them as {name}:WRITER)"
+                        );
+                    }
+                    let missing: Vec<&String> = mine
+                        .iter()
+                        .filter(|w| !ds.samples.iter().any(|s| &s.writer == *w))
+                        .collect();
+                    if !missing.is_empty() {
+                        anyhow::bail!(
+                            "--writers names writers not in {}: {missing:?}",
+                            path.display()
+                        );
+                    }
+                    ds.only_writers(&mine)
+                }
+            };
+            let ds = if several { ds.prefixed(&name) } else { ds };
+            out.push(Collection { name, dataset: ds });
+        }
+        Ok(out)
+    }
+
+    /// Every collection pooled into one data set (see [`DataArgs::collections`] for writer names).
+    pub fn dataset(&self) -> anyhow::Result<Dataset> {
+        let mut cols = self.collections()?.into_iter();
+        let Some(first) = cols.next() else {
+            anyhow::bail!("give at least one --data");
+        };
+        let mut pooled = first.dataset;
+        for c in cols {
+            pooled.samples.extend(c.dataset.samples);
+        }
+        Ok(pooled)
     }
 
     pub fn eval_config(&self) -> EvalConfig {
@@ -76,6 +148,19 @@ impl DataArgs {
             ..EvalConfig::default()
         }
     }
+}
+
+/// The writers of `list` that belong to collection `name`: entries `name:WRITER`, and plain entries
+/// when there is only one collection.
+fn writers_of(list: &[String], name: &str, several: bool) -> Vec<String> {
+    list.iter()
+        .filter_map(|w| match w.split_once(':') {
+            Some((c, writer)) if c == name => Some(writer.to_string()),
+            Some(_) => None,
+            None if !several => Some(w.clone()),
+            None => None,
+        })
+        .collect()
 }
 
 /// Loads the model in force (see `GlobalOpts::model_path`) on the chosen device.

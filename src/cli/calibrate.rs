@@ -48,22 +48,43 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
     let model = load_model(global)?;
     let ds = args.data.dataset()?;
     let set = embed_with_progress(&model, &ds)?;
-    let cfg = args.data.eval_config();
+    let cfg = crate::assess::protocol_for(&model, args.data.eval_config());
+    let stage = if cfg.znorm {
+        crate::scoring::ScoreNormalisation::ReferenceZnorm
+    } else {
+        crate::scoring::ScoreNormalisation::None
+    };
+    if stage != model.card().score_normalisation && !args.write_card {
+        // A calibration saved in the store is applied to the model's own scores, so it must be fitted
+        // on them; a new per-account stage goes into the card, together with its calibration.
+        anyhow::bail!(
+            "this model's decisions use score normalisation \"{}\"; --znorm would fit a calibration they \
+             cannot use (record a new stage in the model card with --write-card)",
+            model.card().score_normalisation.label()
+        );
+    }
     let (result, _) =
         crate::assess::calibrate(&set.samples, &cfg, args.target_far, args.refer_band)?;
     let c = &result.choice;
     println!(
         "model {}  data {} ({}), {} pairs ({} genuine, {} forgery)",
         model.id(),
-        ds.root.display(),
+        args.data
+            .data
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + "),
         ds.layout,
         result.pairs,
         result.genuine_pairs,
         result.forgery_pairs
     );
     println!(
-        "calibration  P(genuine) = sigmoid({:.4} * score + {:.4})",
-        result.calibration.a, result.calibration.b
+        "calibration  P(genuine) = sigmoid({:.4} * score + {:.4}), score normalisation: {}",
+        result.calibration.a,
+        result.calibration.b,
+        stage.label()
     );
     println!(
         "thresholds   {}",
@@ -85,12 +106,19 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
         let weights = global.model_path()?.0;
         let card_file = crate::model::card_path(&weights);
         let mut card = model.card().clone();
-        let old =
-            serde_json::json!({"calibration": card.calibration, "thresholds": card.thresholds});
+        let old = serde_json::json!({
+            "score_normalisation": card.score_normalisation,
+            "calibration": card.calibration,
+            "thresholds": card.thresholds,
+        });
+        card.set_score_normalisation(stage);
         card.calibration = Some(result.calibration);
         card.thresholds = Some(c.thresholds);
-        let new =
-            serde_json::json!({"calibration": card.calibration, "thresholds": card.thresholds});
+        let new = serde_json::json!({
+            "score_normalisation": card.score_normalisation,
+            "calibration": card.calibration,
+            "thresholds": card.thresholds,
+        });
         // The new card goes to a temporary file first; it replaces the card only once the change is
         // in the audit chain, so no card changes without its row.
         let staged = card_file.with_extension("json.new");

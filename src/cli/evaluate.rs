@@ -28,9 +28,11 @@ pub struct EvaluateArgs {
 
 pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
     let model = load_model(global)?;
+    let collections = args.data.collections()?;
+    let names: Vec<String> = collections.iter().map(|c| c.name.clone()).collect();
     let ds = args.data.dataset()?;
     let set = embed_with_progress(&model, &ds)?;
-    let mut cfg = args.data.eval_config();
+    let mut cfg = crate::assess::protocol_for(&model, args.data.eval_config());
     let settings = super::operator::open_store(global)
         .ok()
         .and_then(|s| s.current_settings().ok());
@@ -39,7 +41,7 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
     println!(
         "model {}  data {} ({})",
         model.id(),
-        ds.root.display(),
+        names.join(" + "),
         ds.layout
     );
     if !set.failures.is_empty() {
@@ -49,8 +51,33 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
         );
     }
     print!("{}", report.summary());
+    // Per collection and pooled, with 1 and 5 references: the figure to steer by is the one of a
+    // collection the model never saw, which a pooled figure averages away.
+    let mut figures = Vec::new();
+    if names.len() > 1 {
+        for name in &names {
+            let samples = crate::scoring::collection_samples(&set.samples, name);
+            figures.push(crate::scoring::collection_figures(name, &samples, &cfg)?);
+        }
+    }
+    figures.push(crate::scoring::collection_figures(
+        if names.len() > 1 {
+            "pooled"
+        } else {
+            names.first().map_or("data", String::as_str)
+        },
+        &set.samples,
+        &cfg,
+    )?);
+    println!();
+    print!("{}", crate::scoring::figures_table(&figures));
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)?;
+        // The report as before, plus the per-collection rows.
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("collections".into(), serde_json::to_value(&figures)?);
+        }
+        let text = serde_json::to_string_pretty(&value)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         println!("report written to {}", path.display());
     }
@@ -58,7 +85,7 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
         let weights = global.model_path()?.0;
         let card_file = crate::model::card_path(&weights);
         let mut card = model.card().clone();
-        record_in_card(&mut card, &report, &args.data.data);
+        record_in_card(&mut card, &report, &names.join(" + "), &figures);
         std::fs::write(&card_file, serde_json::to_string_pretty(&card)?)
             .with_context(|| format!("writing {}", card_file.display()))?;
         println!("figures recorded in the model card {}", card_file.display());
@@ -72,14 +99,11 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
 pub fn record_in_card(
     card: &mut crate::model::card::ModelCard,
     report: &crate::scoring::EvaluationReport,
-    data: &std::path::Path,
+    name: &str,
+    figures: &[crate::scoring::CollectionFigures],
 ) {
     let mut v = card.validation.clone().unwrap_or_default();
     let c = &report.config;
-    let name = data
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     v.protocol = format!(
         "countersign evaluate on {name} (held-out writers): K = {} references/writer, aggregation {}, z-norm {}, {} random forgeries/writer (seed {}), one global threshold",
         c.references,
@@ -94,5 +118,6 @@ pub fn record_in_card(
     v.writers = report.counts.writers;
     v.genuine = report.counts.genuine;
     v.forgeries = report.counts.skilled;
+    v.collections = figures.to_vec();
     card.validation = Some(v);
 }

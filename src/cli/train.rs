@@ -93,6 +93,14 @@ pub struct TrainArgs {
     /// Train without augmentation.
     #[arg(long)]
     pub no_augment: bool,
+    /// Network input size WIDTHxHEIGHT (default 192x96; SigNet uses 220x150). A fine-tune (--init)
+    /// keeps its model's size.
+    #[arg(long, value_name = "WxH", conflicts_with = "init")]
+    pub input: Option<String>,
+    /// How ink reaches the network: grey keeps its tone, binary sets all kept ink to full intensity
+    /// (grey and bitonal scans then look alike). A fine-tune (--init) keeps its model's choice.
+    #[arg(long, value_enum, conflicts_with = "init")]
+    pub ink: Option<crate::imaging::normalise::InkMode>,
     /// Train nothing: measure the --init model on the validation writers this command line selects
     /// (same split and protocol as after training) and write the figures into its card.
     #[arg(long, requires = "init")]
@@ -147,15 +155,26 @@ fn evaluate_only(cfg: &TrainConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn dataset_name(path: &std::path::Path) -> String {
-    let p = if path.is_file() {
-        path.parent().unwrap_or(path)
-    } else {
-        path
-    };
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "data".to_string())
+/// The normalisation the run trains with: the --init model's own (a fine-tune must keep it), else the
+/// defaults with --input and --ink applied.
+fn normalise_params(
+    args: &TrainArgs,
+) -> anyhow::Result<crate::imaging::normalise::NormaliseParams> {
+    use crate::imaging::normalise::NormaliseParams;
+    if let Some(init) = &args.init {
+        let card = crate::model::read_card(&crate::model::card_path(init))
+            .with_context(|| format!("reading the card of --init {}", init.display()))?;
+        return Ok(card.preprocessing.params);
+    }
+    let mut p = NormaliseParams::default();
+    if let Some(size) = &args.input {
+        (p.width, p.height) = NormaliseParams::parse_size(size)?;
+    }
+    if let Some(ink) = args.ink {
+        p.ink = ink;
+    }
+    p.validate()?;
+    Ok(p)
 }
 
 /// Builds the library configuration from the command line.
@@ -177,7 +196,7 @@ pub fn config(global: &GlobalOpts, args: &TrainArgs) -> anyhow::Result<TrainConf
     }
     for (i, path) in args.data.iter().enumerate() {
         sources.push(SourceSpec::Data {
-            name: dataset_name(path),
+            name: crate::train::dataset::collection_name(path),
             path: path.clone(),
             layout: args.layout,
             weight: args.data_weight.get(i).copied().unwrap_or(1.0),
@@ -228,7 +247,13 @@ pub fn config(global: &GlobalOpts, args: &TrainArgs) -> anyhow::Result<TrainConf
         validation_data: args
             .val_data
             .iter()
-            .map(|p| (dataset_name(p), p.clone(), args.layout))
+            .map(|p| {
+                (
+                    crate::train::dataset::collection_name(p),
+                    p.clone(),
+                    args.layout,
+                )
+            })
             .collect(),
         holdout,
         out: args.out.clone(),
@@ -246,7 +271,7 @@ pub fn config(global: &GlobalOpts, args: &TrainArgs) -> anyhow::Result<TrainConf
         warmup_steps: args.warmup,
         seed: args.seed,
         augment: !args.no_augment,
-        params: crate::imaging::normalise::NormaliseParams::default(),
+        params: normalise_params(args)?,
         command_line,
         device: global.device.resolve()?,
     })

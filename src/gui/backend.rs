@@ -1520,10 +1520,14 @@ pub fn evaluate(
     }
     let fewest = genuine_per_writer.values().copied().min().unwrap_or(0);
     let k = fewest.saturating_sub(1).clamp(1, 5);
-    let cfg = EvalConfig {
-        references: k,
-        ..EvalConfig::default()
-    };
+    // The model's per-account stage applies, as in `countersign calibrate`.
+    let cfg = crate::assess::protocol_for(
+        &model,
+        EvalConfig {
+            references: k.max(model.card().score_normalisation.min_references()),
+            ..EvalConfig::default()
+        },
+    );
     let bad = |e: crate::scoring::ScoringError| {
         UserError::new(
             format!("The folder cannot be evaluated: {e}"),

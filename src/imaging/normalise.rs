@@ -16,7 +16,22 @@ use super::components::{self, Run};
 use super::{ImagingError, NormalisedSignature};
 
 /// Version of the normalisation steps; recorded in the model card and checked when weights load.
-pub const PREPROCESSING_VERSION: u32 = 1;
+/// Version 2 added [`InkMode::Binary`]; a card whose parameters keep the version-1 behaviour
+/// ([`InkMode::Grey`]) still records version 1, so models made before it load unchanged and a binary
+/// that predates version 2 refuses a binary-ink model instead of feeding it grey ink.
+pub const PREPROCESSING_VERSION: u32 = 2;
+
+/// How kept ink pixels reach the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum InkMode {
+    /// Ink keeps its grey level (inverted): pen pressure and scanner tone show (version 1).
+    #[default]
+    Grey,
+    /// Every kept ink pixel is full intensity: a grey scan and a thresholded (bitonal) scan of the
+    /// same stroke give the same input, which removes the scanner's tone from what the model sees.
+    Binary,
+}
 
 /// Parameters of every normalisation step. Part of the model card: weights trained with one set of
 /// parameters must be used with the same set.
@@ -36,6 +51,8 @@ pub struct NormaliseParams {
     pub min_contrast: u8,
     /// Least number of ink pixels, after speck removal, for a signature.
     pub min_ink_pixels: u32,
+    /// Grey or binary ink. Absent from version-1 cards, which therefore read as [`InkMode::Grey`].
+    pub ink: InkMode,
 }
 
 impl Default for NormaliseParams {
@@ -47,11 +64,31 @@ impl Default for NormaliseParams {
             min_speck_area: 6,
             min_contrast: 40,
             min_ink_pixels: 30,
+            ink: InkMode::Grey,
         }
     }
 }
 
 impl NormaliseParams {
+    /// The preprocessing version these parameters need: 1 while they keep version 1's behaviour,
+    /// [`PREPROCESSING_VERSION`] otherwise. The model card records it and loading checks it.
+    pub fn version(&self) -> u32 {
+        match self.ink {
+            InkMode::Grey => 1,
+            InkMode::Binary => PREPROCESSING_VERSION,
+        }
+    }
+
+    /// Parses an input size written `WIDTHxHEIGHT` (e.g. `220x150`).
+    pub fn parse_size(text: &str) -> Result<(u32, u32), ImagingError> {
+        let bad =
+            || ImagingError::InvalidParams(format!("input size {text:?} is not WIDTHxHEIGHT"));
+        let (w, h) = text.trim().split_once(['x', 'X']).ok_or_else(bad)?;
+        let w: u32 = w.trim().parse().map_err(|_| bad())?;
+        let h: u32 = h.trim().parse().map_err(|_| bad())?;
+        Ok((w, h))
+    }
+
     /// Refuses parameter sets that would make the pipeline meaningless or unbounded.
     pub fn validate(&self) -> Result<(), ImagingError> {
         if !(8..=4096).contains(&self.width) || !(8..=4096).contains(&self.height) {
@@ -103,7 +140,16 @@ pub fn normalise(
             ink.pixels, params.min_ink_pixels
         )));
     }
-    let crop = ink.render_inverted(img);
+    let mut crop = ink.render_inverted(img);
+    if params.ink == InkMode::Binary {
+        // Kept ink is everything the renderer left above 0: set it to full intensity. The resize in
+        // `fit_to_canvas` then anti-aliases edges the same way for grey and bitonal scans.
+        for v in crop.as_mut() {
+            if *v > 0 {
+                *v = 255;
+            }
+        }
+    }
     Ok(fit_to_canvas(&crop, params))
 }
 

@@ -8,10 +8,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::imaging::normalise::NormaliseParams;
-use crate::scoring::{Calibration, Thresholds};
+use crate::scoring::{Calibration, CollectionFigures, ScoreNormalisation, Thresholds};
 
-/// Version of the card's own format; bumped when fields change meaning.
-pub const CARD_FORMAT_VERSION: u32 = 1;
+/// Version of the card's own format; bumped when fields change meaning. Version 2 added
+/// `score_normalisation`; a card without it (normalisation none) is still written as version 1, and a
+/// card of a version above this one is refused on load.
+pub const CARD_FORMAT_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
@@ -33,7 +35,11 @@ pub struct ModelCard {
     pub flops: u64,
     /// Exactly how images were normalised for training; inference must do the same.
     pub preprocessing: Preprocessing,
-    /// Platt scaling of the cosine similarity into a probability of "genuine", when fitted.
+    /// The per-account stage between similarity and calibration; the calibration below was fitted on
+    /// scores normalised this way (absent from version-1 cards: none).
+    #[serde(default, skip_serializing_if = "is_raw")]
+    pub score_normalisation: ScoreNormalisation,
+    /// Platt scaling of the (normalised) similarity into a probability of "genuine", when fitted.
     #[serde(default)]
     pub calibration: Option<Calibration>,
     /// Decision thresholds on that probability, when chosen.
@@ -49,6 +55,27 @@ pub struct ModelCard {
     pub created_at: String,
     /// Lower-case hex SHA-256 of the `.safetensors` file.
     pub weights_sha256: String,
+}
+
+fn is_raw(n: &ScoreNormalisation) -> bool {
+    *n == ScoreNormalisation::None
+}
+
+impl ModelCard {
+    /// Sets the per-account stage the calibration was fitted with, and the card format it needs.
+    pub fn set_score_normalisation(&mut self, n: ScoreNormalisation) {
+        self.score_normalisation = n;
+        self.card_version = self.card_version.max(self.needed_version());
+    }
+
+    /// The card format version these fields need (see [`CARD_FORMAT_VERSION`]).
+    pub fn needed_version(&self) -> u32 {
+        if self.score_normalisation == ScoreNormalisation::None {
+            1
+        } else {
+            CARD_FORMAT_VERSION
+        }
+    }
 }
 
 /// The imaging pipeline a model was trained with.
@@ -152,6 +179,13 @@ pub struct ValidationMetrics {
     pub genuine: usize,
     #[serde(default)]
     pub forgeries: usize,
+    /// The held-out figures per collection and pooled (`countersign evaluate` with several --data).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<CollectionFigures>,
+    /// Leave one collection out: each row is a model trained WITHOUT that collection (same recipe),
+    /// tested on all of its writers. The stand-in for a bank's own writers, scanners and script.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leave_one_collection_out: Vec<CollectionFigures>,
     /// Anything else a reader should know (other measurements, limits).
     #[serde(default)]
     pub notes: Vec<String>,

@@ -156,7 +156,7 @@ impl SignatureModel {
         let vs = nn::VarStore::new(device);
         let net = EmbeddingNet::new(&vs.root());
         let card = ModelCard {
-            card_version: card::CARD_FORMAT_VERSION,
+            card_version: 1,
             architecture: ARCH_NAME.to_string(),
             architecture_version: ARCH_VERSION,
             input_width: params.width,
@@ -165,9 +165,10 @@ impl SignatureModel {
             parameters: net::parameter_count(&vs),
             flops: net::flops_per_image(params.height, params.width),
             preprocessing: Preprocessing {
-                version: PREPROCESSING_VERSION,
+                version: params.version(),
                 params,
             },
+            score_normalisation: Default::default(),
             calibration: None,
             thresholds: None,
             training: None,
@@ -210,6 +211,19 @@ impl SignatureModel {
             });
         }
         let card = read_card(&card_file)?;
+        if card.card_version > card::CARD_FORMAT_VERSION
+            || card.card_version < card.needed_version()
+        {
+            return Err(ModelError::BadCard {
+                path: cname,
+                reason: format!(
+                    "card format version {} (this build reads up to {}, and these fields need {})",
+                    card.card_version,
+                    card::CARD_FORMAT_VERSION,
+                    card.needed_version()
+                ),
+            });
+        }
         if card.architecture != ARCH_NAME || card.architecture_version != ARCH_VERSION {
             return Err(ModelError::ArchitectureMismatch {
                 path: cname,
@@ -217,11 +231,16 @@ impl SignatureModel {
                 expected: format!("{ARCH_NAME} v{ARCH_VERSION}"),
             });
         }
-        if card.preprocessing.version != PREPROCESSING_VERSION {
+        // A card states the version its parameters need; a newer one (written by a later binary)
+        // or one that contradicts its own parameters is refused.
+        let needed = card.preprocessing.params.version();
+        if card.preprocessing.version > PREPROCESSING_VERSION
+            || card.preprocessing.version != needed
+        {
             return Err(ModelError::PreprocessingMismatch {
                 path: cname,
                 found: card.preprocessing.version,
-                expected: PREPROCESSING_VERSION,
+                expected: needed.min(PREPROCESSING_VERSION),
             });
         }
         let p = &card.preprocessing.params;
@@ -489,7 +508,8 @@ pub fn tensor_rows(t: &Tensor) -> Result<Vec<Vec<f32>>, ModelError> {
     Ok(flat.chunks_exact(d).map(<[f32]>::to_vec).collect())
 }
 
-fn read_card(path: &Path) -> Result<ModelCard, ModelError> {
+/// Reads and parses a model card (no check against weights: [`SignatureModel::load`] does those).
+pub fn read_card(path: &Path) -> Result<ModelCard, ModelError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     serde_json::from_str(&text).map_err(|e| ModelError::BadCard {
         path: path.display().to_string(),

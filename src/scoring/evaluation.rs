@@ -54,6 +54,25 @@ pub struct LabelledEmbedding {
     pub embedding: Embedding,
 }
 
+/// Headline figures of one collection (or of all pooled) under the evaluation protocol, with 1 and
+/// with 5 references, so that collections can be compared side by side: transfer to a collection the
+/// model never saw is what limits accuracy, and a pooled figure hides it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollectionFigures {
+    /// The collection's name, or `pooled`.
+    pub collection: String,
+    pub writers: usize,
+    /// Skilled-forgery EER with 1 reference (`None` with z-norm, which needs 2, or without forgeries).
+    pub eer_skilled_1ref: Option<f64>,
+    pub eer_skilled_5ref: Option<f64>,
+    pub eer_random_5ref: Option<f64>,
+    pub auc_skilled_5ref: Option<f64>,
+    /// Skilled forgeries ACCEPTED at the operating point in force (5 references), when there is one.
+    pub far_skilled_at_operating_point: Option<f64>,
+    /// Genuine signatures not ACCEPTED at the operating point in force (5 references).
+    pub frr_at_operating_point: Option<f64>,
+}
+
 /// A calibration and the thresholds to evaluate deployment rates at.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OperatingPoint {
@@ -752,4 +771,78 @@ mod tests {
         assert_ne!(natural_cmp("x01", "x1"), Ordering::Equal);
         assert_eq!(natural_cmp("x1", "x1"), Ordering::Equal);
     }
+}
+
+/// The samples of collection `name` among pooled samples whose writers are named `name:WRITER`.
+pub fn collection_samples(samples: &[LabelledEmbedding], name: &str) -> Vec<LabelledEmbedding> {
+    let prefix = format!("{name}:");
+    samples
+        .iter()
+        .filter(|s| s.writer.starts_with(&prefix))
+        .cloned()
+        .collect()
+}
+
+/// Computes [`CollectionFigures`] with `base`'s protocol (aggregation, z-norm, random forgeries, seed,
+/// operating point), once with 1 and once with 5 references.
+pub fn collection_figures(
+    collection: &str,
+    samples: &[LabelledEmbedding],
+    base: &EvalConfig,
+) -> Result<CollectionFigures, ScoringError> {
+    let with_k = |k: usize| EvalConfig {
+        references: k,
+        ..base.clone()
+    };
+    let five = evaluate(samples, &with_k(5))?;
+    let one = if base.znorm {
+        None
+    } else {
+        Some(evaluate(samples, &with_k(1))?)
+    };
+    Ok(CollectionFigures {
+        collection: collection.to_string(),
+        writers: five.counts.writers,
+        eer_skilled_1ref: one.and_then(|r| r.skilled.map(|m| m.eer)),
+        eer_skilled_5ref: five.skilled.as_ref().map(|m| m.eer),
+        eer_random_5ref: five.random.as_ref().map(|m| m.eer),
+        auc_skilled_5ref: five.skilled.as_ref().map(|m| m.auc),
+        far_skilled_at_operating_point: five.operating.as_ref().and_then(|o| o.far_skilled),
+        frr_at_operating_point: five.operating.as_ref().map(|o| o.frr),
+    })
+}
+
+/// The figures as an aligned text table, one row per collection.
+pub fn figures_table(rows: &[CollectionFigures]) -> String {
+    use std::fmt::Write as _;
+    let pct = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| format!("{:.2}%", 100.0 * v));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<22} {:>7} {:>12} {:>12} {:>12} {:>8} {:>14} {:>12}",
+        "collection",
+        "writers",
+        "skilled K=1",
+        "skilled K=5",
+        "random K=5",
+        "AUC K=5",
+        "skilled FAR@op",
+        "FRR@op"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<22} {:>7} {:>12} {:>12} {:>12} {:>8} {:>14} {:>12}",
+            r.collection,
+            r.writers,
+            pct(r.eer_skilled_1ref),
+            pct(r.eer_skilled_5ref),
+            pct(r.eer_random_5ref),
+            r.auc_skilled_5ref
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.3}")),
+            pct(r.far_skilled_at_operating_point),
+            pct(r.frr_at_operating_point),
+        );
+    }
+    out
 }

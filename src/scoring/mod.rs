@@ -79,9 +79,11 @@ pub use calibration::{
 pub use decision::{AmountRule, DecisionOutcome, DecisionPolicy, decide};
 pub use error::ScoringError;
 pub use evaluation::{
-    AggregationComparison, ClassMetrics, EvalConfig, EvaluationCounts, EvaluationReport, Forgeries,
-    LabelledEmbedding, MAX_CURVE_POINTS, OperatingPoint, OperatingRates, ScoreHistograms,
-    ScoredPair, SkippedWriter, compare_aggregations, evaluate, evaluation_scores, labelled_scores,
+    AggregationComparison, ClassMetrics, CollectionFigures, EvalConfig, EvaluationCounts,
+    EvaluationReport, Forgeries, LabelledEmbedding, MAX_CURVE_POINTS, OperatingPoint,
+    OperatingRates, ScoreHistograms, ScoredPair, SkippedWriter, collection_figures,
+    collection_samples, compare_aggregations, evaluate, evaluation_scores, figures_table,
+    labelled_scores,
 };
 pub use metrics::{
     DetPoint, EerResult, FarFrr, Histogram, RocPoint, WriterEer, WriterEerBasis, auc, det_points,
@@ -89,7 +91,7 @@ pub use metrics::{
     threshold_for_far,
 };
 pub use similarity::{
-    Aggregation, MIN_REFERENCE_STD, ReferenceStats, cosine_similarity, l2_normalise,
-    normalise_score, score_against_references,
+    Aggregation, MIN_REFERENCE_STD, ReferenceStats, ScoreNormalisation, cosine_similarity,
+    l2_normalise, normalise_score, score_against_references,
 };
 pub use thresholds::{ThresholdChoice, choose_thresholds};

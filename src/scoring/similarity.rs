@@ -182,6 +182,50 @@ pub fn score_against_references(
     aggregate(sims, agg)
 }
 
+/// The per-account stage between the raw similarity and the calibration. A model card names the one
+/// its calibration was fitted on, and every front end (verify, batch, GUI) applies it through the one
+/// decision path, so a calibration is never fed scores of another kind.
+///
+/// It is computed from the account's enrolled reference embeddings at decision time, not stored: it can
+/// therefore never be stale after a re-enrolment or a model change, and there is nothing beside the
+/// references that could be edited to move a decision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreNormalisation {
+    /// The raw aggregated cosine similarity goes to the calibration.
+    #[default]
+    None,
+    /// Z-normalised against the account's own references ([`normalise_score`]); needs 2 references.
+    ReferenceZnorm,
+}
+
+impl ScoreNormalisation {
+    /// The least number of references an account needs for this stage.
+    pub fn min_references(self) -> usize {
+        match self {
+            ScoreNormalisation::None => 1,
+            ScoreNormalisation::ReferenceZnorm => 2,
+        }
+    }
+
+    /// Applies the stage to a raw score of a questioned signature against `refs`.
+    pub fn apply(self, raw: f64, refs: &[Embedding]) -> Result<f64, ScoringError> {
+        match self {
+            ScoreNormalisation::None => Ok(raw),
+            ScoreNormalisation::ReferenceZnorm => {
+                Ok(normalise_score(raw, &ReferenceStats::from_refs(refs)?))
+            }
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ScoreNormalisation::None => "none",
+            ScoreNormalisation::ReferenceZnorm => "z-norm against the account's references",
+        }
+    }
+}
+
 /// The smallest standard deviation [`normalise_score`] divides by. With two references there is one
 /// pairwise similarity and the sample std is 0; with very consistent writers it is tiny. Without a
 /// floor the z-score would explode. 0.05 in cosine units is about the spread of genuine-genuine

@@ -128,6 +128,23 @@ impl Dataset {
     }
 
     /// The dataset restricted to some writers (unknown names are ignored).
+    /// The same samples with every writer renamed `PREFIX:WRITER`, so that collections can be pooled
+    /// without two collections' writer `001` becoming one person.
+    pub fn prefixed(&self, prefix: &str) -> Dataset {
+        Dataset {
+            root: self.root.clone(),
+            layout: self.layout,
+            samples: self
+                .samples
+                .iter()
+                .map(|s| Sample {
+                    writer: format!("{prefix}:{}", s.writer),
+                    ..s.clone()
+                })
+                .collect(),
+        }
+    }
+
     pub fn only_writers(&self, writers: &[String]) -> Dataset {
         Dataset {
             root: self.root.clone(),
@@ -429,6 +446,19 @@ fn scan_manifest(csv_path: &Path) -> Result<Vec<Sample>, TrainError> {
 }
 
 /// Reads a list of writer names, one per line (`#` starts a comment, blank lines are skipped).
+/// The name of a collection of labelled data: its folder's name (a CSV manifest's folder). Model
+/// cards, held-out lists (`NAME:WRITER`) and per-collection figures use it.
+pub fn collection_name(path: &Path) -> String {
+    let p = if path.is_file() {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    };
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".to_string())
+}
+
 pub fn read_writer_list(path: &Path) -> Result<Vec<String>, TrainError> {
     let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
         path: path.to_path_buf(),

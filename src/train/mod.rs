@@ -887,6 +887,25 @@ fn final_metrics(
         None
     };
     let spread = bootstrap_eer(&pairs, 1000, 2011);
+    // Per held-out collection as well as pooled, when several collections hold writers out.
+    let mut collections = Vec::new();
+    if loaded.val_sources.len() > 1 {
+        for name in &loaded.val_sources {
+            let samples = crate::scoring::collection_samples(&labelled, name);
+            if !samples.is_empty() {
+                collections.push(crate::scoring::collection_figures(
+                    name,
+                    &samples,
+                    &eval_config(k),
+                )?);
+            }
+        }
+        collections.push(crate::scoring::collection_figures(
+            "pooled",
+            &labelled,
+            &eval_config(k),
+        )?);
+    }
     let mut notes = vec![format!(
         "protocol of scoring::evaluate: first K genuine (natural order of file names) as references, \
          aggregation {}, one global threshold; K = {k} (the 5-reference fields use K = {k})",
@@ -916,6 +935,8 @@ fn final_metrics(
         writers: loaded.val_writers.len(),
         genuine: loaded.val.iter().filter(|v| v.genuine).count(),
         forgeries: loaded.val.iter().filter(|v| !v.genuine).count(),
+        collections,
+        leave_one_collection_out: Vec::new(),
         notes,
     }))
 }

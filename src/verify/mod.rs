@@ -38,8 +38,8 @@ use crate::imaging::normalise::NormaliseParams;
 use crate::imaging::{ImagingError, NormalisedSignature};
 use crate::model::{ModelError, SignatureModel};
 use crate::scoring::{
-    Aggregation, Calibration, Decision, DecisionOutcome, DecisionPolicy, Embedding, ScoringError,
-    Thresholds,
+    Aggregation, Calibration, Decision, DecisionOutcome, DecisionPolicy, Embedding,
+    ScoreNormalisation, ScoringError, Thresholds,
 };
 use crate::store::SettingsChange;
 
@@ -387,6 +387,8 @@ pub fn prepare_reference(
 #[derive(Clone, Debug)]
 pub struct Policy {
     pub decision: DecisionPolicy,
+    /// The per-account stage the calibration was fitted with: always the model card's.
+    pub normalisation: ScoreNormalisation,
     /// `None` means no probability can be computed: every cheque is REFERred.
     pub calibration: Option<Calibration>,
     pub aggregation: Aggregation,
@@ -405,6 +407,7 @@ impl Policy {
                 amount_rule: None,
                 per_account: Default::default(),
             },
+            normalisation: ScoreNormalisation::None,
             calibration: None,
             aggregation: Aggregation::default(),
             source: PolicySource::BuiltInDefault,
@@ -419,6 +422,7 @@ impl Policy {
         let decision = DecisionPolicy::new(thresholds).ok()?;
         Some(Self {
             decision,
+            normalisation: card.score_normalisation,
             calibration: Some(calibration),
             aggregation: Aggregation::default(),
             source: PolicySource::ModelCard,
@@ -433,6 +437,9 @@ impl Policy {
         model: &SignatureModel,
     ) -> Result<Self, VerifyError> {
         let mut policy = Self::from_model(model).unwrap_or_else(Self::built_in_default);
+        // The stage belongs to the model: a supervisor's calibration is fitted through the same
+        // `assess` path, which applies the model's stage too.
+        policy.normalisation = model.card().score_normalisation;
         let Some(store) = store else {
             return Ok(policy);
         };
@@ -483,7 +490,16 @@ impl Policy {
             }
             None => None,
         };
-        let probability = match (raw_score, &self.calibration) {
+        // The per-account stage: too few references for it means no probability, so REFER.
+        let too_few_references = references.len() < self.normalisation.min_references();
+        let normalised_score = match raw_score {
+            Some(s) if !too_few_references => {
+                let owned: Vec<Embedding> = references.iter().map(|r| (*r).clone()).collect();
+                Some(self.normalisation.apply(s, &owned)?)
+            }
+            _ => None,
+        };
+        let probability = match (normalised_score, &self.calibration) {
             (Some(s), Some(c)) => Some(c.probability(s)),
             _ => None,
         };
@@ -497,9 +513,19 @@ impl Policy {
         } else if self.calibration.is_none() || self.source == PolicySource::BuiltInDefault {
             outcome.decision = Decision::Refer;
             outcome.reason = NO_POLICY_REASON.to_string();
+        } else if too_few_references {
+            outcome.decision = Decision::Refer;
+            outcome.reason = format!(
+                "The model scores against at least {} references ({}); this account has {}. \
+                 Enrol more references.",
+                self.normalisation.min_references(),
+                self.normalisation.label(),
+                references.len()
+            );
         }
         Ok(Scored {
             raw_score,
+            normalised_score,
             probability,
             outcome,
             score_ms: ms_since(t0),
@@ -511,6 +537,9 @@ impl Policy {
 #[derive(Clone, Debug)]
 pub struct Scored {
     pub raw_score: Option<f64>,
+    /// The score after the per-account stage, the calibration's input (equal to `raw_score` when
+    /// the model has no such stage).
+    pub normalised_score: Option<f64>,
     pub probability: Option<f64>,
     pub outcome: DecisionOutcome,
     pub score_ms: f64,

@@ -9,6 +9,7 @@ mod store_common;
 mod train_shapes;
 
 // One module per area, named as the README and docs/HARDENING.md refer to them.
+mod accuracy_protocol;
 mod assess_cli;
 mod batch_output_safety;
 mod batch_pipeline;
