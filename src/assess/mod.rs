@@ -164,6 +164,76 @@ pub fn calibrate(
     ))
 }
 
+/// Calibration that holds across collections: Platt scaling is fitted on every collection's protocol
+/// pairs pooled, and the thresholds are the strictest any one collection needs, so that on the
+/// calibration data each collection on its own stays within `target_far` (forgeries accepted) and
+/// `refer_band` (genuine rejected). A pooled threshold would let a large, easy collection hide a
+/// small, hard one. Writers are named `COLLECTION:WRITER` (see `cli::assess_args`).
+pub fn calibrate_collections(
+    samples: &[LabelledEmbedding],
+    collections: &[String],
+    cfg: &EvalConfig,
+    target_far: f64,
+    refer_band: f64,
+) -> Result<(CalibrationResult, Vec<ScoredPair>), AssessError> {
+    if collections.len() < 2 {
+        return calibrate(samples, cfg, target_far, refer_band);
+    }
+    let mut per_collection = Vec::with_capacity(collections.len());
+    let mut pairs = Vec::new();
+    for name in collections {
+        let p = evaluation_scores(&crate::scoring::collection_samples(samples, name), cfg)?;
+        per_collection.push(p.clone());
+        pairs.extend(p);
+    }
+    let (scores, labels) = labelled_scores(&pairs, Forgeries::All);
+    let calibration = fit_platt(&scores, &labels)?;
+    let mut accept = 0.0f64;
+    let mut reject = 1.0f64;
+    for p in &per_collection {
+        let (s, l) = labelled_scores(p, Forgeries::All);
+        let c = choose_thresholds(&s, &l, &calibration, target_far, refer_band)?;
+        accept = accept.max(c.thresholds.accept);
+        reject = reject.min(c.thresholds.reject);
+    }
+    let thresholds = Thresholds {
+        accept,
+        reject: reject.min(accept),
+    };
+    thresholds.validate()?;
+    // What the pooled data sees at those thresholds.
+    let probs: Vec<f64> = scores.iter().map(|&s| calibration.probability(s)).collect();
+    let genuine = labels.iter().filter(|g| **g).count();
+    let forgeries = labels.len() - genuine;
+    let count = |f: &dyn Fn(f64, bool) -> bool| {
+        probs
+            .iter()
+            .zip(&labels)
+            .filter(|&(&p, &g)| f(p, g))
+            .count() as f64
+    };
+    let choice = ThresholdChoice {
+        thresholds,
+        target_far,
+        refer_band,
+        far: count(&|p, g| !g && p >= accept) / forgeries.max(1) as f64,
+        frr: count(&|p, g| g && p < accept) / genuine.max(1) as f64,
+        genuine_rejected: count(&|p, g| g && p < thresholds.reject) / genuine.max(1) as f64,
+        refer_rate: count(&|p, _| p >= thresholds.reject && p < accept)
+            / labels.len().max(1) as f64,
+    };
+    Ok((
+        CalibrationResult {
+            calibration,
+            choice,
+            pairs: labels.len(),
+            genuine_pairs: genuine,
+            forgery_pairs: forgeries,
+        },
+        pairs,
+    ))
+}
+
 /// The operating point in force: the store's settings once a supervisor has saved any, else the
 /// model card's own calibration and thresholds, else none (then no FAR/FRR at thresholds is reported).
 pub fn operating_point(

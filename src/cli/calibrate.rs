@@ -63,8 +63,20 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
             model.card().score_normalisation.label()
         );
     }
-    let (result, _) =
-        crate::assess::calibrate(&set.samples, &cfg, args.target_far, args.refer_band)?;
+    // With several collections the thresholds are the strictest any collection needs.
+    let names: Vec<String> = args
+        .data
+        .data
+        .iter()
+        .map(|p| crate::train::dataset::collection_name(p))
+        .collect();
+    let (result, _) = crate::assess::calibrate_collections(
+        &set.samples,
+        &names,
+        &cfg,
+        args.target_far,
+        args.refer_band,
+    )?;
     let c = &result.choice;
     println!(
         "model {}  data {} ({}), {} pairs ({} genuine, {} forgery)",
@@ -98,6 +110,26 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
         100.0 * c.genuine_rejected,
         100.0 * c.refer_rate
     );
+    if names.len() > 1 {
+        // Each collection at the chosen operating point: the figure a bank with writers like these
+        // would see.
+        let op = crate::scoring::OperatingPoint {
+            calibration: result.calibration,
+            thresholds: c.thresholds,
+        };
+        let with_op = crate::scoring::EvalConfig {
+            operating: Some(op),
+            ..cfg.clone()
+        };
+        let mut rows = Vec::new();
+        for name in &names {
+            let samples = crate::scoring::collection_samples(&set.samples, name);
+            rows.push(crate::scoring::collection_figures(
+                name, &samples, &with_op,
+            )?);
+        }
+        print!("{}", crate::scoring::figures_table(&rows));
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -506,3 +506,92 @@ fn calibrate_records_the_stage_in_the_card_and_the_gui_and_library_decide_with_i
     let raw = lib.raw_score.unwrap();
     assert!((cal.probability(raw) - lib_p).abs() > 1e-6);
 }
+
+/// Embeddings of a labelled collection: each writer a random direction, genuine samples close to it,
+/// skilled forgeries at `forgery_noise` from it (small = hard to tell apart).
+fn collection(
+    name: &str,
+    writers: usize,
+    forgery_noise: f32,
+    seed: u64,
+) -> Vec<countersign::scoring::LabelledEmbedding> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut gauss = |scale: f32, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<f32> {
+        (0..16)
+            .map(|_| rng.random_range(-1.0f32..1.0) * scale)
+            .collect()
+    };
+    let mut out = Vec::new();
+    for w in 0..writers {
+        let centre = gauss(1.0, &mut rng);
+        let mut add = |genuine: bool, i: usize, noise: f32, rng: &mut rand_chacha::ChaCha8Rng| {
+            let n = gauss(noise, rng);
+            let v: Vec<f32> = centre.iter().zip(&n).map(|(c, d)| c + d).collect();
+            out.push(countersign::scoring::LabelledEmbedding {
+                writer: format!("{name}:w{w:02}"),
+                genuine,
+                sample_id: format!("{}{i:02}", if genuine { "g" } else { "f" }),
+                embedding: emb(&v),
+            });
+        };
+        for i in 0..8 {
+            add(true, i, 0.25, &mut rng);
+        }
+        for i in 0..4 {
+            add(false, i, forgery_noise, &mut rng);
+        }
+    }
+    out
+}
+
+#[test]
+fn thresholds_chosen_across_collections_hold_on_each_collection() {
+    let mut samples = collection("easy", 24, 1.2, 1);
+    samples.extend(collection("hard", 6, 0.45, 2));
+    let names = vec!["easy".to_string(), "hard".to_string()];
+    let cfg = countersign::scoring::EvalConfig::default();
+    let target = 0.02;
+    let (across, _) =
+        countersign::assess::calibrate_collections(&samples, &names, &cfg, target, 0.05).unwrap();
+    let t = across.choice.thresholds;
+    for name in &names {
+        let pairs = countersign::scoring::evaluation_scores(
+            &countersign::scoring::collection_samples(&samples, name),
+            &cfg,
+        )
+        .unwrap();
+        let probs: Vec<(f64, bool)> = pairs
+            .iter()
+            .map(|p| (across.calibration.probability(p.score), p.genuine))
+            .collect();
+        let forged = probs.iter().filter(|(_, g)| !g).count() as f64;
+        let genuine = probs.iter().filter(|(_, g)| *g).count() as f64;
+        let far = probs.iter().filter(|(p, g)| !g && *p >= t.accept).count() as f64 / forged;
+        let rejected = probs.iter().filter(|(p, g)| *g && *p < t.reject).count() as f64 / genuine;
+        assert!(far <= target + 1e-12, "{name}: FAR {far} above {target}");
+        assert!(
+            rejected <= 0.05 + 1e-12,
+            "{name}: genuine rejected {rejected}"
+        );
+    }
+    // A threshold chosen on the pool alone lets the hard collection's forgeries through: the easy
+    // collection's many forgeries dilute them.
+    let (pooled, _) = countersign::assess::calibrate(&samples, &cfg, target, 0.05).unwrap();
+    let hard = countersign::scoring::evaluation_scores(
+        &countersign::scoring::collection_samples(&samples, "hard"),
+        &cfg,
+    )
+    .unwrap();
+    let forged: Vec<f64> = hard
+        .iter()
+        .filter(|p| !p.genuine)
+        .map(|p| pooled.calibration.probability(p.score))
+        .collect();
+    let far = forged
+        .iter()
+        .filter(|p| **p >= pooled.choice.thresholds.accept)
+        .count() as f64
+        / forged.len() as f64;
+    assert!(far > target, "pooled thresholds: hard-collection FAR {far}");
+}
