@@ -65,7 +65,7 @@ train-default: build
 	  --data $(BHSIG)/bengali --licence "BHSig260 Bengali (Pal et al., DAS 2016): $(LICENCE)" \
 	  --data $(BHSIG)/hindi --licence "BHSig260 Hindi (Pal et al., DAS 2016): $(LICENCE)" \
 	  --holdout models/holdout-writers.txt --synthetic 200 --synthetic-genuine 10 --synthetic-forgeries 4 \
-	  --synthetic-weight 0.5 --input 220x150 --ink binary --epochs 20 --steps 150 --forgeries 3 --warmup 150 \
+	  --synthetic-weight 0.5 --input 220x150 --ink binary --epochs 12 --steps 150 --forgeries 3 --warmup 150 \
 	  --seed 2026 --out models/countersign-default.safetensors --quiet
 	rm -f models/countersign-default.checkpoint.* models/countersign-default.best.*
 
