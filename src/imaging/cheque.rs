@@ -162,6 +162,11 @@ pub struct SignatureFind {
     /// Estimated rotation of the cheque's printed lines, in degrees (positive: falling to the right).
     pub skew_degrees: f32,
     pub found: bool,
+    /// The box ends on the edge of the signature zone while the ink goes on outside it: the box
+    /// covers only part of the ink, so `found` is false whatever the confidence, and the cheque is
+    /// referred ("signature box uncertain").
+    #[serde(default)]
+    pub box_uncertain: bool,
 }
 
 /// A questioned signature ready for scoring, with where it came from.
@@ -171,6 +176,8 @@ pub struct Prepared {
     pub bbox: CropBox,
     pub confidence: f32,
     pub found: bool,
+    /// See [`SignatureFind::box_uncertain`].
+    pub box_uncertain: bool,
 }
 
 /// Finds the signature on a cheque scan: a manual crop wins; otherwise the finder runs. The crop is
@@ -181,8 +188,8 @@ pub fn prepare_questioned(
     manual: Option<CropBox>,
     params: &NormaliseParams,
 ) -> Result<Prepared, ImagingError> {
-    let (bbox, confidence, found) = match manual {
-        Some(b) => (b, 1.0, true),
+    let (bbox, confidence, found, box_uncertain) = match manual {
+        Some(b) => (b, 1.0, true, false),
         None => {
             let f = find_signature(cheque, layout)?;
             if f.bbox.width == 0 || f.bbox.height == 0 {
@@ -190,7 +197,7 @@ pub fn prepare_questioned(
                     "the cheque's signature zone".into(),
                 ));
             }
-            (f.bbox, f.confidence, f.found)
+            (f.bbox, f.confidence, f.found, f.box_uncertain)
         }
     };
     let region = crop(cheque, bbox)?;
@@ -200,6 +207,7 @@ pub fn prepare_questioned(
         bbox,
         confidence,
         found,
+        box_uncertain,
     })
 }
 
@@ -244,6 +252,7 @@ pub fn find_signature(
         confidence,
         skew_degrees: skew,
         found: false,
+        box_uncertain: false,
     };
     if zone.width < 16 || zone.height < 16 {
         return Ok(not_found(zone, 0.0, 0.0));
@@ -378,12 +387,53 @@ pub fn find_signature(
         best.area as f32 / kept_area as f32
     };
     let confidence = (0.45 * mass + 0.25 * shape + 0.3 * dominance).clamp(0.0, 1.0);
+    let box_uncertain = ink_crosses_zone_edge(cheque, &zone, &bbox, otsu.threshold, f as u32);
     Ok(SignatureFind {
         bbox,
         confidence,
         skew_degrees: skew,
-        found: confidence >= layout.min_confidence,
+        found: confidence >= layout.min_confidence && !box_uncertain,
+        box_uncertain,
     })
+}
+
+/// Whether the found box ends on an edge of the zone while strokes cross that edge: ink on the
+/// zone's edge row (or column) continuing on the first one outside it, in at least two separate
+/// places (one place can be a printed rule running through). Then the signature ran out of the zone
+/// (or the zone is drawn wrong for this cheque) and the box holds only part of it.
+fn ink_crosses_zone_edge(img: &GrayImage, zone: &CropBox, b: &CropBox, threshold: u8, f: u32) -> bool {
+    let (cw, ch) = img.dimensions();
+    let tol = f + 1;
+    let ink = |x: u32, y: u32| img.get_pixel(x, y).0[0] < threshold;
+    // Counts runs of consecutive positions along an edge where ink crosses it.
+    let runs = |pairs: &mut dyn Iterator<Item = bool>| -> u32 {
+        let (mut n, mut prev) = (0, false);
+        for c in pairs {
+            if c && !prev {
+                n += 1;
+            }
+            prev = c;
+        }
+        n
+    };
+    let (zx1, zy1) = (zone.x + zone.width, zone.y + zone.height);
+    let (bx1, by1) = (b.x + b.width, b.y + b.height);
+    let ys = b.y..by1.min(ch);
+    let xs = b.x..bx1.min(cw);
+    let mut crossings = 0;
+    if b.x <= zone.x + tol && zone.x >= 1 {
+        crossings += runs(&mut ys.clone().map(|y| ink(zone.x, y) && ink(zone.x - 1, y)));
+    }
+    if bx1 + tol >= zx1 && zx1 < cw {
+        crossings += runs(&mut ys.clone().map(|y| ink(zx1 - 1, y) && ink(zx1, y)));
+    }
+    if b.y <= zone.y + tol && zone.y >= 1 {
+        crossings += runs(&mut xs.clone().map(|x| ink(x, zone.y) && ink(x, zone.y - 1)));
+    }
+    if by1 + tol >= zy1 && zy1 < ch {
+        crossings += runs(&mut xs.clone().map(|x| ink(x, zy1 - 1) && ink(x, zy1)));
+    }
+    crossings >= 2
 }
 
 /// Angle (degrees) whose shear makes the ink's row profile sharpest: printed rules and text lines give
