@@ -397,43 +397,51 @@ pub fn find_signature(
     })
 }
 
-/// Whether the found box ends on an edge of the zone while strokes cross that edge: ink on the
-/// zone's edge row (or column) continuing on the first one outside it, in at least two separate
-/// places (one place can be a printed rule running through). Then the signature ran out of the zone
-/// (or the zone is drawn wrong for this cheque) and the box holds only part of it.
+/// Whether the found box ends on an edge of the zone while the signature's ink goes on outside it:
+/// a stroke crosses that edge (ink on the zone's edge row or column and on the first one outside),
+/// and the ink just outside spreads over at least six rows (or columns) across the edge. A printed
+/// rule running through the edge crosses it too, but stays within a few rows, so it does not count.
+/// Then the signature ran out of the zone (or the zone is drawn wrong for this cheque) and the box
+/// holds only part of it.
 fn ink_crosses_zone_edge(img: &GrayImage, zone: &CropBox, b: &CropBox, threshold: u8, f: u32) -> bool {
     let (cw, ch) = img.dimensions();
     let tol = f + 1;
+    let band = 4 * f + 8;
     let ink = |x: u32, y: u32| img.get_pixel(x, y).0[0] < threshold;
-    // Counts runs of consecutive positions along an edge where ink crosses it.
-    let runs = |pairs: &mut dyn Iterator<Item = bool>| -> u32 {
-        let (mut n, mut prev) = (0, false);
-        for c in pairs {
-            if c && !prev {
-                n += 1;
-            }
-            prev = c;
-        }
-        n
-    };
     let (zx1, zy1) = (zone.x + zone.width, zone.y + zone.height);
     let (bx1, by1) = (b.x + b.width, b.y + b.height);
-    let ys = b.y..by1.min(ch);
-    let xs = b.x..bx1.min(cw);
-    let mut crossings = 0;
+    let ys = || b.y..by1.min(ch);
+    let xs = || b.x..bx1.min(cw);
+    // Left and right edges: (the zone's edge column, the column outside, the outside strip).
+    let mut vertical = Vec::new();
     if b.x <= zone.x + tol && zone.x >= 1 {
-        crossings += runs(&mut ys.clone().map(|y| ink(zone.x, y) && ink(zone.x - 1, y)));
+        vertical.push((zone.x, zone.x - 1, zone.x.saturating_sub(band)..zone.x));
     }
     if bx1 + tol >= zx1 && zx1 < cw {
-        crossings += runs(&mut ys.clone().map(|y| ink(zx1 - 1, y) && ink(zx1, y)));
+        vertical.push((zx1 - 1, zx1, zx1..(zx1 + band).min(cw)));
     }
+    for (inside, outside, strip) in vertical {
+        let crosses = ys().any(|y| ink(inside, y) && ink(outside, y));
+        let spread = ys().filter(|&y| strip.clone().any(|x| ink(x, y))).count();
+        if crosses && spread >= 6 {
+            return true;
+        }
+    }
+    let mut horizontal = Vec::new();
     if b.y <= zone.y + tol && zone.y >= 1 {
-        crossings += runs(&mut xs.clone().map(|x| ink(x, zone.y) && ink(x, zone.y - 1)));
+        horizontal.push((zone.y, zone.y - 1, zone.y.saturating_sub(band)..zone.y));
     }
     if by1 + tol >= zy1 && zy1 < ch {
-        crossings += runs(&mut xs.clone().map(|x| ink(x, zy1 - 1) && ink(x, zy1)));
+        horizontal.push((zy1 - 1, zy1, zy1..(zy1 + band).min(ch)));
     }
-    crossings >= 2
+    for (inside, outside, strip) in horizontal {
+        let crosses = xs().any(|x| ink(x, inside) && ink(x, outside));
+        let spread = xs().filter(|&x| strip.clone().any(|y| ink(x, y))).count();
+        if crosses && spread >= 6 {
+            return true;
+        }
+    }
+    false
 }
 
 /// Angle (degrees) whose shear makes the ink's row profile sharpest: printed rules and text lines give

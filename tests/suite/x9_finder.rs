@@ -65,7 +65,7 @@ fn a_box_covering_part_of_the_ink_is_referred_as_uncertain() {
     };
     let (front, t) = render_item(&opts, 0);
     let img = bitonal(&front, 128);
-    let (w, h) = img.dimensions();
+    let w = img.width();
     // A zone whose left edge runs through the middle of the signature.
     let cut = (t.sig_x + t.sig_w / 2) as f32 / w as f32;
     let layout = ChequeLayout {
