@@ -216,7 +216,7 @@ struct Item {
 
 /// Where the rows come from.
 enum Rows {
-    Manifest(ManifestReader),
+    Manifest(Box<ManifestReader>),
     X9(Box<crate::x9::batch::X9Rows>),
 }
 
@@ -263,7 +263,7 @@ pub fn run(
         x9_summary = Some(summary);
         Rows::X9(Box::new(rows))
     } else {
-        Rows::Manifest(ManifestReader::open(&opts.manifest)?)
+        Rows::Manifest(Box::new(ManifestReader::open(&opts.manifest)?))
     };
     // Creating the results file truncates it: refuse to overwrite the manifest with its own results.
     if let (Ok(a), Ok(b)) = (opts.manifest.canonicalize(), opts.out.canonicalize())

@@ -32,7 +32,12 @@ Each item's front image is verified against the account found in its on-us field
 Besides the results, a return list (<out>-returns.csv) names the items to refer or reject, and those in error.")]
 pub struct BatchArgs {
     /// The manifest CSV.
-    #[arg(long, value_name = "FILE.csv", required_unless_present = "x9", conflicts_with = "x9")]
+    #[arg(
+        long,
+        value_name = "FILE.csv",
+        required_unless_present = "x9",
+        conflicts_with = "x9"
+    )]
     pub manifest: Option<PathBuf>,
     /// An X9.37 / X9.100-187 image cash letter instead of a manifest.
     #[arg(long, value_name = "FILE.x937")]
@@ -148,7 +153,10 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| crate::x9::batch::default_returns(&summary.out));
         let n = crate::x9::batch::write_returns(&input, x9, &summary.out, &returns)?;
-        out(&format!("returns      {} ({n} item(s) to refer, reject or fix)\n", returns.display()))?;
+        out(&format!(
+            "returns      {} ({n} item(s) to refer, reject or fix)\n",
+            returns.display()
+        ))?;
     }
     if let Some(p) = &args.summary_json {
         std::fs::write(p, serde_json::to_string_pretty(&summary)?)

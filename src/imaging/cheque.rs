@@ -403,7 +403,13 @@ pub fn find_signature(
 /// rule running through the edge crosses it too, but stays within a few rows, so it does not count.
 /// Then the signature ran out of the zone (or the zone is drawn wrong for this cheque) and the box
 /// holds only part of it.
-fn ink_crosses_zone_edge(img: &GrayImage, zone: &CropBox, b: &CropBox, threshold: u8, f: u32) -> bool {
+fn ink_crosses_zone_edge(
+    img: &GrayImage,
+    zone: &CropBox,
+    b: &CropBox,
+    threshold: u8,
+    f: u32,
+) -> bool {
     let (cw, ch) = img.dimensions();
     let tol = f + 1;
     let band = 4 * f + 8;

@@ -62,7 +62,10 @@ pub fn signet_rate(dir: &Path, threads: usize, seconds: f64) -> Result<f64, Stri
                 continue;
             }
         };
-        if let Some(r) = v.get("embeddings_per_s").and_then(serde_json::Value::as_f64) {
+        if let Some(r) = v
+            .get("embeddings_per_s")
+            .and_then(serde_json::Value::as_f64)
+        {
             return Ok(r);
         }
         last = format!(
@@ -183,11 +186,7 @@ pub fn formats(s: &BenchSetup, rows: u64) -> anyhow::Result<Vec<(String, String)
         .into_iter()
         .map(|(a, p)| Ok((a, std::fs::read(p)?)))
         .collect::<anyhow::Result<_>>()?;
-    let back = super::synth::g4_tiff(&image::GrayImage::from_pixel(
-        1700,
-        800,
-        image::Luma([255]),
-    ))?;
+    let back = super::synth::g4_tiff(&image::GrayImage::from_pixel(1700, 800, image::Luma([255])))?;
     let x9 = s.dir.join(format!("formats-{tag}.x937"));
     let mut w = super::writer::X9Writer::new(
         std::io::BufWriter::new(std::fs::File::create(&x9)?),

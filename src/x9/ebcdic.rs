@@ -55,12 +55,22 @@ impl Encoding {
         match self {
             Encoding::Ascii => text
                 .chars()
-                .map(|c| if c.is_ascii_graphic() || c == ' ' { c as u8 } else { b'?' })
+                .map(|c| {
+                    if c.is_ascii_graphic() || c == ' ' {
+                        c as u8
+                    } else {
+                        b'?'
+                    }
+                })
                 .collect(),
             Encoding::Ebcdic => text
                 .chars()
                 .map(|c| {
-                    let a = if c.is_ascii_graphic() || c == ' ' { c as u8 } else { b'?' };
+                    let a = if c.is_ascii_graphic() || c == ' ' {
+                        c as u8
+                    } else {
+                        b'?'
+                    };
                     ascii_to_cp037(a)
                 })
                 .collect(),

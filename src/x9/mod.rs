@@ -249,12 +249,7 @@ impl AccountRule {
 
     /// The rule in force: the stored one, else the default.
     pub fn from_settings(settings: &crate::store::Settings) -> Result<Self, String> {
-        Self::new(
-            settings
-                .x9_account_rule
-                .as_deref()
-                .unwrap_or(Self::DEFAULT),
-        )
+        Self::new(settings.x9_account_rule.as_deref().unwrap_or(Self::DEFAULT))
     }
 
     pub fn pattern(&self) -> &str {

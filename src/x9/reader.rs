@@ -335,7 +335,11 @@ impl<R: BufRead> RecordReader<R> {
             0
         } else {
             digits(&lirk_s).ok_or_else(|| {
-                field_err("length of image reference key", "102-105".into(), lirk_s.clone())
+                field_err(
+                    "length of image reference key",
+                    "102-105".into(),
+                    lirk_s.clone(),
+                )
             })?
         };
         if self.skip(lirk)? < lirk {
@@ -746,14 +750,18 @@ impl<R: BufRead> ItemReader<R> {
                                 || data.sequence.trim_start_matches('0')
                                     == item.sequence.trim_start_matches('0');
                             if let Some(p) = data.problem {
-                                item.problem = Some(format!("front image (record {}): {p}", rec.number));
+                                item.problem =
+                                    Some(format!("front image (record {}): {p}", rec.number));
                             } else if !seq_ok {
                                 item.problem = Some(format!(
                                     "the front image (record {}) names item sequence number {}, not this item's",
                                     rec.number, data.sequence
                                 ));
                             } else if data.declared_len == 0 {
-                                item.problem = Some(format!("the front image (record {}) is empty", rec.number));
+                                item.problem = Some(format!(
+                                    "the front image (record {}) is empty",
+                                    rec.number
+                                ));
                             } else {
                                 item.front = Some(data.bytes);
                                 item.front_format = view.as_ref().map(ImageViewDetail::describe);
@@ -771,9 +779,24 @@ impl<R: BufRead> ItemReader<R> {
                 (kind::BUNDLE_CONTROL, Level::Bundle) => {
                     let c = BundleControl::parse(&fields)?;
                     let done = self.close_item();
-                    Self::control(&rec, "items within bundle count", c.items, self.bundle.items)?;
-                    Self::control(&rec, "bundle total amount (cents)", c.amount_cents, self.bundle.amount)?;
-                    Self::control(&rec, "images within bundle count", c.images, self.bundle.images)?;
+                    Self::control(
+                        &rec,
+                        "items within bundle count",
+                        c.items,
+                        self.bundle.items,
+                    )?;
+                    Self::control(
+                        &rec,
+                        "bundle total amount (cents)",
+                        c.amount_cents,
+                        self.bundle.amount,
+                    )?;
+                    Self::control(
+                        &rec,
+                        "images within bundle count",
+                        c.images,
+                        self.bundle.images,
+                    )?;
                     self.letter.items += self.bundle.items;
                     self.letter.amount = self.letter.amount.saturating_add(self.bundle.amount);
                     self.letter.images += self.bundle.images;
@@ -786,9 +809,24 @@ impl<R: BufRead> ItemReader<R> {
                 (kind::CASH_LETTER_CONTROL, Level::CashLetter) => {
                     let c = CashLetterControl::parse(&fields)?;
                     Self::control(&rec, "bundle count", c.bundles, self.letter.bundles)?;
-                    Self::control(&rec, "items within cash letter count", c.items, self.letter.items)?;
-                    Self::control(&rec, "cash letter total amount (cents)", c.amount_cents, self.letter.amount)?;
-                    Self::control(&rec, "images within cash letter count", c.images, self.letter.images)?;
+                    Self::control(
+                        &rec,
+                        "items within cash letter count",
+                        c.items,
+                        self.letter.items,
+                    )?;
+                    Self::control(
+                        &rec,
+                        "cash letter total amount (cents)",
+                        c.amount_cents,
+                        self.letter.amount,
+                    )?;
+                    Self::control(
+                        &rec,
+                        "images within cash letter count",
+                        c.images,
+                        self.letter.images,
+                    )?;
                     self.file.items += self.letter.items;
                     self.file.amount = self.file.amount.saturating_add(self.letter.amount);
                     self.file.images += self.letter.images;
@@ -801,14 +839,21 @@ impl<R: BufRead> ItemReader<R> {
                     Self::control(&rec, "cash letter count", c.cash_letters, self.cash_letters)?;
                     Self::control(&rec, "total record count", c.records, self.summary.records)?;
                     Self::control(&rec, "total item count", c.items, self.file.items)?;
-                    Self::control(&rec, "file total amount (cents)", c.amount_cents, self.file.amount)?;
+                    Self::control(
+                        &rec,
+                        "file total amount (cents)",
+                        c.amount_cents,
+                        self.file.amount,
+                    )?;
                     self.summary.items = self.file.items;
                     self.summary.total_cents = self.file.amount;
                     self.summary.images = self.file.images;
                     self.summary.bundles = self.file.bundles;
                     self.summary.cash_letters = self.cash_letters;
                     for (t, n) in std::mem::take(&mut self.unknown) {
-                        self.note(format!("{n} record(s) of type {t:02} were skipped (not used for verification)"));
+                        self.note(format!(
+                            "{n} record(s) of type {t:02} were skipped (not used for verification)"
+                        ));
                     }
                     self.level = Level::Done;
                 }
@@ -824,7 +869,9 @@ impl<R: BufRead> ItemReader<R> {
                     let expected = match level {
                         Level::File => "a cash letter header (10) or the file control (99)",
                         Level::CashLetter => "a bundle header (20) or the cash letter control (90)",
-                        Level::Bundle => "items (25 with 26-28, 50, 52, 54) or the bundle control (70)",
+                        Level::Bundle => {
+                            "items (25 with 26-28, 50, 52, 54) or the bundle control (70)"
+                        }
                         _ => "nothing",
                     };
                     return Err(self.structure(
@@ -846,7 +893,10 @@ impl<R: BufRead> ItemReader<R> {
                 ) => {
                     return Err(self.structure(
                         &rec,
-                        format!("a type {:02} record outside an item (no check detail 25 before it)", rec.rtype),
+                        format!(
+                            "a type {:02} record outside an item (no check detail 25 before it)",
+                            rec.rtype
+                        ),
                     ));
                 }
                 (other, _) => {

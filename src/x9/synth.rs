@@ -119,13 +119,9 @@ pub fn g4_tiff(img: &GrayImage) -> anyhow::Result<Vec<u8>> {
     let raw = img.as_raw();
     for y in 0..h as usize {
         let row = &raw[y * w as usize..(y + 1) * w as usize];
-        let line = row.iter().map(|&v| {
-            if v < 128 {
-                Color::Black
-            } else {
-                Color::White
-            }
-        });
+        let line = row
+            .iter()
+            .map(|&v| if v < 128 { Color::Black } else { Color::White });
         enc.encode_line(line, width)
             .map_err(|_| anyhow::anyhow!("G4 encoding failed"))?;
     }
@@ -204,6 +200,9 @@ fn back_image(w: u32, h: u32) -> GrayImage {
     img
 }
 
+/// One rendered item: its G4 front, the front's size, and its truth.
+type Rendered = (Vec<u8>, u32, u32, X9Truth);
+
 /// `OUT.truth.csv` beside `out`.
 pub fn truth_path(out: &Path) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
@@ -221,7 +220,8 @@ pub fn refs_dir(out: &Path) -> PathBuf {
 /// Writes the file, its truth and the references. Cheques are rendered in parallel, 64 at a time.
 pub fn generate(out: &Path, opts: &X9SynthOptions) -> anyhow::Result<X9SynthSummary> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let refs = refs_dir(out);
     std::fs::create_dir_all(&refs).with_context(|| format!("creating {}", refs.display()))?;
@@ -250,15 +250,15 @@ pub fn generate(out: &Path, opts: &X9SynthOptions) -> anyhow::Result<X9SynthSumm
     };
     let mut x9 = X9Writer::new(std::io::BufWriter::new(file), wopts)?;
     let tpath = truth_path(out);
-    let mut truth_csv = csv::Writer::from_path(&tpath)
-        .with_context(|| format!("creating {}", tpath.display()))?;
+    let mut truth_csv =
+        csv::Writer::from_path(&tpath).with_context(|| format!("creating {}", tpath.display()))?;
     let mut back: Option<(u32, u32, Vec<u8>)> = None;
     let mut total = 0u64;
     let n = u64::from(opts.cheques);
     let mut start = 0u64;
     while start < n {
         let end = (start + 64).min(n);
-        let rendered: Vec<anyhow::Result<(Vec<u8>, u32, u32, X9Truth)>> = (start..end)
+        let rendered: Vec<anyhow::Result<Rendered>> = (start..end)
             .into_par_iter()
             .map(|i| {
                 let (front, truth) = render_item(opts, i);
@@ -306,7 +306,8 @@ pub fn generate(out: &Path, opts: &X9SynthOptions) -> anyhow::Result<X9SynthSumm
 
 /// Reads `OUT.truth.csv`.
 pub fn read_truth(path: &Path) -> anyhow::Result<Vec<X9Truth>> {
-    let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     for t in r.deserialize() {
         out.push(t?);

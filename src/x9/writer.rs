@@ -141,7 +141,10 @@ impl<W: Write> X9Writer<W> {
         if s.len() != 80 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("internal error: record {s:?} is {} characters, not 80", s.len()),
+                format!(
+                    "internal error: record {s:?} is {} characters, not 80",
+                    s.len()
+                ),
             ));
         }
         let b = self.opts.encoding.encode(s);

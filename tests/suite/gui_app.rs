@@ -817,7 +817,9 @@ fn the_batch_screen_accepts_an_x9_cash_letter_and_shows_the_account_rule() {
     let mut store = Store::open(&f.db).expect("open");
     let sam = store.authenticate(PINS[0].0, PINS[0].2).expect("sign in");
     for (account, refs) in &s.accounts {
-        store.add_account(&sam, account, "X9 holder").expect("account");
+        store
+            .add_account(&sam, account, "X9 holder")
+            .expect("account");
         for r in refs {
             store
                 .enrol_reference(&sam, account, &std::fs::read(r).expect("ref"))
@@ -843,7 +845,10 @@ fn the_batch_screen_accepts_an_x9_cash_letter_and_shows_the_account_rule() {
     wait_for(&mut h, "the status", |a| {
         a.shared.status.x9_account_rule == rule
     });
-    assert!(has_text(&h, rule), "the Batch screen does not show the rule");
+    assert!(
+        has_text(&h, rule),
+        "the Batch screen does not show the rule"
+    );
     type_into(
         &mut h,
         accesskit::Role::TextInput,

@@ -201,11 +201,21 @@ fn ascii_and_ebcdic_files_round_trip_to_audit_rows_matching_the_truth() {
     // Both encodings carry the same cheques: the same scores, item by item.
     let a: Vec<_> = truth(&f.ascii)
         .iter()
-        .map(|t| scores[&(f.ascii.display().to_string(), format!("{}:{}", t.sequence, t.genuine))])
+        .map(|t| {
+            scores[&(
+                f.ascii.display().to_string(),
+                format!("{}:{}", t.sequence, t.genuine),
+            )]
+        })
         .collect();
     let e: Vec<_> = truth(&f.ebcdic)
         .iter()
-        .map(|t| scores[&(f.ebcdic.display().to_string(), format!("{}:{}", t.sequence, t.genuine))])
+        .map(|t| {
+            scores[&(
+                f.ebcdic.display().to_string(),
+                format!("{}:{}", t.sequence, t.genuine),
+            )]
+        })
         .collect();
     assert_eq!(a, e);
 }
@@ -257,10 +267,7 @@ fn the_same_cheque_decides_the_same_from_an_x9_file_and_from_a_png() {
             (Some(a), Some(b)) => assert!((a - b).abs() < 1e-5, "{id}: {a} vs {b}"),
             (a, b) => assert_eq!(a, b),
         }
-        assert_eq!(
-            row.crop_x.zip(row.crop_y),
-            single.crop.map(|c| (c.x, c.y))
-        );
+        assert_eq!(row.crop_x.zip(row.crop_y), single.crop.map(|c| (c.x, c.y)));
         n += 1;
     }
     assert_eq!(n, 8);
@@ -323,7 +330,15 @@ fn the_cli_writes_results_and_a_return_list_and_refuses_a_file_that_does_not_add
     let synth = assert_cmd::Command::new(BIN)
         .args(["synth", "--x9"])
         .arg(&file)
-        .args(["--cheques", "4", "--writers", "2", "--references", "2", "--ebcdic"])
+        .args([
+            "--cheques",
+            "4",
+            "--writers",
+            "2",
+            "--references",
+            "2",
+            "--ebcdic",
+        ])
         .output()
         .unwrap();
     assert!(synth.status.success(), "{synth:?}");
@@ -368,7 +383,10 @@ fn the_cli_writes_results_and_a_return_list_and_refuses_a_file_that_does_not_add
     let ok = batch(&file);
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{ok:?}");
-    assert!(stdout.contains("X9 file") && stdout.contains("EBCDIC"), "{stdout}");
+    assert!(
+        stdout.contains("X9 file") && stdout.contains("EBCDIC"),
+        "{stdout}"
+    );
     let results = read_results(&out).unwrap();
     assert_eq!(results.len(), 4);
     let returns_path = countersign::x9::batch::default_returns(&out);

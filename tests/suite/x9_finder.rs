@@ -78,7 +78,11 @@ fn a_box_covering_part_of_the_ink_is_referred_as_uncertain() {
         ..ChequeLayout::default()
     };
     let f = find_signature(&img, &layout).unwrap();
-    assert!(f.box_uncertain, "{f:?} (signature at x {} w {})", t.sig_x, t.sig_w);
+    assert!(
+        f.box_uncertain,
+        "{f:?} (signature at x {} w {})",
+        t.sig_x, t.sig_w
+    );
     assert!(!f.found);
     // The default zone holds the whole signature: not uncertain.
     let whole = find_signature(&img, &ChequeLayout::default()).unwrap();
@@ -94,7 +98,8 @@ fn a_box_covering_part_of_the_ink_is_referred_as_uncertain() {
     let m = countersign::model::SignatureModel::load(&model, tch::Device::Cpu).unwrap();
     let policy = countersign::verify::Policy::from_model(&m)
         .unwrap_or_else(countersign::verify::Policy::built_in_default);
-    let v = countersign::verify::Verifier::new(countersign::verify::shared_model(m), layout, policy);
+    let v =
+        countersign::verify::Verifier::new(countersign::verify::shared_model(m), layout, policy);
     let reference = dir.path().join("ref.png");
     countersign::synth::dataset::genuine_sample(5, 0, 0)
         .save(&reference)
@@ -116,7 +121,9 @@ fn a_box_covering_part_of_the_ink_is_referred_as_uncertain() {
         .unwrap();
     assert_eq!(r.decision(), countersign::scoring::Decision::Refer);
     assert!(
-        r.outcome.reason.starts_with(countersign::verify::BOX_UNCERTAIN),
+        r.outcome
+            .reason
+            .starts_with(countersign::verify::BOX_UNCERTAIN),
         "{}",
         r.outcome.reason
     );

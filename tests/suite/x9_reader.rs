@@ -151,7 +151,10 @@ fn every_framing_and_encoding_reads_back_the_written_items() {
         assert_eq!(s.items, 7);
         assert_eq!(s.bundles, 3);
         assert_eq!(s.images, 14);
-        assert_eq!(s.total_cents, expected.iter().map(|e| e.amount).sum::<u64>());
+        assert_eq!(
+            s.total_cents,
+            expected.iter().map(|e| e.amount).sum::<u64>()
+        );
         assert_eq!(s.bytes, bytes.len() as u64);
         assert_eq!(s.sha256, countersign::digest::sha256_hex(&bytes));
         assert_eq!(s.header.as_ref().unwrap().standard_level, "35");
@@ -362,7 +365,9 @@ fn truncation_at_every_record_boundary_is_an_error() {
                 assert!(
                     matches!(
                         err,
-                        X9Error::Truncated { .. } | X9Error::NotX9 { .. } | X9Error::Structure { .. }
+                        X9Error::Truncated { .. }
+                            | X9Error::NotX9 { .. }
+                            | X9Error::Structure { .. }
                     ),
                     "cut at {c}: {err}"
                 );
@@ -373,7 +378,10 @@ fn truncation_at_every_record_boundary_is_an_error() {
     let recs = line_records(&file(3, Encoding::Ascii, false, 2));
     for n in 1..recs.len() {
         let err = items(&join_lines(&recs[..n]), None).unwrap_err();
-        assert!(matches!(err, X9Error::Truncated { .. }), "{n} records: {err}");
+        assert!(
+            matches!(err, X9Error::Truncated { .. }),
+            "{n} records: {err}"
+        );
     }
 }
 
@@ -388,8 +396,11 @@ fn an_ebcdic_file_read_as_ascii_is_refused_clearly() {
     let err = scan_reader(std::io::Cursor::new(&ascii), Some(Encoding::Ebcdic)).unwrap_err();
     assert!(matches!(err, X9Error::Structure { .. }), "{err}");
     // Not an X9 file at all.
-    let err = scan_reader(std::io::Cursor::new(b"cheque_id,cheque_path\n1,a.png\n"), None)
-        .unwrap_err();
+    let err = scan_reader(
+        std::io::Cursor::new(b"cheque_id,cheque_path\n1,a.png\n"),
+        None,
+    )
+    .unwrap_err();
     assert!(matches!(err, X9Error::NotX9 { .. }), "{err}");
 }
 
