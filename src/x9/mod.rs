@@ -207,7 +207,8 @@ pub fn looks_like_x9(path: &Path) -> bool {
         return false;
     }
     let at = |i: usize| Encoding::detect_file_header([head[i], head[i + 1]]).is_some();
-    at(0) || (at(4) && head[0] == 0 && head[1] == 0)
+    // A file header's length prefix is small: its two high bytes are zero (big- or little-endian).
+    at(0) || (at(4) && ((head[0] == 0 && head[1] == 0) || (head[2] == 0 && head[3] == 0)))
 }
 
 /// Opens a file for reading item by item, with front images.

@@ -871,4 +871,46 @@ fn the_batch_screen_accepts_an_x9_cash_letter_and_shows_the_account_rule() {
     for r in &rows {
         assert!(store.has_decision(&r.cheque_id).expect("query"));
     }
+    drop(store);
+
+    // The same cheque on the Verify screen (its front image as a PNG, the account's references in
+    // the reference slots) gets the same score and decision as in the X9 batch.
+    let mut items = countersign::x9::open(&file).expect("open x9");
+    let item = items.next_item().expect("read").expect("an item");
+    let front = countersign::imaging::decode::decode_bytes(
+        item.front.as_deref().expect("front"),
+        "front",
+        &Default::default(),
+    )
+    .expect("decode");
+    let png = f.path("front.png");
+    front.save(&png).expect("png");
+    let batch_row = rows
+        .iter()
+        .find(|r| r.cheque_id.ends_with(&item.sequence))
+        .cloned()
+        .expect("row");
+    assert!(h.state_mut().open(Screen::Verify));
+    h.run_ok();
+    for (i, r) in s.accounts[0].1.iter().enumerate() {
+        load(&mut h, Slot::Reference(i), r);
+    }
+    load(&mut h, Slot::Cheque, &png);
+    wait_for(&mut h, "the verification of the X9 item", |a| {
+        a.verify.outcome.is_some()
+    });
+    let outcome = h
+        .state()
+        .verify
+        .outcome
+        .as_ref()
+        .map(|o| o.outcome.clone())
+        .expect("outcome");
+    assert_eq!(outcome.decision.as_str(), batch_row.outcome);
+    let batch_score = batch_row.score.expect("scored in the batch");
+    assert!(
+        (outcome.score - batch_score).abs() < 1e-5,
+        "GUI {} vs X9 batch {batch_score}",
+        outcome.score
+    );
 }
