@@ -435,3 +435,56 @@ fn the_cli_writes_results_and_a_return_list_and_refuses_a_file_that_does_not_add
         .unwrap();
     assert_eq!(before, after);
 }
+
+/// A larger measurement (run with `--ignored --nocapture`): how the model separates genuine from
+/// forged items of generated cash letters, 48 items, 4 accounts.
+#[test]
+#[ignore = "a measurement, not a property; about a minute"]
+fn measure_genuine_forged_separation_on_bitonal_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.x937");
+    let opts = X9SynthOptions {
+        cheques: 48,
+        writers: 4,
+        references: 5,
+        seed: 21,
+        ..X9SynthOptions::default()
+    };
+    let s = generate(&file, &opts).unwrap();
+    let db = dir.path().join("audit.sqlite3");
+    let mut store = fixture::open_store(&db).unwrap();
+    let op = fixture::operator(&mut store).unwrap();
+    for (account, refs) in &s.accounts {
+        fixture::enrol(&mut store, &op, account, refs).unwrap();
+    }
+    drop(store);
+    let out = dir.path().join("r.csv");
+    let summary = run(&db, &file, &out, None);
+    let sha = summary.x9.clone().unwrap().sha256;
+    let results = read_results(&out).unwrap();
+    let (mut g, mut f) = (Vec::new(), Vec::new());
+    for t in truth(&file) {
+        let id = countersign::x9::batch::cheque_id(&sha, &t.sequence);
+        let r = results.iter().find(|r| r.cheque_id == id).unwrap();
+        if let Some(sc) = r.score {
+            if t.genuine { g.push(sc) } else { f.push(sc) }
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let wins = g
+        .iter()
+        .map(|a| f.iter().filter(|b| a > *b).count())
+        .sum::<usize>() as f64
+        / (g.len() * f.len()).max(1) as f64;
+    eprintln!(
+        "48 bitonal items: genuine mean {:.3} (n {}), forged mean {:.3} (n {}), AUC {:.3}; {} referred unscored",
+        mean(&g),
+        g.len(),
+        mean(&f),
+        f.len(),
+        wins,
+        48 - g.len() - f.len()
+    );
+    assert_eq!(results.len(), 48);
+    assert_eq!(summary.errors, 0);
+}
