@@ -451,3 +451,44 @@ proptest! {
         let _ = scan_reader(std::io::Cursor::new(&bytes), None);
     }
 }
+
+#[test]
+fn the_account_rule_is_a_supervisors_audited_setting() {
+    use countersign::store::{KdfCost, Role, SettingsChange, Store, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("audit.sqlite3")).unwrap();
+    store.set_kdf_cost(KdfCost::Test);
+    let sup = store
+        .add_operator(None, "sam", Role::Supervisor, "sam-pin-1")
+        .unwrap();
+    let clerk = store
+        .add_operator(Some(&sup), "clara", Role::Clerk, "clara-pin-1")
+        .unwrap();
+    let change = |p: &str| SettingsChange::X9AccountRule {
+        pattern: Some(p.to_string()),
+    };
+    // A clerk cannot change which digits are the account.
+    let err = store
+        .change_settings(&clerk, &change(r"(?P<account>\d+)"), "mine")
+        .unwrap_err();
+    assert!(matches!(err, StoreError::PermissionDenied { .. }), "{err}");
+    // A rule that is not a regular expression is refused.
+    let err = store
+        .change_settings(&sup, &change("(unclosed"), "typo")
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    // The supervisor's rule is in force and in the history, with who and why.
+    let rule = r"^(?P<account>\d{6})";
+    store
+        .change_settings(&sup, &change(rule), "six-digit accounts")
+        .unwrap();
+    let s = store.current_settings().unwrap();
+    assert_eq!(s.x9_account_rule.as_deref(), Some(rule));
+    let r = countersign::x9::AccountRule::from_settings(&s).unwrap();
+    assert_eq!(r.account("12345678/01").unwrap(), "123456");
+    let h = store.settings_history().unwrap();
+    let last = h.last().unwrap();
+    assert_eq!(last.operator, "sam");
+    assert_eq!(last.reason, "six-digit accounts");
+    assert!(store.verify_chain().unwrap().is_intact());
+}
