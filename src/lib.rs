@@ -22,3 +22,4 @@ pub mod store;
 pub mod synth;
 pub mod train;
 pub mod verify;
+pub mod x9;

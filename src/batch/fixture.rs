@@ -76,6 +76,7 @@ pub fn build(
                 genuine,
                 stamp_probability: 0.0,
                 scan: true,
+                micr: None,
             };
             let (cheque, _truth) = render_cheque(&sig, &mut rng, &opts);
             let p = dir.join(format!("cheque-{w:03}-{c}.png"));

@@ -70,6 +70,12 @@ pub enum BatchError {
     OutIsManifest { path: PathBuf },
     #[error("the manifest reader thread failed unexpectedly")]
     ReaderPanicked,
+    /// The X9 file as a whole is unusable (structure, control totals, a non-digit amount); nothing
+    /// of it was decided.
+    #[error(transparent)]
+    X9(#[from] crate::x9::X9Error),
+    #[error("the X9 account rule in the settings is unusable: {0}")]
+    AccountRule(String),
 }
 
 /// How to run a batch.
@@ -87,6 +93,8 @@ pub struct BatchOptions {
     pub limit: Option<u64>,
     /// Recorded with every decision.
     pub source: Source,
+    /// `manifest` is an X9.37 / X9.100-187 image cash letter rather than a CSV manifest.
+    pub x9: bool,
 }
 
 impl BatchOptions {
@@ -98,6 +106,15 @@ impl BatchOptions {
             chunk_rows: DEFAULT_CHUNK_ROWS,
             limit: None,
             source: Source::Batch,
+            x9: false,
+        }
+    }
+
+    /// A batch over the items of an X9 image cash letter.
+    pub fn x9(file: &Path, out: &Path) -> Self {
+        Self {
+            x9: true,
+            ..Self::new(file, out)
         }
     }
 }
@@ -153,6 +170,8 @@ pub struct BatchSummary {
     pub device: String,
     pub model_id: String,
     pub workers: usize,
+    /// For an X9 file: what it holds (hash, counts, totals, encoding, notes).
+    pub x9: Option<crate::x9::X9Summary>,
 }
 
 impl BatchSummary {
@@ -190,7 +209,24 @@ enum Work {
 
 struct Item {
     row: ManifestRow,
+    /// The cheque's bytes when they do not come from `row.cheque_path` (an X9 item's front image).
+    image: Option<ImageSource>,
     work: Work,
+}
+
+/// Where the rows come from.
+enum Rows {
+    Manifest(Box<ManifestReader>),
+    X9(Box<crate::x9::batch::X9Rows>),
+}
+
+impl Rows {
+    fn next_row(&mut self) -> Result<Option<(ManifestRow, Option<ImageSource>)>, BatchError> {
+        match self {
+            Rows::Manifest(m) => Ok(m.next_row()?.map(|r| (r, None))),
+            Rows::X9(x) => Ok(x.next_row()?),
+        }
+    }
 }
 
 /// One chunk of prepared rows, plus the reference images first seen in it.
@@ -215,7 +251,20 @@ pub fn run(
     bar: &indicatif::ProgressBar,
 ) -> Result<BatchSummary, BatchError> {
     let started = Instant::now();
-    let mut reader = ManifestReader::open(&opts.manifest)?;
+    let mut x9_summary = None;
+    let mut reader = if opts.x9 {
+        // The whole file is checked (structure, control totals, amounts) and hashed before anything
+        // is decided: a file that does not add up is rejected as a whole.
+        let summary = crate::x9::scan(&opts.manifest)?;
+        let rule = crate::x9::AccountRule::from_settings(&store.current_settings()?)
+            .map_err(BatchError::AccountRule)?;
+        crate::x9::batch::log_file(store, operator, &opts.manifest, &summary, &rule)?;
+        let rows = crate::x9::batch::X9Rows::open(&opts.manifest, &summary, rule)?;
+        x9_summary = Some(summary);
+        Rows::X9(Box::new(rows))
+    } else {
+        Rows::Manifest(Box::new(ManifestReader::open(&opts.manifest)?))
+    };
     // Creating the results file truncates it: refuse to overwrite the manifest with its own results.
     if let (Ok(a), Ok(b)) = (opts.manifest.canonicalize(), opts.out.canonicalize())
         && a == b
@@ -255,6 +304,7 @@ pub fn run(
         device: verifier.device_name().to_string(),
         model_id: verifier.model_id().to_string(),
         workers,
+        x9: x9_summary,
         ..Default::default()
     };
     let mut state = ConsumerState::default();
@@ -281,14 +331,14 @@ pub fn run(
                         limit_reached = true;
                         break;
                     }
-                    let row = match reader.next_row() {
+                    let (row, image) = match reader.next_row() {
                         Ok(Some(r)) => r,
                         Ok(None) => {
                             eof = true;
                             break;
                         }
                         Err(e) => {
-                            let _ = tx.send(Err(e.into()));
+                            let _ = tx.send(Err(e));
                             return;
                         }
                     };
@@ -307,7 +357,7 @@ pub fn run(
                     if !matches!(work, Work::Skip) {
                         verified += 1;
                     }
-                    items.push(Item { row, work });
+                    items.push(Item { row, image, work });
                 }
                 let t0 = Instant::now();
                 // Reference images seen for the first time in this run are prepared once, here.
@@ -335,7 +385,9 @@ pub fn run(
                             Work::Pending => {
                                 let q = Questioned {
                                     kind: QuestionedKind::Cheque,
-                                    image: ImageSource::Path(item.row.cheque_path.clone()),
+                                    image: item.image.clone().unwrap_or_else(|| {
+                                        ImageSource::Path(item.row.cheque_path.clone())
+                                    }),
                                 };
                                 Some(prepare_questioned(params, &q, None).map_err(|e| e.to_string()))
                             }
@@ -347,6 +399,8 @@ pub fn run(
                 let mut decode_cpu_ms = 0.0;
                 let mut find_normalise_cpu_ms = 0.0;
                 for (item, p) in items.iter_mut().zip(prepared) {
+                    // The encoded image is no longer needed once decoded (its hash is kept).
+                    item.image = None;
                     match p {
                         Some(Ok(q)) => {
                             decode_cpu_ms += q.decode_ms;

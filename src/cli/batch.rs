@@ -24,11 +24,27 @@ not be verified, SKIPPED for a cheque already decided), probability, score, crop
 reason, error. Every decided cheque is also one audit row.\n\n\
 Resuming: cheque ids already in the audit database are skipped, so after Ctrl-C or a crash run the same \
 command again. Exit status 3 when any row was an ERROR (the other rows were still verified), 130 when \
-stopped by Ctrl-C.")]
+stopped by Ctrl-C.\n\n\
+X9 image cash letters (--x9 FILE, X9.37 / X9.100-187, ASCII or EBCDIC, with or without length prefixes): \
+the whole file is checked first (structure, control totals, amounts) and rejected if it does not add up. \
+Each item's front image is verified against the account found in its on-us field by the account rule \
+(`countersign settings x9-account-rule`); the cheque id is X9-<file SHA-256 prefix>-<item sequence number>. \
+Besides the results, a return list (<out>-returns.csv) names the items to refer or reject, and those in error.")]
 pub struct BatchArgs {
     /// The manifest CSV.
-    #[arg(long, value_name = "FILE.csv")]
-    pub manifest: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE.csv",
+        required_unless_present = "x9",
+        conflicts_with = "x9"
+    )]
+    pub manifest: Option<PathBuf>,
+    /// An X9.37 / X9.100-187 image cash letter instead of a manifest.
+    #[arg(long, value_name = "FILE.x937")]
+    pub x9: Option<PathBuf>,
+    /// The return list for an X9 file (default: <out stem>-returns.csv beside the results).
+    #[arg(long, value_name = "FILE.csv", requires = "x9")]
+    pub returns: Option<PathBuf>,
     /// The results CSV (default: <manifest>-results.csv beside the manifest). Overwritten.
     #[arg(long, value_name = "FILE.csv")]
     pub out: Option<PathBuf>,
@@ -63,11 +79,17 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     let operator = authenticate(global, &mut store)?;
     let model = load_model(global, Some(&store))?;
     let verifier = Verifier::from_store(model, load_layout(args.layout.as_deref())?, Some(&store))?;
-    let out_path = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out(&args.manifest));
-    let mut opts = BatchOptions::new(&args.manifest, &out_path);
+    let (input, is_x9) = match (&args.manifest, &args.x9) {
+        (_, Some(x9)) => (x9.clone(), true),
+        (Some(m), None) => (m.clone(), false),
+        (None, None) => anyhow::bail!("give --manifest FILE.csv or --x9 FILE"),
+    };
+    let out_path = args.out.clone().unwrap_or_else(|| default_out(&input));
+    let mut opts = if is_x9 {
+        BatchOptions::x9(&input, &out_path)
+    } else {
+        BatchOptions::new(&input, &out_path)
+    };
     opts.workers = args.workers.map(|w| w as usize);
     opts.limit = args.limit;
     opts.chunk_rows = args.chunk_rows.max(1);
@@ -94,7 +116,7 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
         }
     }
 
-    let total = count_rows(&args.manifest);
+    let total = if is_x9 { None } else { count_rows(&input) };
     let bar =
         indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -104,7 +126,7 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     }
     eprintln!(
         "verifying {} ({} rows) with model {} on {}; policy from {}",
-        args.manifest.display(),
+        input.display(),
         total.map_or("?".to_string(), |n| n.to_string()),
         verifier.model_id(),
         verifier.device_name(),
@@ -112,8 +134,30 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     );
     let result = crate::batch::run(&verifier, &mut store, &operator, &opts, &stop, &bar);
     bar.finish_and_clear();
-    let summary = result?;
+    let summary = match result {
+        Ok(s) => s,
+        // A file that does not add up is unusable input (exit status 3), with nothing decided.
+        Err(crate::batch::BatchError::X9(e)) => {
+            return Err(crate::cli::ExitError::new(
+                crate::cli::exit::BAD_INPUT,
+                format!("{}: {e}; nothing in it was verified", input.display()),
+            )
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     out(&render_summary(&summary))?;
+    if let Some(x9) = &summary.x9 {
+        let returns = args
+            .returns
+            .clone()
+            .unwrap_or_else(|| crate::x9::batch::default_returns(&summary.out));
+        let n = crate::x9::batch::write_returns(&input, x9, &summary.out, &returns)?;
+        out(&format!(
+            "returns      {} ({n} item(s) to refer, reject or fix)\n",
+            returns.display()
+        ))?;
+    }
     if let Some(p) = &args.summary_json {
         std::fs::write(p, serde_json::to_string_pretty(&summary)?)
             .map_err(|e| anyhow::anyhow!("cannot write the summary {}: {e}", p.display()))?;
@@ -175,6 +219,21 @@ pub fn render_summary(s: &BatchSummary) -> String {
         "             model thread: waiting {:.0}, references {:.0}, embed {:.0}, score {:.0}, audit {:.0}, csv {:.0} ms",
         t.wait_ms, t.references_ms, t.embed_ms, t.score_ms, t.store_ms, t.csv_ms
     );
+    if let Some(x) = &s.x9 {
+        let _ = writeln!(
+            o,
+            "X9 file      {} items, {} in {} bundle(s), {}, {:?}, SHA-256 {}",
+            x.items,
+            crate::verify::format_amount(i64::try_from(x.total_cents).unwrap_or(i64::MAX)),
+            x.bundles,
+            x.encoding.as_str(),
+            x.framing,
+            x.sha256
+        );
+        for n in &x.notes {
+            let _ = writeln!(o, "X9 note      {n}");
+        }
+    }
     if let Some(mb) = s.peak_rss_mb {
         let _ = writeln!(o, "peak memory  {mb:.0} MiB");
     }

@@ -6,14 +6,17 @@ use std::time::Instant;
 use crate::cli::GlobalOpts;
 
 /// The benchmark groups, in the order they run.
-pub const GROUPS: [&str; 6] = ["imaging", "model", "store", "latency", "batch", "memory"];
+pub const GROUPS: [&str; 7] = [
+    "imaging", "model", "store", "latency", "batch", "memory", "formats",
+];
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Smaller sizes (seconds instead of minutes); the figures are noisier.
     #[arg(long)]
     pub quick: bool,
-    /// Run only this group: imaging, model, synth, scoring, gui, store, latency, batch, memory (repeatable).
+    /// Run only this group: imaging, model, synth, scoring, gui, store, latency, batch, memory, formats
+    /// (batch throughput per input format, PNG / JPEG / G4 / X9, beside PyTorch SigNet) (repeatable).
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(GROUPS))]
     pub only: Vec<String>,
     /// Keep the generated files in this folder (default: a temporary folder, removed afterwards).
@@ -102,7 +105,9 @@ fn run_groups(global: &GlobalOpts, args: &BenchArgs, dir: &std::path::Path) -> a
         });
         print_rows(r);
     }
-    let needs_setup = ["latency", "batch", "memory"].iter().any(|g| wants(g));
+    let needs_setup = ["latency", "batch", "memory", "formats"]
+        .iter()
+        .any(|g| wants(g));
     if needs_setup {
         let setup = match crate::batch::bench::setup(
             &dir.join("pipeline"),
@@ -134,6 +139,11 @@ fn run_groups(global: &GlobalOpts, args: &BenchArgs, dir: &std::path::Path) -> a
                 }
                 Ok(v)
             });
+            print_rows(r);
+        }
+        if wants("formats") {
+            let n = if args.quick { 256 } else { 4096 };
+            let r = group("formats", &mut || crate::x9::bench::formats(&setup, n));
             print_rows(r);
         }
         if wants("memory") {

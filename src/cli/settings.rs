@@ -41,6 +41,17 @@ pub enum SettingsCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Set which part of an X9 item's on-us field is the account number (supervisor): a regular
+    /// expression whose group `account` (else its first group) is the account id. `--default`
+    /// restores the built-in rule (the digits before the first `/`).
+    X9AccountRule {
+        #[arg(required_unless_present = "default", conflicts_with = "default")]
+        pattern: Option<String>,
+        #[arg(long)]
+        default: bool,
+        #[arg(long)]
+        reason: String,
+    },
     /// Confirm a recorded decision (clerk or supervisor).
     Confirm {
         /// The decision's row id in the audit log.
@@ -99,6 +110,23 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
                 "model {} is now active (settings row {})",
                 slot.id(),
                 s.version
+            );
+        }
+        SettingsCommand::X9AccountRule {
+            pattern,
+            default: _,
+            reason,
+        } => {
+            let change = SettingsChange::X9AccountRule {
+                pattern: pattern.clone(),
+            };
+            let s = store.change_settings(&op, &change, reason)?;
+            println!(
+                "X9 account rule set (settings row {}): {}",
+                s.version,
+                s.x9_account_rule
+                    .as_deref()
+                    .unwrap_or(crate::x9::AccountRule::DEFAULT)
             );
         }
         SettingsCommand::Confirm { decision } => {

@@ -343,6 +343,8 @@ pub struct StatusInfo {
     pub device: String,
     pub model: String,
     pub database: String,
+    /// The X9 account rule in force (the Batch screen shows it).
+    pub x9_account_rule: String,
 }
 
 /// A flag a long task polls to stop early.
@@ -680,10 +682,17 @@ impl Backend {
                 None => "no model found".into(),
             },
         };
+        let x9_account_rule = self
+            .store()
+            .ok()
+            .and_then(|s| s.current_settings().ok())
+            .and_then(|s| s.x9_account_rule)
+            .unwrap_or_else(|| crate::x9::AccountRule::DEFAULT.to_string());
         StatusInfo {
             device,
             model,
             database: self.config.db_path.display().to_string(),
+            x9_account_rule,
         }
     }
 
@@ -1753,8 +1762,19 @@ pub fn run_batch(
         std::process::id(),
         time::OffsetDateTime::now_utc().unix_timestamp_nanos()
     ));
-    let opts = crate::batch::BatchOptions::new(manifest, &out);
-    let total = crate::batch::manifest::count_rows(manifest).unwrap_or(0);
+    // An X9 image cash letter is recognised by its content, whatever its name.
+    let is_x9 = crate::x9::looks_like_x9(manifest);
+    let opts = if is_x9 {
+        crate::batch::BatchOptions::x9(manifest, &out)
+    } else {
+        crate::batch::BatchOptions::new(manifest, &out)
+    };
+    let total = if is_x9 {
+        // The batch checks the whole file again before it starts; this pass only counts the items.
+        crate::x9::scan(manifest).map(|s| s.items).unwrap_or(0)
+    } else {
+        crate::batch::manifest::count_rows(manifest).unwrap_or(0)
+    };
     let bar = indicatif::ProgressBar::hidden();
     bar.set_length(total);
     let finished = AtomicBool::new(false);
@@ -1774,7 +1794,11 @@ pub fn run_batch(
     let summary = result.map_err(|e| {
         UserError::new(
             format!("The batch failed: {e}"),
-            "Check the manifest (columns cheque_id, cheque path, account or reference). Rows already decided are kept; run it again to continue.",
+            if is_x9 {
+                "The X9 file was refused as a whole (nothing in it was decided): ask the sending bank for a corrected file."
+            } else {
+                "Check the manifest (columns cheque_id, cheque path, account or reference). Rows already decided are kept; run it again to continue."
+            },
         )
     })?;
     let mut rows = Vec::new();

@@ -48,7 +48,7 @@ impl BatchState {
         });
     }
 
-    pub fn on_event(&mut self, _shared: &mut Shared, event: Event) {
+    pub fn on_event(&mut self, shared: &mut Shared, event: Event) {
         match event {
             Event::BatchRows { done, total, rows } => {
                 self.done = done;
@@ -56,6 +56,8 @@ impl BatchState {
                 self.rows.extend(rows);
             }
             Event::BatchDone(rows) => {
+                // The status carries the X9 account rule; a supervisor may have changed it.
+                shared.send(Job::Status);
                 self.running = false;
                 self.finished = true;
                 self.done = rows.len() as u64;
@@ -68,12 +70,23 @@ impl BatchState {
 
     pub fn show(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         ui.heading("Batch verification");
-        ui.label("Verify a night's cheques from a manifest; every cheque gets an audit row.");
+        ui.label(
+            "Verify a night's cheques from a manifest (CSV) or an X9.37 / X9.100-187 image cash letter; \
+             every cheque gets an audit row.",
+        );
+        ui.label(format!(
+            "X9 account rule (which part of the on-us field is the account): {}",
+            shared.status.x9_account_rule
+        ))
+        .on_hover_text(
+            "A regular expression; its group `account` is the account number. Set by a supervisor with \
+             `countersign settings x9-account-rule`.",
+        );
         ui.horizontal(|ui| {
             let l = ui.label("Manifest");
             ui.add(
                 egui::TextEdit::singleline(&mut self.manifest)
-                    .hint_text("cheques.csv")
+                    .hint_text("cheques.csv or cashletter.x937")
                     .desired_width(380.0),
             )
             .labelled_by(l.id);

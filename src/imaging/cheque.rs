@@ -162,6 +162,11 @@ pub struct SignatureFind {
     /// Estimated rotation of the cheque's printed lines, in degrees (positive: falling to the right).
     pub skew_degrees: f32,
     pub found: bool,
+    /// The box ends on the edge of the signature zone while the ink goes on outside it: the box
+    /// covers only part of the ink, so `found` is false whatever the confidence, and the cheque is
+    /// referred ("signature box uncertain").
+    #[serde(default)]
+    pub box_uncertain: bool,
 }
 
 /// A questioned signature ready for scoring, with where it came from.
@@ -171,6 +176,8 @@ pub struct Prepared {
     pub bbox: CropBox,
     pub confidence: f32,
     pub found: bool,
+    /// See [`SignatureFind::box_uncertain`].
+    pub box_uncertain: bool,
 }
 
 /// Finds the signature on a cheque scan: a manual crop wins; otherwise the finder runs. The crop is
@@ -181,8 +188,8 @@ pub fn prepare_questioned(
     manual: Option<CropBox>,
     params: &NormaliseParams,
 ) -> Result<Prepared, ImagingError> {
-    let (bbox, confidence, found) = match manual {
-        Some(b) => (b, 1.0, true),
+    let (bbox, confidence, found, box_uncertain) = match manual {
+        Some(b) => (b, 1.0, true, false),
         None => {
             let f = find_signature(cheque, layout)?;
             if f.bbox.width == 0 || f.bbox.height == 0 {
@@ -190,7 +197,7 @@ pub fn prepare_questioned(
                     "the cheque's signature zone".into(),
                 ));
             }
-            (f.bbox, f.confidence, f.found)
+            (f.bbox, f.confidence, f.found, f.box_uncertain)
         }
     };
     let region = crop(cheque, bbox)?;
@@ -200,6 +207,7 @@ pub fn prepare_questioned(
         bbox,
         confidence,
         found,
+        box_uncertain,
     })
 }
 
@@ -244,6 +252,7 @@ pub fn find_signature(
         confidence,
         skew_degrees: skew,
         found: false,
+        box_uncertain: false,
     };
     if zone.width < 16 || zone.height < 16 {
         return Ok(not_found(zone, 0.0, 0.0));
@@ -378,12 +387,67 @@ pub fn find_signature(
         best.area as f32 / kept_area as f32
     };
     let confidence = (0.45 * mass + 0.25 * shape + 0.3 * dominance).clamp(0.0, 1.0);
+    let box_uncertain = ink_crosses_zone_edge(cheque, &zone, &bbox, otsu.threshold, f as u32);
     Ok(SignatureFind {
         bbox,
         confidence,
         skew_degrees: skew,
-        found: confidence >= layout.min_confidence,
+        found: confidence >= layout.min_confidence && !box_uncertain,
+        box_uncertain,
     })
+}
+
+/// Whether the found box ends on an edge of the zone while the signature's ink goes on outside it:
+/// a stroke crosses that edge (ink on the zone's edge row or column and on the first one outside),
+/// and the ink just outside spreads over at least six rows (or columns) across the edge. A printed
+/// rule running through the edge crosses it too, but stays within a few rows, so it does not count.
+/// Then the signature ran out of the zone (or the zone is drawn wrong for this cheque) and the box
+/// holds only part of it.
+fn ink_crosses_zone_edge(
+    img: &GrayImage,
+    zone: &CropBox,
+    b: &CropBox,
+    threshold: u8,
+    f: u32,
+) -> bool {
+    let (cw, ch) = img.dimensions();
+    let tol = f + 1;
+    let band = 4 * f + 8;
+    let ink = |x: u32, y: u32| img.get_pixel(x, y).0[0] < threshold;
+    let (zx1, zy1) = (zone.x + zone.width, zone.y + zone.height);
+    let (bx1, by1) = (b.x + b.width, b.y + b.height);
+    let ys = || b.y..by1.min(ch);
+    let xs = || b.x..bx1.min(cw);
+    // Left and right edges: (the zone's edge column, the column outside, the outside strip).
+    let mut vertical = Vec::new();
+    if b.x <= zone.x + tol && zone.x >= 1 {
+        vertical.push((zone.x, zone.x - 1, zone.x.saturating_sub(band)..zone.x));
+    }
+    if bx1 + tol >= zx1 && zx1 < cw {
+        vertical.push((zx1 - 1, zx1, zx1..(zx1 + band).min(cw)));
+    }
+    for (inside, outside, strip) in vertical {
+        let crosses = ys().any(|y| ink(inside, y) && ink(outside, y));
+        let spread = ys().filter(|&y| strip.clone().any(|x| ink(x, y))).count();
+        if crosses && spread >= 6 {
+            return true;
+        }
+    }
+    let mut horizontal = Vec::new();
+    if b.y <= zone.y + tol && zone.y >= 1 {
+        horizontal.push((zone.y, zone.y - 1, zone.y.saturating_sub(band)..zone.y));
+    }
+    if by1 + tol >= zy1 && zy1 < ch {
+        horizontal.push((zy1 - 1, zy1, zy1..(zy1 + band).min(ch)));
+    }
+    for (inside, outside, strip) in horizontal {
+        let crosses = xs().any(|x| ink(x, inside) && ink(x, outside));
+        let spread = xs().filter(|&x| strip.clone().any(|y| ink(x, y))).count();
+        if crosses && spread >= 6 {
+            return true;
+        }
+    }
+    false
 }
 
 /// Angle (degrees) whose shear makes the ink's row profile sharpest: printed rules and text lines give

@@ -81,6 +81,12 @@ pub fn decode_bytes(
         check_dimensions(name, w, h, limits)?;
     }
 
+    // Bitonal G4 TIFFs (cheque images from X9 files) decode straight to gray; any other TIFF, or
+    // one that path cannot finish, goes to the general decoder below.
+    if let Some(img) = super::g4::decode(bytes, name, limits)? {
+        return Ok(img);
+    }
+
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|source| ImagingError::Io {

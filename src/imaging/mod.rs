@@ -14,6 +14,7 @@ pub mod bench;
 pub mod cheque;
 pub mod components;
 pub mod decode;
+pub mod g4;
 pub mod normalise;
 pub mod sample;
 

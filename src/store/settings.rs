@@ -34,6 +34,11 @@ pub struct Settings {
     pub model_id: Option<String>,
     #[serde(default)]
     pub model_path: Option<String>,
+    /// Which part of an X9 item's on-us field is the account number: a regular expression (see
+    /// [`crate::x9::AccountRule`]); `None` = the default rule. Not written while unset, so settings
+    /// rows from before X9 support hash the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x9_account_rule: Option<String>,
     /// The ledger row of the last change; 0 when nothing was ever set (the defaults below are then
     /// in force, and callers should prefer the model card's calibration and thresholds).
     #[serde(skip)]
@@ -52,6 +57,7 @@ impl Default for Settings {
             account_overrides: BTreeMap::new(),
             model_id: None,
             model_path: None,
+            x9_account_rule: None,
             version: 0,
         }
     }
@@ -99,6 +105,10 @@ pub enum SettingsChange {
     Model {
         id: String,
         path: Option<String>,
+    },
+    /// The X9 account rule (`None` restores the default).
+    X9AccountRule {
+        pattern: Option<String>,
     },
 }
 
@@ -183,6 +193,12 @@ impl SettingsChange {
                 }
                 n.model_id = Some(id.clone());
                 n.model_path = path.clone();
+            }
+            SettingsChange::X9AccountRule { pattern } => {
+                if let Some(p) = pattern {
+                    crate::x9::AccountRule::new(p).map_err(StoreError::Invalid)?;
+                }
+                n.x9_account_rule = pattern.clone();
             }
         }
         Ok(n)

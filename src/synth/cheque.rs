@@ -59,6 +59,9 @@ pub struct ChequeOptions {
     pub stamp_probability: f32,
     /// Apply skew, blur, noise, paper texture and JPEG artefacts.
     pub scan: bool,
+    /// The code line to print along the bottom (an X9 generator prints the item's MICR line);
+    /// `None` prints a random one.
+    pub micr: Option<String>,
 }
 
 impl Default for ChequeOptions {
@@ -69,6 +72,7 @@ impl Default for ChequeOptions {
             genuine: true,
             stamp_probability: 0.3,
             scan: true,
+            micr: None,
         }
     }
 }
@@ -303,10 +307,11 @@ pub fn render_cheque<R: Rng>(
             0.8,
         );
         // MICR-like code line.
-        let micr = format!(
-            "|:{cheque_no:06}|:  {sort}:  {account}||  {:04}",
-            rng.random_range(0..10_000)
-        );
+        let tail = rng.random_range(0..10_000);
+        let micr = match &opts.micr {
+            Some(m) => m.clone(),
+            None => format!("|:{cheque_no:06}|:  {sort}:  {account}||  {tail:04}"),
+        };
         draw_text(&mut print, mono, &micr, wf * 0.18, hf - 40.0, 40.0, 0.95);
     }
     let line_y = hf - 170.0 + rng.random_range(-10.0..10.0);

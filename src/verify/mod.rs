@@ -46,6 +46,10 @@ use crate::store::SettingsChange;
 pub use audit::{account_references, to_new_decision};
 pub use input::{ImageSource, load, sha256_hex};
 
+/// The reason's opening words when the finder's box covers only part of the ink (see
+/// [`crate::imaging::cheque::SignatureFind::box_uncertain`]); the cheque is referred.
+pub const BOX_UNCERTAIN: &str = "signature box uncertain";
+
 /// The largest number of signatures given to the network in one forward pass. Larger batches gain
 /// little on a CPU and cost memory on a GPU.
 pub const EMBED_BATCH: usize = 64;
@@ -296,6 +300,13 @@ pub fn prepare_questioned(
                     out.find_confidence = f64::from(p.confidence);
                     if p.found {
                         out.normalised = Some(p.normalised);
+                    } else if p.box_uncertain {
+                        out.not_found_reason = Some(format!(
+                            "{BOX_UNCERTAIN}: the signature's ink runs over the edge of the cheque's signature zone, \
+                             so the box at ({}, {}) {}x{} holds only part of it; a supervisor can mark the \
+                             signature by hand (--crop)",
+                            p.bbox.x, p.bbox.y, p.bbox.width, p.bbox.height
+                        ));
                     } else {
                         out.not_found_reason = Some(format!(
                             "no signature was found on the cheque: the best candidate's confidence {:.2} is below \

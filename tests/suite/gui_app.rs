@@ -801,3 +801,116 @@ fn a_batch_runs_in_the_background_and_reports_each_cheque() {
     let store = Store::open(&f.db).expect("open");
     assert!(store.has_decision("C-1").expect("query"));
 }
+
+#[test]
+fn the_batch_screen_accepts_an_x9_cash_letter_and_shows_the_account_rule() {
+    let f = Fixture::new();
+    let file = f.path("night.x937");
+    let opts = countersign::x9::synth::X9SynthOptions {
+        cheques: 2,
+        writers: 1,
+        references: 2,
+        seed: 3,
+        ..Default::default()
+    };
+    let s = countersign::x9::synth::generate(&file, &opts).expect("x9 file");
+    let mut store = Store::open(&f.db).expect("open");
+    let sam = store.authenticate(PINS[0].0, PINS[0].2).expect("sign in");
+    for (account, refs) in &s.accounts {
+        store
+            .add_account(&sam, account, "X9 holder")
+            .expect("account");
+        for r in refs {
+            store
+                .enrol_reference(&sam, account, &std::fs::read(r).expect("ref"))
+                .expect("enrol");
+        }
+    }
+    // A supervisor's rule, which the screen must show as it is in force.
+    let rule = r"^(?P<account>[0-9]+)/[0-9]+$";
+    store
+        .change_settings(
+            &sam,
+            &countersign::store::SettingsChange::X9AccountRule {
+                pattern: Some(rule.into()),
+            },
+            "our cheques print account/serial",
+        )
+        .expect("rule");
+    drop(store);
+
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    assert!(h.state_mut().open(Screen::Batch));
+    wait_for(&mut h, "the status", |a| {
+        a.shared.status.x9_account_rule == rule
+    });
+    assert!(
+        has_text(&h, rule),
+        "the Batch screen does not show the rule"
+    );
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Manifest",
+        &file.display().to_string(),
+    );
+    h.get_by_label("Run batch").click();
+    wait_for(&mut h, "the X9 batch", |a| a.batch.finished);
+    let rows = h.state().batch.rows.clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert!(r.cheque_id.starts_with("X9-"), "{r:?}");
+        assert_eq!(r.account, s.accounts[0].0);
+        assert!(
+            ["ACCEPT", "REFER", "REJECT"].contains(&r.outcome.as_str()),
+            "{r:?}"
+        );
+    }
+    let store = Store::open(&f.db).expect("open");
+    for r in &rows {
+        assert!(store.has_decision(&r.cheque_id).expect("query"));
+    }
+    drop(store);
+
+    // The same cheque on the Verify screen (its front image as a PNG, the account's references in
+    // the reference slots) gets the same score and decision as in the X9 batch.
+    let mut items = countersign::x9::open(&file).expect("open x9");
+    let item = items.next_item().expect("read").expect("an item");
+    let front = countersign::imaging::decode::decode_bytes(
+        item.front.as_deref().expect("front"),
+        "front",
+        &Default::default(),
+    )
+    .expect("decode");
+    let png = f.path("front.png");
+    front.save(&png).expect("png");
+    let batch_row = rows
+        .iter()
+        .find(|r| r.cheque_id.ends_with(&item.sequence))
+        .cloned()
+        .expect("row");
+    assert!(h.state_mut().open(Screen::Verify));
+    h.run_ok();
+    for (i, r) in s.accounts[0].1.iter().enumerate() {
+        load(&mut h, Slot::Reference(i), r);
+    }
+    load(&mut h, Slot::Cheque, &png);
+    wait_for(&mut h, "the verification of the X9 item", |a| {
+        a.verify.outcome.is_some()
+    });
+    let outcome = h
+        .state()
+        .verify
+        .outcome
+        .as_ref()
+        .map(|o| o.outcome.clone())
+        .expect("outcome");
+    assert_eq!(outcome.decision.as_str(), batch_row.outcome);
+    let batch_score = batch_row.score.expect("scored in the batch");
+    assert!(
+        (outcome.score - batch_score).abs() < 1e-5,
+        "GUI {} vs X9 batch {batch_score}",
+        outcome.score
+    );
+}

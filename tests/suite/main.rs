@@ -37,6 +37,9 @@ mod synth;
 mod train_dataset;
 mod train_run;
 mod verify_pipeline;
+mod x9_batch;
+mod x9_finder;
+mod x9_reader;
 
 /// The name libtest gives `function` in the module whose `module_path!()` is `module`, for tests that
 /// re-run this binary to make a child process (`suite::store_crash` -> `store_crash::crash_child`).
