@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=${COUNTERSIGN_BIN:-$ROOT/target/release/countersign}
 OUT=${SCREENSHOTS_OUT:-$ROOT/docs/screenshots}
-SCREENS=${SCREENS:-"signin verify calibrate audit train batch"}
+SCREENS=${SCREENS:-"signin verify queue calibrate audit train batch"}
 WIDTH=1440
 HEIGHT=900
 
@@ -79,6 +79,13 @@ if [[ -d $DEMO ]]; then
         fi
     done
 fi
+
+# Four eyes: a second supervisor asks for a threshold change, so the Queue screen shows one waiting
+# for the demo supervisor's approval.
+COUNTERSIGN_NEW_PIN=730214 "$BIN" --db "$COUNTERSIGN_DB" operator add second-supervisor --role supervisor >>"$TMP/seed.log" 2>&1 \
+    && COUNTERSIGN_OPERATOR=second-supervisor COUNTERSIGN_PIN=730214 "$BIN" --db "$COUNTERSIGN_DB" settings thresholds \
+        --accept 0.85 --reject 0.25 --reason "quarterly review of the ROC on the 2026 Q4 archive" >>"$TMP/seed.log" 2>&1 \
+    || { echo "screenshots: could not seed the approval flow:" >&2; cat "$TMP/seed.log" >&2; exit 1; }
 
 # Runs the app in screenshot mode $1 until it says it is ready; with $2 = capture, saves the window.
 run_app() {

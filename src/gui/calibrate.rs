@@ -312,6 +312,16 @@ impl CalibrateState {
                     "New thresholds: ACCEPT at {:.3} or more, REJECT below {:.3}. This change is logged under your name.",
                     self.accept, self.reject
                 ));
+                if let Some(c) = s.calibration {
+                    ui.label(format!(
+                        "The probability calibration fitted here (a {:.4}, b {:.4}) is asked for as a separate, named change.",
+                        c.a, c.b
+                    ));
+                }
+                ui.colored_label(
+                    widgets::AMBER,
+                    "Four eyes: nothing changes until a second supervisor approves on the Queue screen.",
+                );
                 let l = ui.label("Reason for the change");
                 ui.add(
                     egui::TextEdit::singleline(&mut self.reason)
@@ -321,7 +331,7 @@ impl CalibrateState {
                 .labelled_by(l.id);
                 ui.horizontal(|ui| {
                     let ok = !self.reason.trim().is_empty();
-                    if ui.add_enabled(ok && !self.saving, egui::Button::new("Save and log")).clicked() {
+                    if ui.add_enabled(ok && !self.saving, egui::Button::new("Ask for approval")).clicked() {
                         self.saving = true;
                         shared.send(Job::SaveThresholds {
                             thresholds: Thresholds { accept: self.accept, reject: self.reject },

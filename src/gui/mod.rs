@@ -20,6 +20,7 @@ pub mod backend;
 pub mod batch;
 pub mod bench;
 pub mod calibrate;
+pub mod queue;
 pub mod sign_in;
 pub mod train;
 pub mod verify;

@@ -100,6 +100,8 @@ pub enum Job {
         path: PathBuf,
     },
     Stop(TaskKind),
+    /// The Queue screen's work: list, resolve a referral, approve or decline a settings change.
+    Queue(super::queue::QueueJob),
 }
 
 /// Results for the UI.
@@ -115,6 +117,8 @@ pub enum Event {
     },
     AccountLoaded {
         account: String,
+        /// The account holder's name, shown beside the references.
+        holder: String,
         images: Vec<LoadedImage>,
     },
     AccountFailed(UserError),
@@ -161,6 +165,8 @@ pub enum Event {
         purpose: String,
         path: Option<PathBuf>,
     },
+    /// The Queue screen's results.
+    Queue(super::queue::QueueEvent),
 }
 
 /// The UI's end of the worker: a job sender, an event receiver, and the context slot the worker uses
@@ -296,7 +302,11 @@ fn handle_job(
         },
         Job::ClearSlot(slot) => backend.clear_slot(slot),
         Job::LoadAccount { account } => match backend.load_account(&account) {
-            Ok(images) => notify.send(Event::AccountLoaded { account, images }),
+            Ok((holder, images)) => notify.send(Event::AccountLoaded {
+                account,
+                holder,
+                images,
+            }),
             Err(e) => notify.send(Event::AccountFailed(e)),
         },
         Job::Verify {
@@ -478,6 +488,13 @@ fn handle_job(
         Job::Stop(kind) => {
             if let Some(flag) = stops.get(&kind) {
                 flag.store(true, Ordering::Relaxed);
+            }
+        }
+        Job::Queue(job) => {
+            let changed_settings = job.changes_settings();
+            notify.send(Event::Queue(backend.queue_job(job)));
+            if changed_settings {
+                notify.send(Event::Status(backend.status()));
             }
         }
     }

@@ -35,10 +35,11 @@ pub use accounts::{Account, Reference};
 pub use chain::{ChainHead, ChainReport, Checkpoint, CheckpointReport};
 pub use decisions::{
     CropBox, DecisionFilter, DecisionRow, FinalAction, MAX_SIGNATURE_PNG, NewDecision, Source,
+    override_rule, override_targets,
 };
 pub use export::{ExportFormat, ExportSummary};
 pub use operators::{KdfCost, Operator, Permission, Role};
-pub use settings::{AmountRule, Settings, SettingsChange};
+pub use settings::{AmountRule, Settings, SettingsChange, SettingsRequest};
 
 /// Default time a writer waits for another writer's lock before giving up.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
