@@ -126,6 +126,9 @@ impl Shared {
     }
 
     pub fn notice(&mut self, text: impl Into<String>) {
+        // A new notice replaces the older ones, so confirmations do not stack and push the page
+        // down; errors stay until dismissed.
+        self.banners.retain(|b| b.is_error);
         self.banners.push(Banner {
             error: UserError::new(text, ""),
             is_error: false,
@@ -356,6 +359,8 @@ impl CountersignApp {
                 self.open(target);
             }
             Event::SignInFailed(e) => {
+                // A wrong PIN is never left in the field for the next try.
+                self.sign_in.pin.clear();
                 // In screenshot mode a failed sign-in ends the autopilot so the error is captured.
                 self.autopilot = None;
                 self.sign_in.busy = false;
@@ -448,6 +453,7 @@ impl CountersignApp {
             "calibrate-folder" => self.calibrate.folder = path.display().to_string(),
             "train-data" => self.train.data = path.display().to_string(),
             "train-out" => self.train.out = path.display().to_string(),
+            "train-init" => self.train.init = path.display().to_string(),
             "train-activate" => self.train.activate_path = path.display().to_string(),
             "batch-manifest" => self.batch.manifest = path.display().to_string(),
             "batch-export" => self.batch.export_to(&mut self.shared, path),

@@ -41,6 +41,8 @@ pub struct AuditState {
     pub fetches: u64,
     /// Why the filter cannot be applied (a bad date), shown instead of the count.
     pub filter_error: Option<super::backend::UserError>,
+    /// Where "Export" writes, typed (no file dialog needed).
+    pub export_path: String,
 }
 
 impl AuditState {
@@ -303,6 +305,28 @@ impl AuditState {
             if self.exporting {
                 ui.spinner();
                 ui.label("Exporting...");
+            }
+        });
+        self.export_path_row(ui, shared);
+    }
+
+    /// An output path field for the export, so that it works where no file dialog opens.
+    fn export_path_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.horizontal(|ui| {
+            let l = ui.label("Export to");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.export_path)
+                    .hint_text("audit.csv or audit.jsonl")
+                    .desired_width(320.0),
+            )
+            .labelled_by(l.id);
+            let ok = !self.export_path.trim().is_empty() && !self.exporting;
+            if ui
+                .add_enabled(ok, egui::Button::new("Export filtered rows"))
+                .clicked()
+            {
+                let path = PathBuf::from(self.export_path.trim());
+                self.export_to(shared, path);
             }
         });
     }

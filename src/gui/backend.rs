@@ -322,6 +322,8 @@ pub struct TrainOptions {
     pub synthetic_writers: usize,
     pub triplet: bool,
     pub seed: u64,
+    /// Fine-tune: start from these weights (with their card) instead of a fresh network.
+    pub init: Option<PathBuf>,
 }
 
 /// Progress of a training run.
@@ -713,10 +715,13 @@ impl Backend {
     }
 
     pub fn sign_in(&mut self, name: &str, pin: &str) -> Result<Operator, UserError> {
-        let op = self
-            .store()?
+        let store = self.store()?;
+        let op = store
             .authenticate(name, pin)
             .map_err(|e| store_error("Sign-in refused", e))?;
+        store
+            .log_session(&op, true, "gui")
+            .map_err(|e| store_error("The sign-in could not be logged", e))?;
         let gui = Operator {
             name: op.name().to_string(),
             role: role_of(op.role()),
@@ -726,7 +731,12 @@ impl Backend {
     }
 
     pub fn sign_out(&mut self) {
-        self.operator = None;
+        if let Some(op) = self.operator.take()
+            && let Ok(store) = self.store()
+        {
+            // The session's end is evidence too; a failure to log it does not keep anyone signed in.
+            let _ = store.log_session(&op, false, "gui");
+        }
         self.images.clear();
         self.account_refs.clear();
     }
@@ -1696,9 +1706,10 @@ pub fn train(
         },
         lr: options.learning_rate,
         seed: options.seed,
+        init: options.init.clone(),
         device,
         command_line: format!(
-            "countersign gui (Train screen): data {} synthetic {} epochs {} batch {} lr {} loss {} seed {}",
+            "countersign gui (Train screen): data {} synthetic {} epochs {} batch {} lr {} loss {} seed {} init {}",
             options.data.display(),
             options.synthetic_writers,
             options.epochs,
@@ -1709,7 +1720,11 @@ pub fn train(
             } else {
                 "contrastive"
             },
-            options.seed
+            options.seed,
+            options
+                .init
+                .as_ref()
+                .map_or_else(|| "none".into(), |p| p.display().to_string())
         ),
         ..defaults
     };

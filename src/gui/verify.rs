@@ -22,6 +22,9 @@ use crate::scoring::Decision;
 /// through the account and are all shown).
 pub const REFERENCE_SLOTS: usize = 3;
 
+/// The smallest signature box a drag may leave, in screen points.
+const MIN_BOX: Vec2 = Vec2::new(24.0, 12.0);
+
 /// How long a result must have been on screen before the keyboard may confirm it, in seconds: a
 /// double key press or a scanner's carriage return must not confirm a result nobody has seen.
 pub const CONFIRM_AFTER_S: f64 = 0.8;
@@ -752,8 +755,14 @@ impl VerifyState {
                         r.max.y += delta.y;
                     }
                 }
-                let r = Rect::from_two_pos(r.min, r.max);
-                self.crop = Some(to_pixels(r));
+                // A box never collapses to a dot: a drag that would make it smaller than a
+                // readable signature (or push it off the cheque) keeps the last good box. A new box
+                // being drawn starts small and may grow.
+                let r = Rect::from_two_pos(r.min, r.max).intersect(rect);
+                let big_enough = |r: Rect| r.width() >= MIN_BOX.x && r.height() >= MIN_BOX.y;
+                if big_enough(r) || !big_enough(b) {
+                    self.crop = Some(to_pixels(r));
+                }
             }
         }
         if resp.drag_stopped() {

@@ -23,6 +23,7 @@ pub mod decisions;
 pub mod export;
 pub mod migrations;
 pub mod operators;
+pub mod sessions;
 pub mod settings;
 
 use std::path::{Path, PathBuf};

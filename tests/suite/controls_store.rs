@@ -82,7 +82,10 @@ fn overrides_and_hand_drawn_boxes_are_chained_and_filterable() {
     .unwrap();
     drop(c);
     let store = common::open(&path);
-    assert_eq!(store.verify_chain().unwrap().first_bad.map(|b| b.0), Some(id));
+    assert_eq!(
+        store.verify_chain().unwrap().first_bad.map(|b| b.0),
+        Some(id)
+    );
 }
 
 #[test]

@@ -398,10 +398,10 @@ fn the_audit_filters_find_final_decisions() {
             h.run_ok();
             h.get_by_label("Apply filter").click();
             wait_for(h, "the filtered rows", |a| {
-            a.audit
-                .count
-                .is_some_and(|n| n == 0 || a.audit.pages.contains_key(&0))
-        });
+                a.audit
+                    .count
+                    .is_some_and(|n| n == 0 || a.audit.pages.contains_key(&0))
+            });
             h.state().audit.count.unwrap()
         };
     assert_eq!(
@@ -436,4 +436,110 @@ fn the_audit_filters_find_final_decisions() {
     h.run_ok();
     assert!(has_text(&h, "is not a date"));
     assert!(!has_text(&h, "Counting..."));
+}
+
+#[test]
+fn the_demo_batch_manifest_runs_and_a_row_shows_its_detail_and_exports_to_a_typed_path() {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/batch.csv");
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    assert!(h.state_mut().open(Screen::Batch));
+    h.run_ok();
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Manifest",
+        &manifest.display().to_string(),
+    );
+    h.get_by_label("Run batch").click();
+    wait_for(&mut h, "the demo batch", |a| a.batch.finished);
+    let rows = h.state().batch.rows.clone();
+    assert_eq!(rows.len(), 8, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.outcome != "ERROR"),
+        "every demo cheque is decided: {rows:?}"
+    );
+    // The amounts as the cheques print them ("22,509.14") were read.
+    let s = store(&f);
+    let row = s
+        .query_decisions(
+            &DecisionFilter {
+                cheque_id: Some("w0001_c01".into()),
+                ..Default::default()
+            },
+            0,
+            1,
+        )
+        .unwrap();
+    assert_eq!(row[0].amount_cents, Some(2_250_914));
+    drop(s);
+
+    h.get_by_label("w0002_c01").click();
+    h.run_ok();
+    let selected = h
+        .state()
+        .batch
+        .selected
+        .map(|i| h.state().batch.rows[i].cheque_id.clone());
+    assert_eq!(selected.as_deref(), Some("w0002_c01"));
+    assert!(has_text(&h, "Cheque w0002_c01"));
+
+    let out = f.path("night-results.csv");
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Export to",
+        &out.display().to_string(),
+    );
+    h.get_by_label("Export").click();
+    wait_for(&mut h, "the export", |a| !a.batch.exporting);
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.contains("w0004_c02"), "{written}");
+}
+
+#[test]
+fn sign_in_and_sign_out_are_in_the_chain_and_a_wrong_pin_is_cleared() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    type_into(&mut h, accesskit::Role::TextInput, "Operator", "clara");
+    type_into(&mut h, accesskit::Role::PasswordInput, "PIN", "not-her-pin");
+    h.get_by_label("Sign in").click();
+    wait_for(&mut h, "the refusal", |a| a.sign_in.error.is_some());
+    assert!(h.state().sign_in.pin.is_empty(), "the wrong PIN is cleared");
+    h.state_mut().sign_in.error = None;
+    sign_in(&mut h, "clara");
+    h.get_by_label("Sign out").click();
+    h.run_ok();
+    let start = std::time::Instant::now();
+    let events = || {
+        let c = rusqlite::Connection::open(&f.db).unwrap();
+        let mut st = c
+            .prepare("SELECT operator, json_extract(payload, '$.event') FROM ledger WHERE kind = 'security' ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    };
+    while !events().iter().any(|e| e.1 == "signed_out") {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "no sign-out row: {:?}",
+            events()
+        );
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ev = events();
+    let clara: Vec<&str> = ev
+        .iter()
+        .filter(|e| e.0 == "clara")
+        .map(|e| e.1.as_str())
+        .collect();
+    assert_eq!(
+        clara,
+        vec!["sign_in_failed", "signed_in", "signed_out"],
+        "{ev:?}"
+    );
 }
