@@ -508,6 +508,7 @@ fn sign_in_and_sign_out_are_in_the_chain_and_a_wrong_pin_is_cleared() {
     wait_for(&mut h, "the refusal", |a| a.sign_in.error.is_some());
     assert!(h.state().sign_in.pin.is_empty(), "the wrong PIN is cleared");
     h.state_mut().sign_in.error = None;
+    h.state_mut().sign_in.name.clear();
     sign_in(&mut h, "clara");
     h.get_by_label("Sign out").click();
     h.run_ok();
