@@ -298,7 +298,7 @@ impl VerifyState {
                     "Logged as decision #{}: {} ({}). Press N for the next cheque.",
                     row.id, row.final_decision, row.action
                 ));
-                self.recorded = Some(row);
+                self.recorded = Some(*row);
             }
             Event::RecordFailed(e) => {
                 self.recording = false;

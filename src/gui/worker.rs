@@ -124,7 +124,7 @@ pub enum Event {
     AccountFailed(UserError),
     Verified(Box<VerifyOutcome>),
     VerifyFailed(UserError),
-    Recorded(DecisionRow),
+    Recorded(Box<DecisionRow>),
     RecordFailed(UserError),
     Recent(Vec<DecisionRow>),
     AuditCount {
@@ -326,7 +326,7 @@ fn handle_job(
         }
         Job::Record { outcome, action } => match backend.record(&outcome, &action) {
             Ok(row) => {
-                notify.send(Event::Recorded(row));
+                notify.send(Event::Recorded(Box::new(row)));
                 if let Ok(rows) = backend.recent(20) {
                     notify.send(Event::Recent(rows));
                 }
