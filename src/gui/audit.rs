@@ -334,14 +334,14 @@ impl AuditState {
     fn table(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         const COLS: [(&str, f32); 9] = [
             ("#", 70.0),
-            ("Time (UTC)", 165.0),
-            ("Operator", 130.0),
+            ("Time (UTC)", 150.0),
+            ("Operator", 120.0),
             ("Account", 100.0),
             ("Model said", 90.0),
             ("Final", 80.0),
-            ("Action", 150.0),
+            ("Action", 130.0),
             ("Prob.", 60.0),
-            ("Model", 230.0),
+            ("Model", 170.0),
         ];
         ui.horizontal(|ui| {
             for (h, w) in COLS {
