@@ -266,7 +266,7 @@ impl QueueState {
                     "Cheque",
                     "Amount",
                     "Probability",
-                    "Source",
+                    "Action",
                     "Operator",
                 ] {
                     ui.label(RichText::new(h).strong());

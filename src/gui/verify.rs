@@ -556,7 +556,7 @@ impl VerifyState {
                     open,
                     egui::TextEdit::singleline(&mut self.amount)
                         .hint_text("e.g. 22,509.14")
-                        .desired_width(110.0),
+                        .desired_width(130.0),
                 )
                 .labelled_by(l.id)
                 .changed();
