@@ -368,6 +368,7 @@ impl CountersignApp {
             }
             Event::Picked { purpose, path } => self.on_picked(&purpose, path),
             Event::Queue(e) => self.queue.on_event(&mut self.shared, e),
+            Event::AuditEvents { kinds, rows } => self.audit.events.on_loaded(kinds, rows),
             Event::ImageLoaded(_)
             | Event::ImageFailed { .. }
             | Event::AccountLoaded { .. }

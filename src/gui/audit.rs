@@ -43,6 +43,8 @@ pub struct AuditState {
     pub filter_error: Option<super::backend::UserError>,
     /// Where "Export" writes, typed (no file dialog needed).
     pub export_path: String,
+    /// Every other ledger row, filterable by kind.
+    pub events: super::audit_events::EventsView,
 }
 
 impl AuditState {
@@ -155,6 +157,7 @@ impl AuditState {
         ui.heading("Audit log");
         self.filter_bar(ui, shared);
         self.tools(ui, shared);
+        self.events.show(ui, shared);
         ui.separator();
         if self.detail.is_some() {
             egui::Panel::right("audit-detail")

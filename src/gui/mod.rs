@@ -16,6 +16,7 @@ use crate::cli::GlobalOpts;
 
 pub mod app;
 pub mod audit;
+pub mod audit_events;
 pub mod backend;
 pub mod batch;
 pub mod bench;

@@ -102,6 +102,10 @@ pub enum Job {
     Stop(TaskKind),
     /// The Queue screen's work: list, resolve a referral, approve or decline a settings change.
     Queue(super::queue::QueueJob),
+    /// The Audit screen's other ledger rows, of one kind or all.
+    AuditEvents {
+        kind: Option<String>,
+    },
 }
 
 /// Results for the UI.
@@ -167,6 +171,10 @@ pub enum Event {
     },
     /// The Queue screen's results.
     Queue(super::queue::QueueEvent),
+    AuditEvents {
+        kinds: Vec<String>,
+        rows: Vec<crate::store::events::LedgerEvent>,
+    },
 }
 
 /// The UI's end of the worker: a job sender, an event receiver, and the context slot the worker uses
@@ -495,6 +503,10 @@ fn handle_job(
                 flag.store(true, Ordering::Relaxed);
             }
         }
+        Job::AuditEvents { kind } => match backend.ledger_events(kind.as_deref()) {
+            Ok((kinds, rows)) => notify.send(Event::AuditEvents { kinds, rows }),
+            Err(e) => notify.send(Event::AuditFailed(e)),
+        },
         Job::Queue(job) => {
             let changed_settings = job.changes_settings();
             notify.send(Event::Queue(backend.queue_job(job)));

@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod bench;
 pub mod chain;
 pub mod decisions;
+pub mod events;
 pub mod export;
 pub mod migrations;
 pub mod operators;

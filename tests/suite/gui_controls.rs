@@ -544,3 +544,48 @@ fn sign_in_and_sign_out_are_in_the_chain_and_a_wrong_pin_is_cleared() {
         "{ev:?}"
     );
 }
+
+#[test]
+fn the_audit_screen_shows_every_other_ledger_row_by_kind() {
+    let f = Fixture::new();
+    {
+        let mut s = store(&f);
+        let sam = s.authenticate("sam", "sam-pin-1").unwrap();
+        s.request_settings_change(
+            &sam,
+            &SettingsChange::Thresholds(Thresholds {
+                accept: 0.9,
+                reject: 0.2,
+            }),
+            "quarterly review",
+        )
+        .unwrap();
+    }
+    let mut h = harness(f.app());
+    sign_in(&mut h, "ada");
+    h.get_by_label("Other ledger rows: settings, approvals, sign-ins, refusals, actions")
+        .click();
+    wait_for(&mut h, "the ledger rows", |a| {
+        !a.audit.events.loading && !a.audit.events.rows.is_empty()
+    });
+    let kinds = h.state().audit.events.kinds.clone();
+    for k in ["settings_request", "security"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
+    }
+    assert!(
+        has_text(&h, "signed_in"),
+        "the auditor's own sign-in is listed"
+    );
+    h.state_mut().audit.events.kind = Some("settings_request".into());
+    h.get_by_label("Refresh rows").click();
+    wait_for(&mut h, "the filtered rows", |a| {
+        !a.audit.events.loading
+            && a.audit
+                .events
+                .rows
+                .iter()
+                .all(|r| r.kind == "settings_request")
+    });
+    assert_eq!(h.state().audit.events.rows.len(), 1);
+    assert!(has_text(&h, "quarterly review"));
+}
