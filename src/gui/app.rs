@@ -481,7 +481,9 @@ impl CountersignApp {
         egui::Panel::bottom("countersign-status").show(ui, |ui| self.status_bar(ui));
         egui::CentralPanel::default().show(ui, |ui| {
             self.banners(ui);
-            match self.screen {
+            // The screen's widgets get ids under a fixed parent, so a banner appearing above them
+            // never moves keyboard focus out of the field being typed in.
+            ui.push_id(("screen", self.screen.title()), |ui| match self.screen {
                 Screen::SignIn => self.sign_in.show(ui, &mut self.shared),
                 Screen::Verify => self.verify.show(ui, &mut self.shared),
                 Screen::Calibrate => self.calibrate.show(ui, &mut self.shared),
@@ -489,7 +491,7 @@ impl CountersignApp {
                 Screen::Train => self.train.show(ui, &mut self.shared),
                 Screen::Batch => self.batch.show(ui, &mut self.shared),
                 Screen::Queue => self.queue.show(ui, &mut self.shared),
-            }
+            });
         });
         self.hover_overlay(&ctx);
 

@@ -285,12 +285,9 @@ impl VerifyState {
                     self.verify_error = Some(e);
                 }
             }
-            Event::Recorded(row) if row.action == "abandoned" => {
-                shared.notice(format!(
-                    "The result that was withdrawn is logged as decision #{} (abandoned).",
-                    row.id
-                ));
-            }
+            // Logged quietly (the recent list shows it): a banner here would move the field the
+            // clerk is typing in.
+            Event::Recorded(row) if row.action == "abandoned" => {}
             Event::Recorded(row) => {
                 self.recording = false;
                 self.override_open = false;
