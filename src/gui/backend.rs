@@ -367,6 +367,10 @@ pub struct StatusInfo {
     pub device: String,
     pub model: String,
     pub database: String,
+    /// The thresholds a supervisor's approved settings put in force (`None` while none were ever
+    /// approved: the model card's apply). Read again after every approval, so screens never show a
+    /// stale "in force now".
+    pub thresholds_in_force: Option<Thresholds>,
 }
 
 /// A flag a long task polls to stop early.
@@ -707,10 +711,17 @@ impl Backend {
                 None => "no model found".into(),
             },
         };
+        let thresholds_in_force = self
+            .store()
+            .ok()
+            .and_then(|s| s.current_settings().ok())
+            .filter(|s| s.version > 0)
+            .map(|s| s.thresholds);
         StatusInfo {
             device,
             model,
             database: self.config.db_path.display().to_string(),
+            thresholds_in_force,
         }
     }
 

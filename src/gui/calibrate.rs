@@ -319,7 +319,8 @@ impl CalibrateState {
                 ),
             );
         }
-        if let Some(cur) = s.current {
+        // The status is refreshed after every approval; the evaluation's copy may be older.
+        if let Some(cur) = shared.status.thresholds_in_force.or(s.current) {
             widgets::caption(
                 ui,
                 format!(

@@ -337,6 +337,14 @@ fn a_settings_change_waits_for_a_second_supervisor() {
     wait_for(&mut h, "the approval", |a| {
         !a.queue.busy && a.queue.requests.is_empty()
     });
+    // "In force now" is read again after the approval, not left stale.
+    wait_for(&mut h, "the thresholds in force", |a| {
+        a.shared.status.thresholds_in_force
+            == Some(Thresholds {
+                accept: 0.9,
+                reject: 0.2,
+            })
+    });
     let s = store(&f);
     let now = s.current_settings().unwrap();
     assert_eq!(
