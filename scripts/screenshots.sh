@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=${COUNTERSIGN_BIN:-$ROOT/target/release/countersign}
 OUT=${SCREENSHOTS_OUT:-$ROOT/docs/screenshots}
-SCREENS=${SCREENS:-"signin verify calibrate audit train batch"}
+SCREENS=${SCREENS:-"signin verify queue calibrate audit train batch"}
 WIDTH=1440
 HEIGHT=900
 
@@ -70,15 +70,20 @@ export COUNTERSIGN_DEMO=$DEMO
 # Seed the database: the demo supervisor, and a few decisions so the Audit screen has rows.
 COUNTERSIGN_NEW_PIN=$COUNTERSIGN_PIN "$BIN" --db "$COUNTERSIGN_DB" operator add "$COUNTERSIGN_OPERATOR" --role supervisor >"$TMP/seed.log" 2>&1 \
     || { echo "screenshots: could not create the demo operator:" >&2; cat "$TMP/seed.log" >&2; exit 1; }
-if [[ -d $DEMO ]]; then
-    # A batch over the demo manifest writes one audit row per cheque (where this build has `batch`).
-    for m in "$DEMO"/*batch*.csv "$DEMO"/cheques.csv; do
-        if [[ -f $m ]]; then
-            "$BIN" --db "$COUNTERSIGN_DB" --device cpu batch --manifest "$m" --out "$TMP/batch-results.csv" >>"$TMP/seed.log" 2>&1 || true
-            break
-        fi
-    done
+if [[ -f $DEMO/batch.csv ]]; then
+    # A night's batch over the demo cheques writes one audit row per cheque (its REFERs go to the
+    # referral queue). Its cheque ids are prefixed so that the Batch screen's own run of
+    # assets/demo/batch.csv decides them afresh; the paths are made absolute for the copy.
+    sed -E -e '2,$ s/^/night-/' -e "s#(,|;)(cheques/|w[0-9]{4}/)#\1$DEMO/\2#g" "$DEMO/batch.csv" >"$TMP/night.csv"
+    "$BIN" --db "$COUNTERSIGN_DB" --device cpu batch --manifest "$TMP/night.csv" --out "$TMP/batch-results.csv" >>"$TMP/seed.log" 2>&1 || true
 fi
+
+# Four eyes: a second supervisor asks for a threshold change, so the Queue screen shows one waiting
+# for the demo supervisor's approval.
+COUNTERSIGN_NEW_PIN=730214 "$BIN" --db "$COUNTERSIGN_DB" operator add second-supervisor --role supervisor >>"$TMP/seed.log" 2>&1 \
+    && COUNTERSIGN_OPERATOR=second-supervisor COUNTERSIGN_PIN=730214 "$BIN" --db "$COUNTERSIGN_DB" settings thresholds \
+        --accept 0.85 --reject 0.25 --reason "quarterly review of the ROC on the 2026 Q4 archive" >>"$TMP/seed.log" 2>&1 \
+    || { echo "screenshots: could not seed the approval flow:" >&2; cat "$TMP/seed.log" >&2; exit 1; }
 
 # Runs the app in screenshot mode $1 until it says it is ready; with $2 = capture, saves the window.
 run_app() {

@@ -166,6 +166,7 @@ pub fn run(global: &GlobalOpts, args: &AuditArgs) -> anyhow::Result<()> {
                 operator: for_operator.clone(),
                 account: account.clone(),
                 cheque_id: None,
+                ..Default::default()
             };
             // Check the role before counting, so a refused export reads nothing.
             store.require(&op, crate::store::Permission::ExportAudit)?;

@@ -186,16 +186,34 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
         let mut store = super::operator::open_store(global)?;
         let op = super::operator::sign_in(&mut store, global)?;
         let reason = args.reason.as_deref().unwrap_or_default();
-        store.change_settings(
+        // Two named changes, each waiting for a second supervisor (four eyes).
+        let cal = store.request_settings_change(
             &op,
             &SettingsChange::Calibration(result.calibration),
             reason,
         )?;
-        let s = store.change_settings(&op, &SettingsChange::Thresholds(c.thresholds), reason)?;
+        let thr = store.request_settings_change(
+            &op,
+            &SettingsChange::Thresholds(c.thresholds),
+            reason,
+        )?;
         println!(
-            "saved by {} as settings version {} (audited)",
+            "requested by {}: calibration change {} (a {:.4} -> {:.4}, b {:.4} -> {:.4}) and threshold change {} \
+             (ACCEPT {:.3} -> {:.3}, REJECT {:.3} -> {:.3}); they take effect when a second supervisor runs \
+             `countersign settings approve {}` and `countersign settings approve {}`",
             op.name(),
-            s.version
+            cal.id,
+            cal.old.calibration.a,
+            cal.new.calibration.a,
+            cal.old.calibration.b,
+            cal.new.calibration.b,
+            thr.id,
+            thr.old.thresholds.accept,
+            thr.new.thresholds.accept,
+            thr.old.thresholds.reject,
+            thr.new.thresholds.reject,
+            cal.id,
+            thr.id
         );
     } else {
         println!("not saved: add --save --reason \"...\" to put these thresholds into use");

@@ -19,6 +19,7 @@ pub mod calibrate;
 pub mod evaluate;
 pub mod info;
 pub mod operator;
+pub mod referrals;
 pub mod settings;
 pub mod synth;
 pub mod train;
@@ -157,6 +158,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Supervisor settings (thresholds, active model) and decision confirm/override.
     Settings(settings::SettingsArgs),
+    /// The referral queue: cheques decided REFER wait here for a supervisor.
+    Referrals(referrals::ReferralsArgs),
 }
 
 /// Runs the parsed command line.
@@ -182,6 +185,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Batch(args)) => batch::run(&cli.global, &args),
         Some(Command::Bench(args)) => bench::run(&cli.global, &args),
         Some(Command::Train(args)) => train::run(&cli.global, &args),
+        Some(Command::Referrals(args)) => referrals::run(&cli.global, &args),
     }
 }
 

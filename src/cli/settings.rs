@@ -1,5 +1,6 @@
-//! `countersign settings thresholds|activate-model` and `countersign settings confirm|override`:
-//! the supervisor's audited changes and a clerk's decision actions, from the command line.
+//! `countersign settings thresholds|activate-model|pending|approve|decline` and
+//! `countersign settings confirm|override`: the supervisors' audited changes (four eyes: one asks, a
+//! second approves) and a clerk's decision actions, from the command line.
 //!
 //! Each one signs in with `--operator`/`--pin` and goes through the store's role check, which writes
 //! a refusal to the audit chain before the error (exit code 6) is returned.
@@ -10,8 +11,8 @@ use clap::{Args, Subcommand};
 
 use super::GlobalOpts;
 use super::operator::{open_store, sign_in};
-use crate::scoring::Thresholds;
-use crate::store::{FinalAction, Permission, SettingsChange};
+use crate::scoring::{Decision, Thresholds};
+use crate::store::{FinalAction, Permission, SettingsChange, SettingsRequest};
 
 #[derive(Debug, Args)]
 pub struct SettingsArgs {
@@ -21,7 +22,8 @@ pub struct SettingsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SettingsCommand {
-    /// Set the decision thresholds on the calibrated probability (supervisor). They are used once a
+    /// Ask for new decision thresholds on the calibrated probability (supervisor). The change takes
+    /// effect when a second supervisor approves it (`settings approve`). They are used once a
     /// calibration is stored too (`countersign calibrate --save`).
     Thresholds {
         /// ACCEPT at this probability or more.
@@ -34,8 +36,9 @@ pub enum SettingsCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Make a weights file (with its card beside it) the active model (supervisor). The model is
-    /// loaded and checked first; one that does not load is never activated.
+    /// Ask to make a weights file (with its card beside it) the active model (supervisor); a second
+    /// supervisor approves it. The model is loaded and checked first; one that does not load is
+    /// never requested.
     ActivateModel {
         weights: PathBuf,
         #[arg(long)]
@@ -57,12 +60,62 @@ pub enum SettingsCommand {
         /// The decision's row id in the audit log.
         decision: i64,
     },
-    /// Override a recorded decision (clerk or supervisor; a REJECT needs a supervisor).
+    /// Override a recorded decision (a clerk may only make it stricter: ACCEPT to REFER or REJECT;
+    /// a supervisor may change any decision).
     Override {
         decision: i64,
+        /// The new decision.
+        #[arg(long, value_parser = parse_decision)]
+        to: Decision,
         #[arg(long)]
         reason: String,
     },
+    /// List the settings changes that wait for a second supervisor.
+    Pending,
+    /// Approve a pending settings change (a supervisor other than the one who asked).
+    Approve {
+        /// The request's number (from `settings pending`).
+        request: i64,
+        /// A note recorded with the approval.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Decline (or withdraw) a pending settings change.
+    Decline {
+        request: i64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Parses ACCEPT / REFER / REJECT, any case.
+pub fn parse_decision(s: &str) -> Result<Decision, String> {
+    match s.trim().to_ascii_uppercase().as_str() {
+        "ACCEPT" => Ok(Decision::Accept),
+        "REFER" => Ok(Decision::Refer),
+        "REJECT" => Ok(Decision::Reject),
+        _ => Err(format!("{s:?} is not ACCEPT, REFER or REJECT")),
+    }
+}
+
+/// One line per request: number, who, when, what changes (before -> after) and why.
+pub fn describe_request(r: &SettingsRequest) -> String {
+    format!(
+        "#{}  asked by {} at {}  {}  reason: {}",
+        r.id,
+        r.operator,
+        r.time,
+        r.describe_change(),
+        r.reason
+    )
+}
+
+fn requested(r: &SettingsRequest) {
+    println!("{}", describe_request(r));
+    println!(
+        "waiting for a second supervisor: `countersign settings approve {}` (four eyes; nothing changed yet)",
+        r.id
+    );
 }
 
 pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
@@ -78,11 +131,8 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
                 accept: *accept,
                 reject: *reject,
             });
-            let s = store.change_settings(&op, &change, reason)?;
-            println!(
-                "thresholds set (settings row {}): ACCEPT at {:.3} or more, REJECT below {:.3}",
-                s.version, s.thresholds.accept, s.thresholds.reject
-            );
+            let r = store.request_settings_change(&op, &change, reason)?;
+            requested(&r);
             // The verify service uses the store's thresholds together with a stored calibration
             // only; say so rather than let the supervisor believe the change is in force.
             let calibrated = store
@@ -105,12 +155,8 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
                 id: slot.id(),
                 path: Some(abs.display().to_string()),
             };
-            let s = store.change_settings(&op, &change, reason)?;
-            println!(
-                "model {} is now active (settings row {})",
-                slot.id(),
-                s.version
-            );
+            let r = store.request_settings_change(&op, &change, reason)?;
+            requested(&r);
         }
         SettingsCommand::X9AccountRule {
             pattern,
@@ -120,22 +166,52 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
             let change = SettingsChange::X9AccountRule {
                 pattern: pattern.clone(),
             };
-            let s = store.change_settings(&op, &change, reason)?;
-            println!(
-                "X9 account rule set (settings row {}): {}",
-                s.version,
-                s.x9_account_rule
-                    .as_deref()
-                    .unwrap_or(crate::x9::AccountRule::DEFAULT)
-            );
+            // The rule decides whose references an X9 item is verified against: policy, so it
+            // takes effect only when a second supervisor approves, like thresholds and models.
+            let r = store.request_settings_change(&op, &change, reason)?;
+            requested(&r);
         }
         SettingsCommand::Confirm { decision } => {
             let row = store.record_action(&op, *decision, FinalAction::Confirm, None)?;
             println!("decision {decision} confirmed (row {row})");
         }
-        SettingsCommand::Override { decision, reason } => {
-            let row = store.record_action(&op, *decision, FinalAction::Override, Some(reason))?;
-            println!("decision {decision} overridden (row {row})");
+        SettingsCommand::Override {
+            decision,
+            to,
+            reason,
+        } => {
+            let row = store.override_decision(&op, *decision, *to, reason)?;
+            println!(
+                "decision {decision} overridden to {} (row {row})",
+                to.as_str()
+            );
+        }
+        SettingsCommand::Pending => {
+            let pending = store.pending_settings_requests()?;
+            if pending.is_empty() {
+                println!("no settings change waits for approval");
+            }
+            for r in &pending {
+                println!("{}", describe_request(r));
+            }
+        }
+        SettingsCommand::Approve { request, note } => {
+            let s = store.approve_settings_change(&op, *request, note)?;
+            println!(
+                "settings change {request} approved by {} and in force now (settings row {}): ACCEPT at {:.3} or more, \
+                 REJECT below {:.3}, calibration a {:.4} b {:.4}, model {}",
+                op.name(),
+                s.version,
+                s.thresholds.accept,
+                s.thresholds.reject,
+                s.calibration.a,
+                s.calibration.b,
+                s.model_id.as_deref().unwrap_or("(bundled default)")
+            );
+        }
+        SettingsCommand::Decline { request, reason } => {
+            let row = store.decline_settings_change(&op, *request, reason)?;
+            println!("settings change {request} declined (row {row}); nothing changed");
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use egui::{Color32, RichText};
 
 use super::backend::{BackendConfig, Operator, Role, Slot, StatusInfo, UserError};
 use super::worker::{Event, Job, Notifier, TaskKind, WorkerHandle};
-use super::{audit, batch, calibrate, sign_in, train, verify, widgets};
+use super::{audit, batch, calibrate, queue, sign_in, train, verify, widgets};
 
 /// The screens, in tab order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,12 +22,15 @@ pub enum Screen {
     Calibrate,
     Audit,
     Train,
+    /// The supervisors' queue: referrals to resolve and settings changes to approve.
+    Queue,
 }
 
 impl Screen {
-    pub const TABS: [Screen; 5] = [
+    pub const TABS: [Screen; 6] = [
         Screen::Verify,
         Screen::Batch,
+        Screen::Queue,
         Screen::Calibrate,
         Screen::Audit,
         Screen::Train,
@@ -41,6 +44,7 @@ impl Screen {
             Screen::Calibrate => "Calibrate",
             Screen::Audit => "Audit",
             Screen::Train => "Train",
+            Screen::Queue => "Queue",
         }
     }
 
@@ -53,6 +57,7 @@ impl Screen {
             Screen::Calibrate,
             Screen::Audit,
             Screen::Train,
+            Screen::Queue,
         ]
         .into_iter()
         .find(|s| {
@@ -80,7 +85,7 @@ fn required_roles(screen: Screen) -> &'static str {
     match screen {
         Screen::Verify | Screen::Batch => "a clerk or supervisor",
         Screen::Audit => "an auditor or supervisor",
-        Screen::Calibrate | Screen::Train => "a supervisor",
+        Screen::Calibrate | Screen::Train | Screen::Queue => "a supervisor",
         Screen::SignIn => "anyone",
     }
 }
@@ -121,6 +126,9 @@ impl Shared {
     }
 
     pub fn notice(&mut self, text: impl Into<String>) {
+        // A new notice replaces the older ones, so confirmations do not stack and push the page
+        // down; errors stay until dismissed.
+        self.banners.retain(|b| b.is_error);
         self.banners.push(Banner {
             error: UserError::new(text, ""),
             is_error: false,
@@ -191,6 +199,7 @@ pub struct CountersignApp {
     pub audit: audit::AuditState,
     pub train: train::TrainState,
     pub batch: batch::BatchState,
+    pub queue: queue::QueueState,
     pub timing: Timing,
     /// Set by the screenshot mode: the screen to open after signing in, and demo actions to run.
     pub autopilot: Option<Autopilot>,
@@ -242,6 +251,7 @@ impl CountersignApp {
             audit: audit::AuditState::default(),
             train: train::TrainState::default(),
             batch: batch::BatchState::default(),
+            queue: queue::QueueState::default(),
             timing: Timing {
                 created,
                 first_frame: None,
@@ -296,6 +306,7 @@ impl CountersignApp {
         match screen {
             Screen::Audit => self.audit.refresh(&self.shared),
             Screen::Verify => self.shared.send(Job::Recent),
+            Screen::Queue => self.queue.refresh(&self.shared),
             _ => {}
         }
     }
@@ -309,11 +320,14 @@ impl CountersignApp {
     }
 
     pub fn sign_out(&mut self) {
+        // A result still on screen is logged as abandoned before the operator leaves.
+        self.verify.abandon(&mut self.shared);
         self.shared.send(Job::SignOut);
         self.shared.operator = None;
         self.screen = Screen::SignIn;
         self.verify = verify::VerifyState::default();
         self.audit = audit::AuditState::default();
+        self.queue = queue::QueueState::default();
         self.sign_in = sign_in::SignInState::default();
     }
 
@@ -345,12 +359,16 @@ impl CountersignApp {
                 self.open(target);
             }
             Event::SignInFailed(e) => {
+                // A wrong PIN is never left in the field for the next try.
+                self.sign_in.pin.clear();
                 // In screenshot mode a failed sign-in ends the autopilot so the error is captured.
                 self.autopilot = None;
                 self.sign_in.busy = false;
                 self.sign_in.error = Some(e);
             }
             Event::Picked { purpose, path } => self.on_picked(&purpose, path),
+            Event::Queue(e) => self.queue.on_event(&mut self.shared, e),
+            Event::AuditEvents { kinds, rows } => self.audit.events.on_loaded(kinds, rows),
             Event::ImageLoaded(_)
             | Event::ImageFailed { .. }
             | Event::AccountLoaded { .. }
@@ -436,6 +454,7 @@ impl CountersignApp {
             "calibrate-folder" => self.calibrate.folder = path.display().to_string(),
             "train-data" => self.train.data = path.display().to_string(),
             "train-out" => self.train.out = path.display().to_string(),
+            "train-init" => self.train.init = path.display().to_string(),
             "train-activate" => self.train.activate_path = path.display().to_string(),
             "batch-manifest" => self.batch.manifest = path.display().to_string(),
             "batch-export" => self.batch.export_to(&mut self.shared, path),
@@ -462,14 +481,17 @@ impl CountersignApp {
         egui::Panel::bottom("countersign-status").show(ui, |ui| self.status_bar(ui));
         egui::CentralPanel::default().show(ui, |ui| {
             self.banners(ui);
-            match self.screen {
+            // The screen's widgets get ids under a fixed parent, so a banner appearing above them
+            // never moves keyboard focus out of the field being typed in.
+            ui.push_id(("screen", self.screen.title()), |ui| match self.screen {
                 Screen::SignIn => self.sign_in.show(ui, &mut self.shared),
                 Screen::Verify => self.verify.show(ui, &mut self.shared),
                 Screen::Calibrate => self.calibrate.show(ui, &mut self.shared),
                 Screen::Audit => self.audit.show(ui, &mut self.shared),
                 Screen::Train => self.train.show(ui, &mut self.shared),
                 Screen::Batch => self.batch.show(ui, &mut self.shared),
-            }
+                Screen::Queue => self.queue.show(ui, &mut self.shared),
+            });
         });
         self.hover_overlay(&ctx);
 
@@ -550,6 +572,8 @@ impl CountersignApp {
             || self.audit.exporting
             || self.train.running
             || self.batch.running
+            || self.queue.loading
+            || self.queue.busy
     }
 
     fn top_bar(&mut self, ui: &mut egui::Ui) {
@@ -726,10 +750,15 @@ impl CountersignApp {
             return;
         }
         let typing = ctx.egui_wants_keyboard_input();
+        // Confirming takes Ctrl+Enter, which typing into a field or a scanner's carriage return never
+        // sends, and only once the result has been on screen a moment: a double Enter confirms nothing.
+        let now = ctx.input(|i| i.time);
         let (open, enter, next) = ctx.input_mut(|i| {
             (
                 i.consume_key(egui::Modifiers::COMMAND, egui::Key::O),
-                !typing && i.key_pressed(egui::Key::Enter),
+                !typing
+                    && i.consume_key(egui::Modifiers::COMMAND, egui::Key::Enter)
+                    && self.verify.keyboard_may_confirm(now),
                 !typing && i.key_pressed(egui::Key::N) && i.modifiers.is_none(),
             )
         });
@@ -799,6 +828,7 @@ impl CountersignApp {
                 }
             }
             (Screen::Audit, _) => self.audit.select_first = true,
+            (Screen::Queue, _) => self.queue.select_first = true,
             (Screen::Train, Some(dir)) => {
                 self.train.data = super::demo_labelled_folder(&dir).display().to_string();
             }

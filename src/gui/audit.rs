@@ -39,11 +39,24 @@ pub struct AuditState {
     pub select_first: bool,
     /// Page fetches sent since the filter was applied (the 1,000,000-row test counts these).
     pub fetches: u64,
+    /// Why the filter cannot be applied (a bad date), shown instead of the count.
+    pub filter_error: Option<super::backend::UserError>,
+    /// Where "Export" writes, typed (no file dialog needed).
+    pub export_path: String,
+    /// Every other ledger row, filterable by kind.
+    pub events: super::audit_events::EventsView,
 }
 
 impl AuditState {
     /// Applies the filter and reloads the count; pages load as they come into view.
     pub fn refresh(&mut self, shared: &Shared) {
+        // A filter that cannot be read (a bad date) says so instead of counting forever.
+        if let Err(e) = super::backend::store_filter(&self.filter) {
+            self.filter_error = Some(e);
+            self.loading = false;
+            return;
+        }
+        self.filter_error = None;
         self.applied = self.filter.clone();
         self.generation += 1;
         self.count = None;
@@ -144,6 +157,7 @@ impl AuditState {
         ui.heading("Audit log");
         self.filter_bar(ui, shared);
         self.tools(ui, shared);
+        self.events.show(ui, shared);
         ui.separator();
         if self.detail.is_some() {
             egui::Panel::right("audit-detail")
@@ -181,7 +195,7 @@ impl AuditState {
             enter |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             let r = field(ui, "Account", &mut self.filter.account, "any", 100.0);
             enter |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            let l = ui.label("Decision");
+            let l = ui.label("Model said");
             let current = self.filter.decision.map(|d| d.as_str()).unwrap_or("any");
             egui::ComboBox::from_id_salt("audit-decision")
                 .selected_text(current)
@@ -193,6 +207,43 @@ impl AuditState {
                 })
                 .response
                 .labelled_by(l.id);
+            let l = ui.label("Final");
+            let current = self
+                .filter
+                .final_decision
+                .map(|d| d.as_str())
+                .unwrap_or("any");
+            egui::ComboBox::from_id_salt("audit-final")
+                .selected_text(current)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.filter.final_decision, None, "any");
+                    for d in [Decision::Accept, Decision::Refer, Decision::Reject] {
+                        ui.selectable_value(&mut self.filter.final_decision, Some(d), d.as_str());
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+            let l = ui.label("Action");
+            let current = self.filter.action.map(|a| a.as_str()).unwrap_or("any");
+            egui::ComboBox::from_id_salt("audit-action")
+                .selected_text(current)
+                .show_ui(ui, |ui| {
+                    use crate::store::FinalAction as A;
+                    ui.selectable_value(&mut self.filter.action, None, "any");
+                    for a in [
+                        A::Confirm,
+                        A::Override,
+                        A::Pending,
+                        A::Resolve,
+                        A::Abandoned,
+                    ] {
+                        ui.selectable_value(&mut self.filter.action, Some(a), a.as_str());
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+            ui.checkbox(&mut self.filter.open_referrals, "Referred, waiting");
+            ui.checkbox(&mut self.filter.hand_drawn, "Box drawn by hand");
             if ui.button("Apply filter").clicked() || enter {
                 self.refresh(shared);
             }
@@ -205,9 +256,16 @@ impl AuditState {
 
     fn tools(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         ui.horizontal(|ui| {
-            match self.count {
-                Some(n) => ui.label(RichText::new(format!("{n} decisions")).strong()),
-                None => ui.label("Counting..."),
+            match (&self.filter_error, self.count) {
+                (Some(e), _) => {
+                    ui.colored_label(widgets::RED, format!("{} {}", e.what, e.todo));
+                }
+                (None, Some(n)) => {
+                    ui.label(RichText::new(format!("{n} decisions")).strong());
+                }
+                (None, None) => {
+                    ui.label("Counting...");
+                }
             };
             if self.loading {
                 ui.spinner();
@@ -252,19 +310,41 @@ impl AuditState {
                 ui.label("Exporting...");
             }
         });
+        self.export_path_row(ui, shared);
+    }
+
+    /// An output path field for the export, so that it works where no file dialog opens.
+    fn export_path_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.horizontal(|ui| {
+            let l = ui.label("Export to");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.export_path)
+                    .hint_text("audit.csv or audit.jsonl")
+                    .desired_width(320.0),
+            )
+            .labelled_by(l.id);
+            let ok = !self.export_path.trim().is_empty() && !self.exporting;
+            if ui
+                .add_enabled(ok, egui::Button::new("Export filtered rows"))
+                .clicked()
+            {
+                let path = PathBuf::from(self.export_path.trim());
+                self.export_to(shared, path);
+            }
+        });
     }
 
     fn table(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         const COLS: [(&str, f32); 9] = [
             ("#", 70.0),
-            ("Time (UTC)", 165.0),
-            ("Operator", 130.0),
+            ("Time (UTC)", 150.0),
+            ("Operator", 120.0),
             ("Account", 100.0),
             ("Model said", 90.0),
             ("Final", 80.0),
-            ("Action", 80.0),
+            ("Action", 130.0),
             ("Prob.", 60.0),
-            ("Model", 230.0),
+            ("Model", 170.0),
         ];
         ui.horizontal(|ui| {
             for (h, w) in COLS {
@@ -318,7 +398,12 @@ impl AuditState {
                                     .strong(),
                                 COLS[5].1,
                             );
-                            cell(ui, RichText::new(&r.action), COLS[6].1);
+                            let action = if r.hand_drawn {
+                                format!("{} (box by hand)", r.action)
+                            } else {
+                                r.action.clone()
+                            };
+                            cell(ui, RichText::new(action), COLS[6].1);
                             cell(
                                 ui,
                                 RichText::new(

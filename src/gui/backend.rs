@@ -211,13 +211,20 @@ pub struct VerifyOutcome {
     pub reference_sha256: Vec<String>,
     /// Why this decision: the thresholds that applied, or why the cheque was referred.
     pub reason: String,
+    /// The clerk drew or moved the signature box (logged with the row, shown on the Audit screen).
+    pub hand_drawn: bool,
 }
 
 /// What the clerk did with a verification.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FinalAction {
     Confirm,
-    Override { decision: Decision, reason: String },
+    Override {
+        decision: Decision,
+        reason: String,
+    },
+    /// Shown, then left undecided (next cheque, a redrawn box): logged so no shown result vanishes.
+    Abandoned,
 }
 
 /// One row of the audit log as the GUI shows it.
@@ -237,6 +244,12 @@ pub struct DecisionRow {
     pub model_id: String,
     pub cheque_sha256: String,
     pub reference_sha256: String,
+    /// The signature box was drawn by hand.
+    pub hand_drawn: bool,
+    pub cheque_id: String,
+    pub amount_cents: Option<i64>,
+    /// The cheque waits in the referral queue.
+    pub in_referral: bool,
 }
 
 /// Filters of the Audit screen; empty fields match everything.
@@ -247,7 +260,16 @@ pub struct AuditFilter {
     pub to: String,
     pub operator: String,
     pub account: String,
+    /// The model's decision.
     pub decision: Option<Decision>,
+    /// The decision in force (after overrides and resolutions).
+    pub final_decision: Option<Decision>,
+    /// The action in force (confirm, override, pending, resolve, abandoned).
+    pub action: Option<crate::store::FinalAction>,
+    /// Only cheques waiting in the referral queue.
+    pub open_referrals: bool,
+    /// Only decisions whose signature box was drawn by hand.
+    pub hand_drawn: bool,
 }
 
 /// Detail of one decision, with the images where the store has them.
@@ -300,6 +322,8 @@ pub struct TrainOptions {
     pub synthetic_writers: usize,
     pub triplet: bool,
     pub seed: u64,
+    /// Fine-tune: start from these weights (with their card) instead of a fresh network.
+    pub init: Option<PathBuf>,
 }
 
 /// Progress of a training run.
@@ -345,6 +369,10 @@ pub struct StatusInfo {
     pub database: String,
     /// The X9 account rule in force (the Batch screen shows it).
     pub x9_account_rule: String,
+    /// The thresholds a supervisor's approved settings put in force (`None` while none were ever
+    /// approved: the model card's apply). Read again after every approval, so screens never show a
+    /// stale "in force now".
+    pub thresholds_in_force: Option<Thresholds>,
 }
 
 /// A flag a long task polls to stop early.
@@ -383,7 +411,7 @@ pub struct Backend {
     account_refs: Vec<i64>,
 }
 
-fn store_error(context: &str, e: crate::store::StoreError) -> UserError {
+pub(super) fn store_error(context: &str, e: crate::store::StoreError) -> UserError {
     use crate::store::StoreError as E;
     let todo = match &e {
         E::AuthFailed => {
@@ -434,34 +462,17 @@ fn role_of(r: crate::store::Role) -> Role {
     }
 }
 
-/// Encodes the clerk's new decision in an override's reason (the store records the action and the
-/// reason; the decision the clerk chose is part of what must be proven later).
-fn override_reason(decision: Decision, reason: &str) -> String {
-    format!("Changed to {}: {}", decision.as_str(), reason.trim())
-}
-
-fn parse_override(reason: &str) -> Option<Decision> {
-    let rest = reason.strip_prefix("Changed to ")?;
-    [Decision::Accept, Decision::Refer, Decision::Reject]
-        .into_iter()
-        .find(|d| rest.starts_with(&format!("{}:", d.as_str())))
-}
-
 /// A number with four decimals, or what its absence means.
 fn fmt_opt(v: Option<f64>, none: &str) -> String {
     v.map_or_else(|| none.to_string(), |v| format!("{v:.4}"))
 }
 
-fn to_row(r: &crate::store::DecisionRow) -> DecisionRow {
-    use crate::store::FinalAction as A;
+pub(crate) fn to_row(r: &crate::store::DecisionRow) -> DecisionRow {
     let (action, reason) = match &r.action {
         Some(a) => (a.action, a.reason.clone().unwrap_or_default()),
         None => (r.final_action, r.reason.clone().unwrap_or_default()),
     };
-    let final_decision = match action {
-        A::Override => parse_override(&reason).unwrap_or(r.decision),
-        _ => r.decision,
-    };
+    let final_decision = r.final_decision;
     DecisionRow {
         id: r.id,
         time: r
@@ -482,6 +493,10 @@ fn to_row(r: &crate::store::DecisionRow) -> DecisionRow {
         model_id: r.model_id.clone(),
         cheque_sha256: r.cheque_sha256.clone(),
         reference_sha256: r.reference_sha256s.join(", "),
+        hand_drawn: r.hand_drawn_box,
+        cheque_id: r.cheque_id.clone().unwrap_or_default(),
+        amount_cents: r.amount_cents,
+        in_referral: r.in_referral(),
     }
 }
 
@@ -511,6 +526,10 @@ pub fn store_filter(f: &AuditFilter) -> Result<crate::store::DecisionFilter, Use
         operator: text(&f.operator),
         account: text(&f.account),
         cheque_id: None,
+        final_decision: f.final_decision,
+        action: f.action,
+        open_referrals: f.open_referrals,
+        hand_drawn: f.hand_drawn,
     })
 }
 
@@ -584,7 +603,7 @@ impl Backend {
         }
     }
 
-    fn store(&mut self) -> Result<&mut crate::store::Store, UserError> {
+    pub(super) fn store(&mut self) -> Result<&mut crate::store::Store, UserError> {
         if self.store.is_none() {
             self.store = Some(open_store(&self.config)?);
         }
@@ -598,7 +617,7 @@ impl Backend {
         self.operator.clone()
     }
 
-    fn require_operator(&self) -> Result<crate::store::Operator, UserError> {
+    pub(super) fn require_operator(&self) -> Result<crate::store::Operator, UserError> {
         self.operator
             .clone()
             .ok_or_else(|| UserError::new("Nobody is signed in.", "Sign in first."))
@@ -648,6 +667,18 @@ impl Backend {
     }
 
     /// Loads the model and runs one forward pass (libtorch allocates and picks kernels on the first).
+    /// Drops the loaded model and every cached embedding, so the next verification loads the model
+    /// in force (after an approved model change).
+    pub(super) fn forget_model(&mut self) {
+        if self.config.model_path.is_none() {
+            self.model = None;
+        }
+        for d in self.images.values_mut() {
+            d.normalised = None;
+            d.embedding = None;
+        }
+    }
+
     pub fn warmup(&mut self) {
         if let Ok(m) = self.model() {
             let p = m.normalise_params();
@@ -688,19 +719,29 @@ impl Backend {
             .and_then(|s| s.current_settings().ok())
             .and_then(|s| s.x9_account_rule)
             .unwrap_or_else(|| crate::x9::AccountRule::DEFAULT.to_string());
+        let thresholds_in_force = self
+            .store()
+            .ok()
+            .and_then(|s| s.current_settings().ok())
+            .filter(|s| s.version > 0)
+            .map(|s| s.thresholds);
         StatusInfo {
             device,
             model,
             database: self.config.db_path.display().to_string(),
             x9_account_rule,
+            thresholds_in_force,
         }
     }
 
     pub fn sign_in(&mut self, name: &str, pin: &str) -> Result<Operator, UserError> {
-        let op = self
-            .store()?
+        let store = self.store()?;
+        let op = store
             .authenticate(name, pin)
             .map_err(|e| store_error("Sign-in refused", e))?;
+        store
+            .log_session(&op, true, "gui")
+            .map_err(|e| store_error("The sign-in could not be logged", e))?;
         let gui = Operator {
             name: op.name().to_string(),
             role: role_of(op.role()),
@@ -710,7 +751,12 @@ impl Backend {
     }
 
     pub fn sign_out(&mut self) {
-        self.operator = None;
+        if let Some(op) = self.operator.take()
+            && let Ok(store) = self.store()
+        {
+            // The session's end is evidence too; a failure to log it does not keep anyone signed in.
+            let _ = store.log_session(&op, false, "gui");
+        }
         self.images.clear();
         self.account_refs.clear();
     }
@@ -719,7 +765,11 @@ impl Backend {
         self.images.remove(&slot);
         let (gray, sha256) = read_image(path)?;
         let source = path.display().to_string();
-        self.account_refs.clear();
+        // References never mix people: a file in a reference slot replaces an account's references.
+        if matches!(slot, Slot::Reference(_)) && !self.account_refs.is_empty() {
+            self.images.retain(|s, _| *s == Slot::Cheque);
+            self.account_refs.clear();
+        }
         self.insert_image(slot, gray, sha256, source)
     }
 
@@ -791,18 +841,18 @@ impl Backend {
     }
 
     /// Loads an account's enrolled references from the store into the reference slots.
-    pub fn load_account(&mut self, account: &str) -> Result<Vec<LoadedImage>, UserError> {
+    pub fn load_account(&mut self, account: &str) -> Result<(String, Vec<LoadedImage>), UserError> {
         let store = self.store()?;
-        if store
+        let Some(holder) = store
             .account(account)
             .map_err(|e| store_error("Could not read the account", e))?
-            .is_none()
-        {
+            .map(|a| a.holder)
+        else {
             return Err(UserError::new(
                 format!("There is no account {account}."),
                 "Check the account number, or load reference images from files.",
             ));
-        }
+        };
         let refs = store
             .references(account, false)
             .map_err(|e| store_error("Could not read the references", e))?;
@@ -834,7 +884,7 @@ impl Backend {
             images.push(self.insert_image(Slot::Reference(i), gray, sha, name)?);
             self.account_refs.push(id);
         }
-        Ok(images)
+        Ok((holder, images))
     }
 
     /// Normalises and embeds a slot's image with the current model, caching both by model id.
@@ -1026,6 +1076,7 @@ impl Backend {
             overlay: overlay_img,
             latency_ms: 0.0,
             reason: outcome.reason.clone(),
+            hand_drawn: crop.is_some(),
             cheque_sha256: cheque.map(|c| c.sha256.clone()).unwrap_or_default(),
             reference_sha256: ref_slots
                 .iter()
@@ -1044,8 +1095,9 @@ impl Backend {
             Ok(d) => crate::device::describe(d),
             Err(_) => "unknown".into(),
         };
-        let (final_action, reason) = match action {
-            FinalAction::Confirm => (crate::store::FinalAction::Confirm, None),
+        let (final_action, reason, final_decision) = match action {
+            FinalAction::Confirm => (crate::store::FinalAction::Confirm, None, None),
+            FinalAction::Abandoned => (crate::store::FinalAction::Abandoned, None, None),
             FinalAction::Override { decision, reason } => {
                 if reason.trim().is_empty() {
                     return Err(UserError::new(
@@ -1053,9 +1105,13 @@ impl Backend {
                         "Write why the decision is changed.",
                     ));
                 }
+                // The one override rule, as the store applies it, said in the clerk's terms.
+                crate::store::override_rule(op.role(), outcome.decision, *decision)
+                    .map_err(|e| store_error("The override was not logged", e))?;
                 (
                     crate::store::FinalAction::Override,
-                    Some(override_reason(*decision, reason)),
+                    Some(reason.trim().to_string()),
+                    Some(*decision),
                 )
             }
         };
@@ -1086,6 +1142,8 @@ impl Backend {
             decision: outcome.decision,
             final_action,
             reason,
+            final_decision,
+            hand_drawn_box: outcome.hand_drawn,
             model_id: outcome.model_id.clone(),
             device,
             latency_ms: outcome.latency_ms,
@@ -1234,8 +1292,23 @@ impl Backend {
                 "Thresholds".into(),
                 format!("accept {:.3}, reject {:.3}", r.t_accept, r.t_reject),
             ),
+            ("Final decision".into(), r.final_decision.as_str().into()),
             ("Action".into(), r.effective_action().as_str().into()),
+            (
+                "Signature box".into(),
+                if r.hand_drawn_box {
+                    "drawn by hand by the operator".into()
+                } else {
+                    "as found".into()
+                },
+            ),
         ];
+        if r.in_referral() {
+            fields.push((
+                "Referral".into(),
+                "waiting for a supervisor (Queue screen)".into(),
+            ));
+        }
         if let Some(a) = &r.action {
             fields.push(("Action by".into(), format!("{} at {}", a.operator, a.time)));
         }
@@ -1277,17 +1350,31 @@ impl Backend {
         use crate::store::SettingsChange;
         let op = self.require_operator()?;
         let store = self.store()?;
+        // Two named changes, each waiting for a second supervisor (four eyes).
+        let mut asked = Vec::new();
         if let Some(c) = calibration {
-            store
-                .change_settings(&op, &SettingsChange::Calibration(c), reason)
-                .map_err(|e| store_error("The calibration was not saved", e))?;
+            let r = store
+                .request_settings_change(&op, &SettingsChange::Calibration(c), reason)
+                .map_err(|e| store_error("The calibration change was not requested", e))?;
+            asked.push(format!(
+                "calibration change #{} (a {:.4} -> {:.4}, b {:.4} -> {:.4})",
+                r.id, r.old.calibration.a, c.a, r.old.calibration.b, c.b
+            ));
         }
-        let s = store
-            .change_settings(&op, &SettingsChange::Thresholds(thresholds), reason)
-            .map_err(|e| store_error("The thresholds were not saved", e))?;
+        let r = store
+            .request_settings_change(&op, &SettingsChange::Thresholds(thresholds), reason)
+            .map_err(|e| store_error("The threshold change was not requested", e))?;
+        asked.push(format!(
+            "threshold change #{} (ACCEPT {:.3} -> {:.3}, REJECT {:.3} -> {:.3})",
+            r.id,
+            r.old.thresholds.accept,
+            thresholds.accept,
+            r.old.thresholds.reject,
+            thresholds.reject
+        ));
         Ok(format!(
-            "Saved and logged (settings row {}): ACCEPT at {:.3} or more, REJECT below {:.3}.",
-            s.version, s.thresholds.accept, s.thresholds.reject
+            "Requested and logged: {}. Nothing changes until a second supervisor approves on the Queue screen.",
+            asked.join(" and ")
         ))
     }
 
@@ -1303,8 +1390,10 @@ impl Backend {
             .map_err(|e| model_error(&format!("{} was not activated", path.display()), &e))?;
         let id = m.id();
         let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        self.store()?
-            .change_settings(
+        drop(m);
+        let r = self
+            .store()?
+            .request_settings_change(
                 &op,
                 &crate::store::SettingsChange::Model {
                     id: id.clone(),
@@ -1312,15 +1401,11 @@ impl Backend {
                 },
                 reason,
             )
-            .map_err(|e| store_error("The model change was not saved", e))?;
-        if self.config.model_path.is_none() {
-            self.model = Some(m);
-            for d in self.images.values_mut() {
-                d.normalised = None;
-                d.embedding = None;
-            }
-        }
-        Ok(format!("Model {id} is now active (logged)."))
+            .map_err(|e| store_error("The model change was not requested", e))?;
+        Ok(format!(
+            "Activation of model {id} requested (change #{}): it takes effect when a second supervisor approves it on the Queue screen.",
+            r.id
+        ))
     }
 }
 
@@ -1645,9 +1730,10 @@ pub fn train(
         },
         lr: options.learning_rate,
         seed: options.seed,
+        init: options.init.clone(),
         device,
         command_line: format!(
-            "countersign gui (Train screen): data {} synthetic {} epochs {} batch {} lr {} loss {} seed {}",
+            "countersign gui (Train screen): data {} synthetic {} epochs {} batch {} lr {} loss {} seed {} init {}",
             options.data.display(),
             options.synthetic_writers,
             options.epochs,
@@ -1658,7 +1744,11 @@ pub fn train(
             } else {
                 "contrastive"
             },
-            options.seed
+            options.seed,
+            options
+                .init
+                .as_ref()
+                .map_or_else(|| "none".into(), |p| p.display().to_string())
         ),
         ..defaults
     };

@@ -19,6 +19,10 @@ pub struct BatchState {
     pub rows: Vec<BatchRow>,
     pub exporting: bool,
     pub finished: bool,
+    /// Where "Export results" writes, typed (no file dialog needed).
+    pub export_path: String,
+    /// The row whose detail is shown (index into `rows`).
+    pub selected: Option<usize>,
 }
 
 impl BatchState {
@@ -35,6 +39,7 @@ impl BatchState {
         self.done = 0;
         self.total = 0;
         self.rows.clear();
+        self.selected = None;
         shared.send(Job::Batch {
             manifest: PathBuf::from(self.manifest.trim()),
         });
@@ -137,6 +142,8 @@ impl BatchState {
                 ui.label(RichText::new(format!("{} ERROR", count("ERROR"))).color(widgets::RED));
             });
         }
+        self.export_path_row(ui, shared);
+        self.row_detail(ui);
         ui.separator();
         let widths = [160.0, 110.0, 80.0, 80.0, 80.0];
         ui.horizontal(|ui| {
@@ -148,12 +155,14 @@ impl BatchState {
             }
             ui.label(RichText::new("Why").strong());
         });
+        let mut clicked = None;
         egui::ScrollArea::vertical()
             .id_salt("batch-rows")
             .auto_shrink([false, false])
             .show_rows(ui, 20.0, self.rows.len(), |ui, range| {
-                for r in &self.rows[range] {
-                    ui.horizontal(|ui| {
+                let first = range.start;
+                for (k, r) in self.rows[range].iter().enumerate() {
+                    let row = ui.horizontal(|ui| {
                         let color = match r.outcome.as_str() {
                             "ACCEPT" => widgets::GREEN,
                             "REFER" => widgets::AMBER,
@@ -176,7 +185,94 @@ impl BatchState {
                         };
                         ui.add(egui::Label::new(why).truncate());
                     });
+                    let i = first + k;
+                    let resp = ui.interact(
+                        row.response.rect,
+                        ui.make_persistent_id(("batch-row", i)),
+                        egui::Sense::click(),
+                    );
+                    if self.selected == Some(i) {
+                        ui.painter().rect_filled(
+                            row.response.rect,
+                            2.0,
+                            egui::Color32::from_rgba_unmultiplied(31, 95, 191, 40),
+                        );
+                    }
+                    if resp.clicked() {
+                        clicked = Some(i);
+                    }
                 }
             });
+        if clicked.is_some() {
+            self.selected = clicked;
+        }
+    }
+
+    /// An output path field for the export, so that it works where no file dialog opens.
+    fn export_path_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        if self.rows.is_empty() {
+            return;
+        }
+        ui.horizontal(|ui| {
+            let l = ui.label("Export to");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.export_path)
+                    .hint_text("results.csv")
+                    .desired_width(380.0),
+            )
+            .labelled_by(l.id);
+            let ok = !self.export_path.trim().is_empty() && !self.running && !self.exporting;
+            if ui.add_enabled(ok, egui::Button::new("Export")).clicked() {
+                let path = PathBuf::from(self.export_path.trim());
+                self.export_to(shared, path);
+            }
+            if self.exporting {
+                ui.spinner();
+            }
+        });
+    }
+
+    /// The selected row in full: every field, wrapped.
+    fn row_detail(&mut self, ui: &mut egui::Ui) {
+        let Some(r) = self.selected.and_then(|i| self.rows.get(i)) else {
+            return;
+        };
+        let mut close = false;
+        egui::Frame::new()
+            .stroke(egui::Stroke::new(1.0, egui::Color32::from_gray(180)))
+            .inner_margin(8.0)
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(format!("Cheque {}", r.cheque_id)).strong());
+                    close = ui.button("Close").clicked();
+                });
+                egui::Grid::new("batch-row-detail")
+                    .num_columns(2)
+                    .show(ui, |ui| {
+                        let opt =
+                            |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.4}"));
+                        for (k, v) in [
+                            ("Account", r.account.clone()),
+                            ("Outcome", r.outcome.clone()),
+                            ("Probability", opt(r.probability)),
+                            ("Score", opt(r.score)),
+                            ("Why", r.reason.clone()),
+                            ("Error", r.error.clone()),
+                        ] {
+                            if v.is_empty() {
+                                continue;
+                            }
+                            ui.label(RichText::new(k).strong());
+                            ui.add(egui::Label::new(v).wrap());
+                            ui.end_row();
+                        }
+                    });
+                if r.outcome == "REFER" {
+                    widgets::caption(ui, "Referred: it waits on the supervisors' Queue screen.");
+                }
+            });
+        if close {
+            self.selected = None;
+        }
     }
 }

@@ -47,12 +47,34 @@ impl Default for CalibrateState {
 pub struct Rates {
     /// Forgeries accepted.
     pub far: f64,
-    /// Genuine signatures rejected outright.
+    /// FRR, as everywhere in Countersign (`calibrate`, `evaluate`): genuine signatures not ACCEPTED,
+    /// whether rejected or referred.
     pub frr: f64,
-    /// Genuine signatures not accepted (rejected or referred).
-    pub genuine_not_accepted: f64,
+    /// Genuine signatures rejected outright (part of the FRR).
+    pub genuine_rejected: f64,
     /// Forgeries referred to a supervisor.
     pub forgery_referred: f64,
+}
+
+/// Below this many genuine or forged signatures the screen warns that the rates mean little.
+pub const SMALL_SAMPLE: usize = 30;
+
+/// The Wilson score interval (95 %) of a proportion `p` observed on `n` trials.
+pub fn wilson_interval(p: f64, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.959_963_984_540_054_f64;
+    let n = n as f64;
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z * ((p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt()) / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+fn ci_text(p: f64, n: usize) -> String {
+    let (lo, hi) = wilson_interval(p, n);
+    format!("{} to {}, n = {n}", widgets::pct(lo), widgets::pct(hi))
 }
 
 /// FAR and FRR of the two-threshold rule on labelled probabilities.
@@ -66,8 +88,8 @@ pub fn rates(genuine: &[f64], forgery: &[f64], t: Thresholds) -> Rates {
     };
     Rates {
         far: frac(forgery, &|p| p >= t.accept),
-        frr: frac(genuine, &|p| p < t.reject),
-        genuine_not_accepted: frac(genuine, &|p| p < t.accept),
+        frr: frac(genuine, &|p| p < t.accept),
+        genuine_rejected: frac(genuine, &|p| p < t.reject),
         forgery_referred: frac(forgery, &|p| p >= t.reject && p < t.accept),
     }
 }
@@ -259,7 +281,10 @@ impl CalibrateState {
                         .strong()
                         .color(widgets::RED),
                 );
-                ui.label("forgeries that would be ACCEPTED");
+                ui.label(format!(
+                    "forgeries that would be ACCEPTED (95% CI {})",
+                    ci_text(r.far, s.forgery.len())
+                ));
                 ui.end_row();
                 ui.label(
                     RichText::new(format!("FRR {}", widgets::pct(r.frr)))
@@ -267,11 +292,15 @@ impl CalibrateState {
                         .strong()
                         .color(widgets::AMBER),
                 );
-                ui.label("genuine signatures that would be REJECTED");
+                ui.label(format!(
+                    "genuine signatures NOT ACCEPTED (95% CI {}); {} rejected outright",
+                    ci_text(r.frr, s.genuine.len()),
+                    widgets::pct(r.genuine_rejected)
+                ));
                 ui.end_row();
                 ui.label(format!(
                     "Referred {}",
-                    widgets::pct(r.genuine_not_accepted - r.frr)
+                    widgets::pct(r.frr - r.genuine_rejected)
                 ));
                 ui.label(format!(
                     "genuine signatures sent to a supervisor (and {} of forgeries)",
@@ -279,7 +308,19 @@ impl CalibrateState {
                 ));
                 ui.end_row();
             });
-        if let Some(cur) = s.current {
+        if s.genuine.len() < SMALL_SAMPLE || s.forgery.len() < SMALL_SAMPLE {
+            ui.colored_label(
+                widgets::AMBER,
+                format!(
+                    "Small sample: {} genuine and {} forged signatures. The EER and these rates could be far \
+                     off (see the confidence intervals); calibrate on at least {SMALL_SAMPLE} of each, better hundreds.",
+                    s.genuine.len(),
+                    s.forgery.len()
+                ),
+            );
+        }
+        // The status is refreshed after every approval; the evaluation's copy may be older.
+        if let Some(cur) = shared.status.thresholds_in_force.or(s.current) {
             widgets::caption(
                 ui,
                 format!(
@@ -312,6 +353,16 @@ impl CalibrateState {
                     "New thresholds: ACCEPT at {:.3} or more, REJECT below {:.3}. This change is logged under your name.",
                     self.accept, self.reject
                 ));
+                if let Some(c) = s.calibration {
+                    ui.label(format!(
+                        "The probability calibration fitted here (a {:.4}, b {:.4}) is asked for as a separate, named change.",
+                        c.a, c.b
+                    ));
+                }
+                ui.colored_label(
+                    widgets::AMBER,
+                    "Four eyes: nothing changes until a second supervisor approves on the Queue screen.",
+                );
                 let l = ui.label("Reason for the change");
                 ui.add(
                     egui::TextEdit::singleline(&mut self.reason)
@@ -321,7 +372,7 @@ impl CalibrateState {
                 .labelled_by(l.id);
                 ui.horizontal(|ui| {
                     let ok = !self.reason.trim().is_empty();
-                    if ui.add_enabled(ok && !self.saving, egui::Button::new("Save and log")).clicked() {
+                    if ui.add_enabled(ok && !self.saving, egui::Button::new("Ask for approval")).clicked() {
                         self.saving = true;
                         shared.send(Job::SaveThresholds {
                             thresholds: Thresholds { accept: self.accept, reject: self.reject },
@@ -412,12 +463,9 @@ impl CalibrateState {
                                 .allow_band(false),
                         );
                         p.points(
-                            egui_plot::Points::new(
-                                "accept threshold",
-                                vec![[r.far, 1.0 - r.genuine_not_accepted]],
-                            )
-                            .radius(5.0)
-                            .color(widgets::GREEN),
+                            egui_plot::Points::new("accept threshold", vec![[r.far, 1.0 - r.frr]])
+                                .radius(5.0)
+                                .color(widgets::GREEN),
                         );
                     });
             });
@@ -470,7 +518,7 @@ impl CalibrateState {
                         p.points(
                             egui_plot::Points::new(
                                 "accept threshold",
-                                vec![[probit(r.far), probit(r.genuine_not_accepted)]],
+                                vec![[probit(r.far), probit(r.frr)]],
                             )
                             .radius(5.0)
                             .color(widgets::GREEN),
@@ -502,6 +550,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn wilson_intervals_are_wide_on_tiny_samples() {
+        // 0 of 4: the interval still reaches about 49 %.
+        let (lo, hi) = wilson_interval(0.0, 4);
+        assert_eq!(lo, 0.0);
+        assert!((hi - 0.4899).abs() < 1e-3, "{hi}");
+        // 10 of 100: about 5.5 % to 17.4 %.
+        let (lo, hi) = wilson_interval(0.1, 100);
+        assert!(
+            (lo - 0.0552).abs() < 1e-3 && (hi - 0.1744).abs() < 1e-3,
+            "{lo} {hi}"
+        );
+    }
+
+    #[test]
     fn rates_count_each_side_of_the_thresholds() {
         let genuine = [0.1, 0.4, 0.6, 0.9];
         let forgery = [0.05, 0.3, 0.7];
@@ -515,10 +577,10 @@ mod tests {
         );
         // Forgeries at or above 0.5: 0.7 -> 1 of 3.
         assert!((r.far - 1.0 / 3.0).abs() < 1e-12);
-        // Genuine below 0.2: 0.1 -> 1 of 4.
-        assert!((r.frr - 0.25).abs() < 1e-12);
+        // Genuine below 0.2: 0.1 -> 1 of 4 rejected.
+        assert!((r.genuine_rejected - 0.25).abs() < 1e-12);
         // Genuine below 0.5: 0.1 and 0.4 -> 2 of 4.
-        assert!((r.genuine_not_accepted - 0.5).abs() < 1e-12);
+        assert!((r.frr - 0.5).abs() < 1e-12);
         // Forgeries in [0.2, 0.5): 0.3 -> 1 of 3.
         assert!((r.forgery_referred - 1.0 / 3.0).abs() < 1e-12);
     }

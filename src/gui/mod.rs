@@ -16,10 +16,12 @@ use crate::cli::GlobalOpts;
 
 pub mod app;
 pub mod audit;
+pub mod audit_events;
 pub mod backend;
 pub mod batch;
 pub mod bench;
 pub mod calibrate;
+pub mod queue;
 pub mod sign_in;
 pub mod train;
 pub mod verify;

@@ -20,6 +20,8 @@ pub struct TrainState {
     pub synthetic_writers: usize,
     pub triplet: bool,
     pub seed: u64,
+    /// Weights to fine-tune from (`--init`); empty trains a fresh network.
+    pub init: String,
     pub running: bool,
     pub progress: f32,
     pub status: String,
@@ -47,6 +49,7 @@ impl Default for TrainState {
             synthetic_writers: 0,
             triplet: true,
             seed: 2026,
+            init: String::new(),
             running: false,
             progress: 0.0,
             status: String::new(),
@@ -84,6 +87,9 @@ impl TrainState {
                 if m.starts_with("Model written") {
                     self.running = false;
                     self.progress = 1.0;
+                } else if m.starts_with("Stopped") {
+                    // The bar stays where the run stopped: nothing was completed past it.
+                    self.running = false;
                 }
                 self.status = m;
             }
@@ -127,6 +133,7 @@ impl TrainState {
                 synthetic_writers: self.synthetic_writers,
                 triplet: self.triplet,
                 seed: self.seed,
+                init: (!self.init.trim().is_empty()).then(|| PathBuf::from(self.init.trim())),
             },
         });
     }
@@ -175,6 +182,21 @@ impl TrainState {
                             "train-out",
                             PickKind::Save("countersign-trained.safetensors"),
                         );
+                    }
+                });
+                ui.end_row();
+                let l = ui.label("Fine-tune from");
+                ui.horizontal(|ui| {
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.init)
+                            .hint_text(
+                                "empty: a fresh network; or a model.safetensors to fine-tune",
+                            )
+                            .desired_width(360.0),
+                    )
+                    .labelled_by(l.id);
+                    if ui.button("Choose model...").clicked() {
+                        shared.pick("train-init", PickKind::Any);
                     }
                 });
                 ui.end_row();

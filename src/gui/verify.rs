@@ -18,8 +18,16 @@ use super::widgets;
 use super::worker::{Event, Job};
 use crate::scoring::Decision;
 
-/// How many reference slots the screen offers (an account may have more; they load through the account).
+/// How many reference slots the screen offers for files (an account may have more; they load
+/// through the account and are all shown).
 pub const REFERENCE_SLOTS: usize = 3;
+
+/// The smallest signature box a drag may leave, in screen points.
+const MIN_BOX: Vec2 = Vec2::new(24.0, 12.0);
+
+/// How long a result must have been on screen before the keyboard may confirm it, in seconds: a
+/// double key press or a scanner's carriage return must not confirm a result nobody has seen.
+pub const CONFIRM_AFTER_S: f64 = 0.8;
 
 /// A loaded image and its texture.
 pub struct SlotView {
@@ -46,6 +54,8 @@ pub struct VerifyState {
     /// The cheque's amount as typed; amount rules (stricter thresholds above a limit) use it.
     pub amount: String,
     pub account_loaded: Option<String>,
+    /// The holder's name of the account whose references are loaded.
+    pub account_holder: Option<String>,
     pub account_loading: bool,
     /// The box the clerk set by hand, in cheque pixels; `None` uses the detected box.
     pub crop: Option<PixelBox>,
@@ -57,6 +67,10 @@ pub struct VerifyState {
     pub override_decision: Option<Decision>,
     pub override_reason: String,
     pub recent: Vec<DecisionRow>,
+    /// When (egui time) the current result appeared; the keyboard confirms only a while after.
+    pub shown_at: Option<f64>,
+    /// A shown result that was withdrawn before a decision; logged as `abandoned` at once.
+    abandoned: Option<Box<super::backend::VerifyOutcome>>,
     generation: u64,
     sent_generation: Option<u64>,
     outstanding: usize,
@@ -82,11 +96,21 @@ impl VerifyState {
         self.paths.insert(slot, path.display().to_string());
         self.slot_errors.remove(&slot);
         self.loading.insert(slot);
+        // Withdraw the result first: an undecided one is logged as abandoned.
+        self.invalidate();
         if slot == Slot::Cheque {
             self.crop = None;
             self.recorded = None;
         }
+        // References never mix people: a file replaces an account's references (the worker drops
+        // them too).
+        if matches!(slot, Slot::Reference(_)) && self.account_loaded.is_some() {
+            self.account_loaded = None;
+            self.account_holder = None;
+            self.references.clear();
+        }
         self.invalidate();
+        self.flush_abandoned(shared);
         shared.send(Job::LoadImage {
             slot,
             path: path.to_path_buf(),
@@ -95,9 +119,69 @@ impl VerifyState {
 
     fn invalidate(&mut self) {
         self.generation += 1;
-        self.outcome = None;
+        if let Some(view) = self.outcome.take()
+            && self.recorded.is_none()
+            && !self.recording
+        {
+            // Every result shown is logged: one withdrawn undecided is an `abandoned` row.
+            self.abandoned = Some(Box::new(view.outcome));
+        }
+        self.shown_at = None;
         self.verify_error = None;
         self.override_open = false;
+    }
+
+    /// Logs a withdrawn result as `abandoned` (before any job that changes the worker's images).
+    pub fn flush_abandoned(&mut self, shared: &mut Shared) {
+        if let Some(outcome) = self.abandoned.take() {
+            shared.send(Job::Record {
+                outcome,
+                action: FinalAction::Abandoned,
+            });
+        }
+    }
+
+    /// Withdraws a shown, undecided result (sign-out, clear all) and logs it as abandoned.
+    pub fn abandon(&mut self, shared: &mut Shared) {
+        self.invalidate();
+        self.flush_abandoned(shared);
+    }
+
+    /// Empties every slot, the account, the amount and the result ("Clear all").
+    pub fn clear_all(&mut self, shared: &mut Shared) {
+        if self.recording {
+            return;
+        }
+        self.abandon(shared);
+        for i in self.references.keys().copied().collect::<Vec<_>>() {
+            shared.send(Job::ClearSlot(Slot::Reference(i)));
+        }
+        shared.send(Job::ClearSlot(Slot::Cheque));
+        self.references.clear();
+        self.cheque = None;
+        self.crop = None;
+        self.account.clear();
+        self.account_loaded = None;
+        self.account_holder = None;
+        self.amount.clear();
+        self.recorded = None;
+        self.override_reason.clear();
+        self.slot_errors.clear();
+        self.paths.clear();
+    }
+
+    /// Drops the account's references when the account field no longer names that account.
+    fn forget_account_if_changed(&mut self, shared: &mut Shared) {
+        if let Some(loaded) = &self.account_loaded
+            && loaded != self.account.trim()
+        {
+            for i in self.references.keys().copied().collect::<Vec<_>>() {
+                shared.send(Job::ClearSlot(Slot::Reference(i)));
+            }
+            self.references.clear();
+            self.account_loaded = None;
+            self.account_holder = None;
+        }
     }
 
     /// The slot whose drop zone contains `pos`.
@@ -149,9 +233,14 @@ impl VerifyState {
                 self.slot_errors.insert(slot, error);
                 self.invalidate();
             }
-            Event::AccountLoaded { account, images } => {
+            Event::AccountLoaded {
+                account,
+                holder,
+                images,
+            } => {
                 self.account_loading = false;
                 self.references.clear();
+                self.account_holder = Some(holder);
                 for img in images {
                     if let Slot::Reference(i) = img.slot {
                         let texture =
@@ -180,6 +269,7 @@ impl VerifyState {
                         .collect();
                     let overlay = widgets::rgba_texture(ctx, "overlay", &outcome.overlay);
                     self.override_decision = None;
+                    self.shown_at = Some(ctx.input(|i| i.time));
                     self.outcome = Some(OutcomeView {
                         outcome: *outcome,
                         questioned,
@@ -195,6 +285,9 @@ impl VerifyState {
                     self.verify_error = Some(e);
                 }
             }
+            // Logged quietly (the recent list shows it): a banner here would move the field the
+            // clerk is typing in.
+            Event::Recorded(row) if row.action == "abandoned" => {}
             Event::Recorded(row) => {
                 self.recording = false;
                 self.override_open = false;
@@ -202,7 +295,7 @@ impl VerifyState {
                     "Logged as decision #{}: {} ({}). Press N for the next cheque.",
                     row.id, row.final_decision, row.action
                 ));
-                self.recorded = Some(row);
+                self.recorded = Some(*row);
             }
             Event::RecordFailed(e) => {
                 self.recording = false;
@@ -211,6 +304,7 @@ impl VerifyState {
             Event::Recent(rows) => self.recent = rows,
             _ => {}
         }
+        self.flush_abandoned(shared);
     }
 
     /// The typed amount in cents: `Ok(None)` when the field is empty, `Err` with the reason when it
@@ -247,7 +341,16 @@ impl VerifyState {
         }
     }
 
-    /// Confirms the shown decision (Enter).
+    /// Whether the keyboard may confirm now: a result is shown, undecided, and has been on screen for
+    /// [`CONFIRM_AFTER_S`].
+    pub fn keyboard_may_confirm(&self, now: f64) -> bool {
+        self.outcome.is_some()
+            && self.recorded.is_none()
+            && self.shown_at.is_some_and(|t| now - t >= CONFIRM_AFTER_S)
+    }
+
+    /// Confirms the shown decision (the button, or Ctrl+Enter). A REFER is confirmed as referred: it
+    /// goes to the supervisors' referral queue.
     pub fn confirm(&mut self, shared: &mut Shared) {
         if let Some(o) = &self.outcome
             && self.recorded.is_none()
@@ -279,11 +382,13 @@ impl VerifyState {
         });
     }
 
-    /// Clears the cheque and the result, keeping the references (N).
+    /// Clears the cheque and the result, keeping the references (N). A result not yet decided is
+    /// logged as abandoned first.
     pub fn next_cheque(&mut self, shared: &mut Shared) {
         if self.recording {
             return;
         }
+        self.abandon(shared);
         self.cheque = None;
         self.crop = None;
         self.amount.clear();
@@ -296,6 +401,7 @@ impl VerifyState {
     }
 
     pub fn show(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        self.flush_abandoned(shared);
         self.maybe_verify(shared);
         self.zones.clear();
         let total = ui.available_width();
@@ -340,6 +446,8 @@ impl VerifyState {
             // Per-account thresholds depend on it, and the audit row records it: decide again.
             if edited {
                 self.invalidate();
+                self.forget_account_if_changed(shared);
+                self.flush_abandoned(shared);
             }
             let can = !self.account.trim().is_empty() && !self.account_loading;
             if ui
@@ -354,12 +462,25 @@ impl VerifyState {
             if self.account_loading {
                 ui.spinner();
             }
+            if ui
+                .add_enabled(!self.recording, egui::Button::new("Clear all"))
+                .on_hover_text("Empty the references, the cheque, the account and the amount.")
+                .clicked()
+            {
+                self.clear_all(shared);
+            }
         });
         if let Some(a) = &self.account_loaded {
+            let holder = self.account_holder.as_deref().unwrap_or("?");
+            ui.label(
+                RichText::new(format!("Account {a}: {holder}"))
+                    .strong()
+                    .size(16.0),
+            );
             widgets::caption(
                 ui,
                 format!(
-                    "{} reference(s) of account {a} loaded from the store.",
+                    "{} reference(s) of account {a} loaded from the store. Loading a file replaces them all.",
                     self.references.len()
                 ),
             );
@@ -369,8 +490,12 @@ impl VerifyState {
                 "Or drop / choose reference images below (several improve accuracy).",
             );
         }
-        let shown_refs =
-            (self.references.keys().max().map(|m| m + 2).unwrap_or(1)).clamp(1, REFERENCE_SLOTS);
+        // An account shows every reference it has; files fill up to REFERENCE_SLOTS.
+        let shown_refs = if self.account_loaded.is_some() {
+            self.references.len().max(1)
+        } else {
+            (self.references.keys().max().map(|m| m + 2).unwrap_or(1)).clamp(1, REFERENCE_SLOTS)
+        };
         ui.horizontal_wrapped(|ui| {
             for i in 0..shown_refs {
                 let w = ((ui.available_width() - 16.0) / shown_refs as f32).max(150.0);
@@ -393,7 +518,7 @@ impl VerifyState {
             match (&c.info.detected, self.crop) {
                 (_, Some(_)) => {
                     ui.horizontal(|ui| {
-                        widgets::caption(ui, "Box set by hand.");
+                        widgets::caption(ui, "Box set by hand (logged with the decision).");
                         if ui.small_button("Reset box").clicked() {
                             self.crop = None;
                             self.invalidate();
@@ -427,8 +552,8 @@ impl VerifyState {
                 .add_enabled(
                     open,
                     egui::TextEdit::singleline(&mut self.amount)
-                        .hint_text("e.g. 1250.00")
-                        .desired_width(110.0),
+                        .hint_text("e.g. 22,509.14")
+                        .desired_width(130.0),
                 )
                 .labelled_by(l.id)
                 .changed();
@@ -436,7 +561,13 @@ impl VerifyState {
                 self.invalidate();
             }
             match self.amount_cents() {
-                Ok(Some(_)) => widgets::caption(ui, "Amount rules apply."),
+                Ok(Some(c)) => widgets::caption(
+                    ui,
+                    format!(
+                        "Read as {}; amount rules apply.",
+                        crate::verify::format_amount(c)
+                    ),
+                ),
                 Ok(None) => widgets::caption(ui, "Optional; large amounts may need a surer match."),
                 Err(why) => {
                     ui.colored_label(widgets::AMBER, why);
@@ -446,7 +577,7 @@ impl VerifyState {
         ui.add_space(6.0);
         widgets::caption(
             ui,
-            "Keys: Ctrl+O open a file, Enter confirm, N next cheque.",
+            "Keys: Ctrl+O open a file, Ctrl+Enter confirm (once the result has been shown), N next cheque.",
         );
     }
 
@@ -621,8 +752,14 @@ impl VerifyState {
                         r.max.y += delta.y;
                     }
                 }
-                let r = Rect::from_two_pos(r.min, r.max);
-                self.crop = Some(to_pixels(r));
+                // A box never collapses to a dot: a drag that would make it smaller than a
+                // readable signature (or push it off the cheque) keeps the last good box. A new box
+                // being drawn starts small and may grow.
+                let r = Rect::from_two_pos(r.min, r.max).intersect(rect);
+                let big_enough = |r: Rect| r.width() >= MIN_BOX.x && r.height() >= MIN_BOX.y;
+                if big_enough(r) || !big_enough(b) {
+                    self.crop = Some(to_pixels(r));
+                }
             }
         }
         if resp.drag_stopped() {
@@ -693,8 +830,22 @@ impl VerifyState {
             return;
         };
         let o = &view.outcome;
+        let recorded_final = self.recorded.as_ref().map(|r| r.final_decision);
         ui.horizontal(|ui| {
-            widgets::decision_badge(ui, o.decision);
+            // Once logged, the badge shows the decision in force (an override's), not the model's.
+            widgets::decision_badge(ui, recorded_final.unwrap_or(o.decision));
+            if let Some(f) = recorded_final
+                && f != o.decision
+            {
+                ui.label(
+                    RichText::new(format!(
+                        "Overridden; the model said {}",
+                        o.decision.as_str()
+                    ))
+                    .color(widgets::AMBER)
+                    .strong(),
+                );
+            }
             ui.vertical(|ui| {
                 ui.label(
                     RichText::new(widgets::decision_advice(o.decision))
@@ -779,13 +930,16 @@ impl VerifyState {
             return;
         }
         let decision = o.decision;
+        let role = shared.role().unwrap_or(Role::Clerk);
+        let targets = crate::store::override_targets(store_role(role), decision);
         ui.horizontal(|ui| {
-            let confirm = egui::Button::new(
-                RichText::new(format!("Confirm {decision} (Enter)"))
-                    .size(17.0)
-                    .color(Color32::WHITE),
-            )
-            .fill(widgets::decision_color(decision));
+            let text = if decision == Decision::Refer {
+                "Confirm REFER: send to a supervisor (Ctrl+Enter)".to_string()
+            } else {
+                format!("Confirm {decision} (Ctrl+Enter)")
+            };
+            let confirm = egui::Button::new(RichText::new(text).size(17.0).color(Color32::WHITE))
+                .fill(widgets::decision_color(decision));
             if ui.add_enabled(!self.recording, confirm).clicked() {
                 self.confirm(shared);
             }
@@ -803,23 +957,25 @@ impl VerifyState {
             }
         });
         if self.override_open {
-            let clerk_on_reject =
-                shared.role() == Some(Role::Clerk) && decision == Decision::Reject;
             egui::Frame::new()
                 .stroke(Stroke::new(1.0, Color32::from_gray(180)))
                 .inner_margin(8.0)
                 .show(ui, |ui| {
-                    if clerk_on_reject {
-                        ui.colored_label(widgets::RED, "Only a supervisor may override a REJECT.");
-                        ui.label(
-                            "Refer the cheque to a supervisor, who can sign in and override it.",
-                        );
+                    ui.set_max_width(ui.available_width());
+                    if targets.is_empty() {
+                        let why = match decision {
+                            Decision::Refer => {
+                                "A clerk confirms a REFER as referred; a supervisor resolves it from the referral queue."
+                            }
+                            _ => "Only a supervisor may change a REJECT; a clerk's override only makes a decision stricter.",
+                        };
+                        ui.colored_label(widgets::RED, why);
                         return;
                     }
                     ui.label("Change the decision to:");
                     ui.horizontal(|ui| {
-                        for d in [Decision::Accept, Decision::Refer, Decision::Reject] {
-                            if d != decision {
+                        for d in targets.iter().copied() {
+                            {
                                 let text = RichText::new(d.as_str())
                                     .color(widgets::decision_color(d))
                                     .strong();
@@ -893,5 +1049,14 @@ impl VerifyState {
                     ui.end_row();
                 }
             });
+    }
+}
+
+/// The store's role for the GUI's.
+fn store_role(r: Role) -> crate::store::Role {
+    match r {
+        Role::Clerk => crate::store::Role::Clerk,
+        Role::Supervisor => crate::store::Role::Supervisor,
+        Role::Auditor => crate::store::Role::Auditor,
     }
 }

@@ -100,6 +100,12 @@ pub enum Job {
         path: PathBuf,
     },
     Stop(TaskKind),
+    /// The Queue screen's work: list, resolve a referral, approve or decline a settings change.
+    Queue(super::queue::QueueJob),
+    /// The Audit screen's other ledger rows, of one kind or all.
+    AuditEvents {
+        kind: Option<String>,
+    },
 }
 
 /// Results for the UI.
@@ -115,12 +121,14 @@ pub enum Event {
     },
     AccountLoaded {
         account: String,
+        /// The account holder's name, shown beside the references.
+        holder: String,
         images: Vec<LoadedImage>,
     },
     AccountFailed(UserError),
     Verified(Box<VerifyOutcome>),
     VerifyFailed(UserError),
-    Recorded(DecisionRow),
+    Recorded(Box<DecisionRow>),
     RecordFailed(UserError),
     Recent(Vec<DecisionRow>),
     AuditCount {
@@ -160,6 +168,12 @@ pub enum Event {
     Picked {
         purpose: String,
         path: Option<PathBuf>,
+    },
+    /// The Queue screen's results.
+    Queue(super::queue::QueueEvent),
+    AuditEvents {
+        kinds: Vec<String>,
+        rows: Vec<crate::store::events::LedgerEvent>,
     },
 }
 
@@ -296,7 +310,11 @@ fn handle_job(
         },
         Job::ClearSlot(slot) => backend.clear_slot(slot),
         Job::LoadAccount { account } => match backend.load_account(&account) {
-            Ok(images) => notify.send(Event::AccountLoaded { account, images }),
+            Ok((holder, images)) => notify.send(Event::AccountLoaded {
+                account,
+                holder,
+                images,
+            }),
             Err(e) => notify.send(Event::AccountFailed(e)),
         },
         Job::Verify {
@@ -316,7 +334,7 @@ fn handle_job(
         }
         Job::Record { outcome, action } => match backend.record(&outcome, &action) {
             Ok(row) => {
-                notify.send(Event::Recorded(row));
+                notify.send(Event::Recorded(Box::new(row)));
                 if let Ok(rows) = backend.recent(20) {
                     notify.send(Event::Recent(rows));
                 }
@@ -423,10 +441,15 @@ fn handle_job(
                 move |n, stop| {
                     let mut on_update = |u: TrainUpdate| n.send(Event::Train(u));
                     backend::train(&config, &options, &mut on_update, stop).map(|p| {
-                        Event::Train(TrainUpdate::Message(format!(
-                            "Model written to {}",
-                            p.display()
-                        )))
+                        // A stopped run keeps its checkpoint; it wrote no model, and says so.
+                        Event::Train(TrainUpdate::Message(if backend::stopped(stop) {
+                            format!(
+                                "Stopped: no model was written; the checkpoint {} was kept (start again with the same output to continue).",
+                                p.display()
+                            )
+                        } else {
+                            format!("Model written to {}", p.display())
+                        }))
                     })
                 },
                 stops,
@@ -478,6 +501,17 @@ fn handle_job(
         Job::Stop(kind) => {
             if let Some(flag) = stops.get(&kind) {
                 flag.store(true, Ordering::Relaxed);
+            }
+        }
+        Job::AuditEvents { kind } => match backend.ledger_events(kind.as_deref()) {
+            Ok((kinds, rows)) => notify.send(Event::AuditEvents { kinds, rows }),
+            Err(e) => notify.send(Event::AuditFailed(e)),
+        },
+        Job::Queue(job) => {
+            let changed_settings = job.changes_settings();
+            notify.send(Event::Queue(backend.queue_job(job)));
+            if changed_settings {
+                notify.send(Event::Status(backend.status()));
             }
         }
     }

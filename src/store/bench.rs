@@ -78,6 +78,8 @@ pub fn bench_with(dir: &Path, rows: u64) -> anyhow::Result<Vec<(String, String)>
                 decision: [Decision::Accept, Decision::Refer, Decision::Reject][(k % 3) as usize],
                 final_action: FinalAction::Pending,
                 reason: None,
+                final_decision: None,
+                hand_drawn_box: false,
                 model_id: "countersign-default@0123456789abcdef".into(),
                 device: "cpu".into(),
                 latency_ms: 14.25,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::chain::{Entry, append};
-use super::{Operator, Permission, Store, StoreError, format_time};
+use super::{Operator, Permission, Role, Store, StoreError, format_time};
 use crate::digest::sha256_hex;
 use crate::scoring::Decision;
 
@@ -29,6 +29,11 @@ pub enum FinalAction {
     Override,
     /// Not yet acted on (batch runs; the GUI before the clerk clicks).
     Pending,
+    /// A supervisor resolved a referral to ACCEPT or REJECT (see [`Store::resolve_referral`]).
+    Resolve,
+    /// The result was shown and the clerk moved on without deciding (next cheque, a redrawn box):
+    /// logged so that no shown result disappears, and never a decision on the cheque.
+    Abandoned,
 }
 
 impl FinalAction {
@@ -37,6 +42,8 @@ impl FinalAction {
             FinalAction::Confirm => "confirm",
             FinalAction::Override => "override",
             FinalAction::Pending => "pending",
+            FinalAction::Resolve => "resolve",
+            FinalAction::Abandoned => "abandoned",
         }
     }
 
@@ -45,6 +52,8 @@ impl FinalAction {
             "confirm" => Some(FinalAction::Confirm),
             "override" => Some(FinalAction::Override),
             "pending" => Some(FinalAction::Pending),
+            "resolve" => Some(FinalAction::Resolve),
+            "abandoned" => Some(FinalAction::Abandoned),
             _ => None,
         }
     }
@@ -67,6 +76,96 @@ impl Source {
             Source::Batch => "batch",
         }
     }
+}
+
+/// The one rule for changing a decision by hand, shared by the GUI, the CLI and the store: an
+/// override must change something; a clerk may only make a decision stricter (ACCEPT to REFER or
+/// REJECT) and never moves a REFER or a REJECT (a REFER is confirmed as referred and goes to the
+/// referral queue, where a supervisor resolves it); a supervisor may change any decision, with a
+/// reason. Auditors decide nothing.
+pub fn override_rule(role: Role, from: Decision, to: Decision) -> Result<(), StoreError> {
+    if from == to {
+        return Err(StoreError::Invalid(format!(
+            "the decision is already {}: confirm it instead of overriding",
+            to.as_str()
+        )));
+    }
+    match role {
+        Role::Supervisor => Ok(()),
+        Role::Auditor => Err(StoreError::Invalid(
+            "an auditor does not decide cheques".into(),
+        )),
+        Role::Clerk => match (from, to) {
+            (Decision::Accept, Decision::Refer | Decision::Reject) => Ok(()),
+            (Decision::Refer, _) => Err(StoreError::Invalid(
+                "a clerk may only confirm a REFER as referred; a supervisor resolves it from the referral queue"
+                    .into(),
+            )),
+            _ => Err(StoreError::Invalid(format!(
+                "a clerk may not change {} to {}: a clerk's override may only make a decision stricter",
+                from.as_str(),
+                to.as_str()
+            ))),
+        },
+    }
+}
+
+/// The decisions `role` may turn `from` into (see [`override_rule`]), strictest last.
+pub fn override_targets(role: Role, from: Decision) -> Vec<Decision> {
+    [Decision::Accept, Decision::Refer, Decision::Reject]
+        .into_iter()
+        .filter(|&to| override_rule(role, from, to).is_ok())
+        .collect()
+}
+
+/// The decision an old GUI override encoded in its reason ("Changed to REJECT: ...").
+fn legacy_override_target(reason: Option<&str>) -> Option<Decision> {
+    let rest = reason?.strip_prefix("Changed to ")?;
+    [Decision::Accept, Decision::Refer, Decision::Reject]
+        .into_iter()
+        .find(|d| rest.starts_with(&format!("{}:", d.as_str())))
+}
+
+/// The key of the final decision in a decision's or an action's chained payload.
+const FINAL_DECISION_KEY: &str = "final_decision";
+/// The key that marks a signature box drawn by hand, in a decision's chained payload.
+const HAND_DRAWN_KEY: &str = "hand_drawn_box";
+
+/// The final decision recorded in a row's payload, if any.
+fn payload_final(payload: Option<&str>) -> Option<Decision> {
+    let v: serde_json::Value = serde_json::from_str(payload?).ok()?;
+    parse_decision(v.get(FINAL_DECISION_KEY)?.as_str()?)
+}
+
+fn payload_hand_drawn(payload: Option<&str>) -> bool {
+    payload
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|v| v.get(HAND_DRAWN_KEY)?.as_bool())
+        .unwrap_or(false)
+}
+
+/// SQL (on alias `d`) for the id of the latest action row on a decision.
+const LATEST_ACTION_SQL: &str =
+    "(SELECT max(x.id) FROM ledger x WHERE x.kind = 'action' AND x.ref_id = d.id)";
+
+/// SQL (on alias `d`) for the action in force on a decision: the latest later action, else its own.
+fn effective_action_sql() -> String {
+    format!(
+        "COALESCE((SELECT y.final_action FROM ledger y WHERE y.id = {LATEST_ACTION_SQL}), d.final_action)"
+    )
+}
+
+/// SQL (on alias `d`) for a decision's final decision: the latest action's, else the override on
+/// the row itself (new rows in the payload, older GUI rows in the reason), else the model's.
+fn final_decision_sql() -> String {
+    format!(
+        "COALESCE((SELECT json_extract(y.payload, '$.{FINAL_DECISION_KEY}') FROM ledger y \
+         WHERE y.id = {LATEST_ACTION_SQL}), json_extract(d.payload, '$.{FINAL_DECISION_KEY}'), \
+         CASE WHEN d.final_action = 'override' THEN CASE \
+         WHEN d.reason LIKE 'Changed to ACCEPT:%' THEN 'ACCEPT' \
+         WHEN d.reason LIKE 'Changed to REFER:%' THEN 'REFER' \
+         WHEN d.reason LIKE 'Changed to REJECT:%' THEN 'REJECT' END END, d.decision)"
+    )
 }
 
 fn parse_decision(s: &str) -> Option<Decision> {
@@ -104,6 +203,11 @@ pub struct NewDecision {
     pub final_action: FinalAction,
     /// Mandatory for an override.
     pub reason: Option<String>,
+    /// The decision the operator chose in an override (required then, and checked by
+    /// [`override_rule`]); `None` otherwise.
+    pub final_decision: Option<Decision>,
+    /// The operator drew or moved the signature box by hand instead of using the one found.
+    pub hand_drawn_box: bool,
     pub model_id: String,
     pub device: String,
     pub latency_ms: f64,
@@ -134,6 +238,8 @@ impl Default for NewDecision {
             decision: Decision::Refer,
             final_action: FinalAction::Pending,
             reason: None,
+            final_decision: None,
+            hand_drawn_box: false,
             model_id: String::new(),
             device: String::new(),
             latency_ms: 0.0,
@@ -253,6 +359,19 @@ impl NewDecision {
         {
             return bad("an override needs a reason".into());
         }
+        match (self.final_action, self.final_decision) {
+            (FinalAction::Override, None) => {
+                return bad("an override names the decision it changes to".into());
+            }
+            (FinalAction::Override, Some(_)) => {}
+            (FinalAction::Resolve, _) => {
+                return bad("a referral is resolved on a recorded decision, not with it".into());
+            }
+            (_, Some(d)) if d != self.decision => {
+                return bad("only an override changes the decision".into());
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -289,11 +408,26 @@ impl NewDecision {
             latency_ms: Some(self.latency_ms),
             source: Some(self.source.as_str().to_string()),
             ref_id: None,
-            payload: self
-                .signature_png
-                .as_deref()
-                .map(|png| serde_json::json!({ SIGNATURE_SHA_KEY: sha256_hex(png) }).to_string()),
+            payload: self.payload(),
         }
+    }
+
+    /// The chained payload: the logged signature's SHA-256, the overridden decision and the
+    /// hand-drawn flag, each only when there is one (a row without them keeps no payload).
+    fn payload(&self) -> Option<String> {
+        let mut m = serde_json::Map::new();
+        if let Some(png) = self.signature_png.as_deref() {
+            m.insert(SIGNATURE_SHA_KEY.into(), sha256_hex(png).into());
+        }
+        if self.final_action == FinalAction::Override
+            && let Some(d) = self.final_decision
+        {
+            m.insert(FINAL_DECISION_KEY.into(), d.as_str().into());
+        }
+        if self.hand_drawn_box {
+            m.insert(HAND_DRAWN_KEY.into(), true.into());
+        }
+        (!m.is_empty()).then(|| serde_json::Value::Object(m).to_string())
     }
 }
 
@@ -324,14 +458,25 @@ pub struct DecisionRow {
     pub latency_ms: f64,
     pub source: String,
     pub hash: String,
-    /// The latest later action row (confirm / override) on this decision.
+    /// The latest later action row (confirm / override / resolve) on this decision.
     pub action: Option<ActionRow>,
+    /// The decision in force: the latest action's, else the override recorded with the row, else
+    /// the model's.
+    pub final_decision: Decision,
+    /// The signature box was drawn or moved by hand.
+    pub hand_drawn_box: bool,
 }
 
 impl DecisionRow {
     /// The action in force: the latest later action, else the one recorded with the decision.
     pub fn effective_action(&self) -> FinalAction {
         self.action.as_ref().map_or(self.final_action, |a| a.action)
+    }
+
+    /// Whether the cheque waits in the referral queue: its decision in force is REFER and the
+    /// result was not abandoned.
+    pub fn in_referral(&self) -> bool {
+        self.final_decision == Decision::Refer && self.effective_action() != FinalAction::Abandoned
     }
 }
 
@@ -343,6 +488,8 @@ pub struct ActionRow {
     pub operator: String,
     pub action: FinalAction,
     pub reason: Option<String>,
+    /// The decision this action left in force (an override's or resolution's choice).
+    pub final_decision: Option<Decision>,
 }
 
 /// Which decisions to list, count or export. All fields combine with AND.
@@ -356,6 +503,14 @@ pub struct DecisionFilter {
     pub operator: Option<String>,
     pub account: Option<String>,
     pub cheque_id: Option<String>,
+    /// The decision in force (after overrides and resolutions), not the model's.
+    pub final_decision: Option<Decision>,
+    /// The action in force (e.g. only overrides, or abandoned results).
+    pub action: Option<FinalAction>,
+    /// Only cheques waiting in the referral queue.
+    pub open_referrals: bool,
+    /// Only decisions whose signature box was drawn by hand.
+    pub hand_drawn: bool,
 }
 
 impl DecisionFilter {
@@ -387,6 +542,26 @@ impl DecisionFilter {
             clause.push_str(" AND d.cheque_id = ?");
             p.push(Value::Text(c.clone()));
         }
+        if let Some(f) = self.final_decision {
+            clause.push_str(&format!(" AND {} = ?", final_decision_sql()));
+            p.push(Value::Text(f.as_str().into()));
+        }
+        if let Some(a) = self.action {
+            clause.push_str(&format!(" AND {} = ?", effective_action_sql()));
+            p.push(Value::Text(a.as_str().into()));
+        }
+        if self.open_referrals {
+            clause.push_str(&format!(
+                " AND {} = 'REFER' AND {} <> 'abandoned'",
+                final_decision_sql(),
+                effective_action_sql()
+            ));
+        }
+        if self.hand_drawn {
+            clause.push_str(&format!(
+                " AND json_extract(d.payload, '$.{HAND_DRAWN_KEY}') = 1"
+            ));
+        }
         (clause, p)
     }
 }
@@ -395,7 +570,7 @@ impl DecisionFilter {
 pub(crate) const ROW_COLUMNS: &str = "d.id, d.time, d.operator, d.account, d.cheque_id, d.amount_cents, \
     d.cheque_sha256, d.reference_sha256s, d.crop_x, d.crop_y, d.crop_w, d.crop_h, d.raw_score, d.probability, \
     d.t_accept, d.t_reject, d.decision, d.final_action, d.reason, d.model_id, d.device, d.latency_ms, d.source, \
-    d.hash, a.id, a.time, a.operator, a.final_action, a.reason";
+    d.hash, a.id, a.time, a.operator, a.final_action, a.reason, d.payload, a.payload";
 
 /// The join that finds the latest action on each decision.
 pub(crate) const ACTION_JOIN: &str = "LEFT JOIN ledger a ON a.id = \
@@ -425,19 +600,36 @@ pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRow> {
     };
     let decision: String = r.get(16)?;
     let final_action: String = r.get(17)?;
+    let d_payload: Option<String> = r.get(29)?;
     let action = match r.get::<_, Option<i64>>(24)? {
         None => None,
         Some(id) => {
             let act: String = r.get(27)?;
+            let a_payload: Option<String> = r.get(30)?;
             Some(ActionRow {
                 id,
                 time: r.get(25)?,
                 operator: r.get(26)?,
                 action: FinalAction::parse(&act).ok_or_else(|| conv(27, "action"))?,
                 reason: r.get(28)?,
+                final_decision: payload_final(a_payload.as_deref()),
             })
         }
     };
+    let decision = parse_decision(&decision).ok_or_else(|| conv(16, "decision"))?;
+    let final_action = FinalAction::parse(&final_action).ok_or_else(|| conv(17, "final action"))?;
+    let reason: Option<String> = r.get(18)?;
+    let own_final = payload_final(d_payload.as_deref())
+        .or_else(|| {
+            (final_action == FinalAction::Override)
+                .then(|| legacy_override_target(reason.as_deref()))
+                .flatten()
+        })
+        .unwrap_or(decision);
+    let final_decision = action
+        .as_ref()
+        .and_then(|a| a.final_decision)
+        .unwrap_or(own_final);
     Ok(DecisionRow {
         id: r.get(0)?,
         time: r.get(1)?,
@@ -452,15 +644,17 @@ pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRow> {
         probability: r.get(13)?,
         t_accept: r.get(14)?,
         t_reject: r.get(15)?,
-        decision: parse_decision(&decision).ok_or_else(|| conv(16, "decision"))?,
-        final_action: FinalAction::parse(&final_action).ok_or_else(|| conv(17, "final action"))?,
-        reason: r.get(18)?,
+        decision,
+        final_action,
+        reason,
         model_id: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
         device: r.get::<_, Option<String>>(20)?.unwrap_or_default(),
         latency_ms: r.get::<_, Option<f64>>(21)?.unwrap_or_default(),
         source: r.get::<_, Option<String>>(22)?.unwrap_or_default(),
         hash: r.get(23)?,
         action,
+        final_decision,
+        hand_drawn_box: payload_hand_drawn(d_payload.as_deref()),
     })
 }
 
@@ -556,6 +750,9 @@ impl Store {
                     Permission::Override
                 };
                 self.require(op, p)?;
+                if let Some(to) = d.final_decision {
+                    override_rule(op.role(), d.decision, to)?;
+                }
             }
         }
         Ok(())
@@ -574,8 +771,10 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Records a clerk's confirm or override of an earlier decision as a new chained row (rows are
-    /// never updated). An override needs a reason; overriding a REJECT needs a supervisor.
+    /// Records a clerk's confirm of an earlier decision as a new chained row (rows are never
+    /// updated). Confirming a REFER confirms it as referred: it stays in the referral queue. An
+    /// override names its new decision: use [`Store::override_decision`]; a referral is resolved by
+    /// [`Store::resolve_referral`].
     pub fn record_action(
         &mut self,
         op: &Operator,
@@ -583,47 +782,133 @@ impl Store {
         action: FinalAction,
         reason: Option<&str>,
     ) -> Result<i64, StoreError> {
-        let m = self.mapper();
-        let found: Option<(String, Option<String>, Option<String>)> = self
-            .conn()
-            .query_row(
-                "SELECT decision, account, cheque_id FROM ledger WHERE id = ?1 AND kind = 'decision'",
-                params![decision_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(&m)?;
-        let Some((decision, account, cheque_id)) = found else {
-            return Err(StoreError::NotFound {
-                what: "decision",
-                id: decision_id.to_string(),
-            });
-        };
-        let needed = match action {
-            FinalAction::Confirm => Permission::Confirm,
-            FinalAction::Override if decision == "REJECT" => Permission::OverrideReject,
-            FinalAction::Override => Permission::Override,
-            FinalAction::Pending => {
-                return Err(StoreError::Invalid("pending is not an action".into()));
+        match action {
+            FinalAction::Confirm => {}
+            FinalAction::Override => {
+                return Err(StoreError::Invalid(
+                    "an override names the decision it changes to (countersign settings override --to)"
+                        .into(),
+                ));
             }
+            FinalAction::Resolve => {
+                return Err(StoreError::Invalid(
+                    "a referral is resolved with a decision (countersign referrals resolve)".into(),
+                ));
+            }
+            FinalAction::Pending | FinalAction::Abandoned => {
+                return Err(StoreError::Invalid(format!(
+                    "{} is not an action on a recorded decision",
+                    action.as_str()
+                )));
+            }
+        }
+        let row = self.decision_for_action(decision_id)?;
+        self.require(op, Permission::Confirm)?;
+        self.append_action(op, &row, action, reason, None)
+    }
+
+    /// Records an override of an earlier decision to `to`, with a reason, under the one rule of
+    /// [`override_rule`] (a clerk only makes a decision stricter; REFER goes to a supervisor).
+    pub fn override_decision(
+        &mut self,
+        op: &Operator,
+        decision_id: i64,
+        to: Decision,
+        reason: &str,
+    ) -> Result<i64, StoreError> {
+        let row = self.decision_for_action(decision_id)?;
+        let needed = if row.final_decision == Decision::Reject {
+            Permission::OverrideReject
+        } else {
+            Permission::Override
         };
         self.require(op, needed)?;
+        override_rule(op.role(), row.final_decision, to)?;
+        if reason.trim().is_empty() {
+            return Err(StoreError::Invalid("an override needs a reason".into()));
+        }
+        self.append_action(op, &row, FinalAction::Override, Some(reason), Some(to))
+    }
+
+    /// A supervisor resolves a cheque in the referral queue to ACCEPT or REJECT, with a reason. The
+    /// resolution is a chained action row; the cheque leaves the queue.
+    pub fn resolve_referral(
+        &mut self,
+        op: &Operator,
+        decision_id: i64,
+        to: Decision,
+        reason: &str,
+    ) -> Result<i64, StoreError> {
+        let row = self.decision_for_action(decision_id)?;
+        self.require(op, Permission::ResolveReferral)?;
+        if !row.in_referral() {
+            return Err(StoreError::Invalid(format!(
+                "decision {decision_id} is not waiting in the referral queue (its decision in force is {}, action {})",
+                row.final_decision.as_str(),
+                row.effective_action().as_str()
+            )));
+        }
+        if to == Decision::Refer {
+            return Err(StoreError::Invalid(
+                "a referral is resolved to ACCEPT or REJECT".into(),
+            ));
+        }
+        if reason.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "resolving a referral needs a reason".into(),
+            ));
+        }
+        self.append_action(op, &row, FinalAction::Resolve, Some(reason), Some(to))
+    }
+
+    /// The cheques waiting in the referral queue, oldest first (at most `limit`).
+    pub fn referral_queue(&self, limit: u64) -> Result<Vec<DecisionRow>, StoreError> {
+        let filter = DecisionFilter {
+            open_referrals: true,
+            ..Default::default()
+        };
+        let total = self.count_decisions(&filter)?;
+        let start = total.saturating_sub(limit);
+        let mut rows = self.query_decisions(&filter, start, limit)?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    fn decision_for_action(&self, decision_id: i64) -> Result<DecisionRow, StoreError> {
+        let row = self.decision(decision_id)?.ok_or(StoreError::NotFound {
+            what: "decision",
+            id: decision_id.to_string(),
+        })?;
+        if row.effective_action() == FinalAction::Abandoned {
+            return Err(StoreError::Invalid(format!(
+                "decision {decision_id} was abandoned (shown, then left undecided); verify the cheque again"
+            )));
+        }
+        Ok(row)
+    }
+
+    fn append_action(
+        &mut self,
+        op: &Operator,
+        row: &DecisionRow,
+        action: FinalAction,
+        reason: Option<&str>,
+        to: Option<Decision>,
+    ) -> Result<i64, StoreError> {
         if let Some(r) = reason {
             bounded_text("reason", r, 2000)?;
-        }
-        if action == FinalAction::Override && reason.is_none_or(|r| r.trim().is_empty()) {
-            return Err(StoreError::Invalid("an override needs a reason".into()));
         }
         let entry = Entry {
             kind: "action",
             time: super::now_utc(),
             operator: op.name().to_string(),
-            account,
-            cheque_id,
-            decision: Some(decision),
+            account: row.account.clone(),
+            cheque_id: row.cheque_id.clone(),
+            decision: Some(row.decision.as_str().to_string()),
             final_action: Some(action.as_str().to_string()),
             reason: reason.map(str::to_string),
-            ref_id: Some(decision_id),
+            ref_id: Some(row.id),
+            payload: to.map(|d| serde_json::json!({ FINAL_DECISION_KEY: d.as_str() }).to_string()),
             ..Default::default()
         };
         self.append_event(entry)

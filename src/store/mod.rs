@@ -20,9 +20,11 @@ pub mod accounts;
 pub mod bench;
 pub mod chain;
 pub mod decisions;
+pub mod events;
 pub mod export;
 pub mod migrations;
 pub mod operators;
+pub mod sessions;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
@@ -35,10 +37,11 @@ pub use accounts::{Account, Reference};
 pub use chain::{ChainHead, ChainReport, Checkpoint, CheckpointReport};
 pub use decisions::{
     CropBox, DecisionFilter, DecisionRow, FinalAction, MAX_SIGNATURE_PNG, NewDecision, Source,
+    override_rule, override_targets,
 };
 pub use export::{ExportFormat, ExportSummary};
 pub use operators::{KdfCost, Operator, Permission, Role};
-pub use settings::{AmountRule, Settings, SettingsChange};
+pub use settings::{AmountRule, Settings, SettingsChange, SettingsRequest};
 
 /// Default time a writer waits for another writer's lock before giving up.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

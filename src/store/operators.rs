@@ -86,6 +86,8 @@ pub enum Permission {
     ReadAudit,
     /// Export the decision log or write a checkpoint.
     ExportAudit,
+    /// Resolve a referred decision to ACCEPT or REJECT (the referral queue).
+    ResolveReferral,
 }
 
 impl Permission {
@@ -102,7 +104,8 @@ impl Permission {
             | Permission::RetireReference
             | Permission::ChangeSettings
             | Permission::ChangeModel
-            | Permission::ManageOperators => &[Supervisor],
+            | Permission::ManageOperators
+            | Permission::ResolveReferral => &[Supervisor],
             Permission::ReadAudit | Permission::ExportAudit => &[Auditor, Supervisor],
         }
     }
@@ -122,6 +125,7 @@ impl Permission {
             Permission::ManageOperators => "manage operators",
             Permission::ReadAudit => "read the audit log",
             Permission::ExportAudit => "export the audit log",
+            Permission::ResolveReferral => "resolve a referred cheque",
         }
     }
 

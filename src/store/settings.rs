@@ -112,6 +112,125 @@ pub enum SettingsChange {
     },
 }
 
+/// A settings change that waits for a second supervisor (four eyes).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SettingsRequest {
+    /// The request's ledger row.
+    pub id: i64,
+    pub time: String,
+    /// The supervisor who asked.
+    pub operator: String,
+    pub reason: String,
+    pub change: SettingsChange,
+    /// The settings in force when it was asked for, and what the change would make of them.
+    pub old: Settings,
+    pub new: Settings,
+}
+
+impl SettingsRequest {
+    /// What the change does, before -> after, in one line (the CLI and the GUI show the same words).
+    pub fn describe_change(&self) -> String {
+        let (o, n) = (&self.old, &self.new);
+        match &self.change {
+            SettingsChange::Thresholds(_) => format!(
+                "Thresholds: ACCEPT {:.3} -> {:.3}, REJECT {:.3} -> {:.3}",
+                o.thresholds.accept, n.thresholds.accept, o.thresholds.reject, n.thresholds.reject
+            ),
+            SettingsChange::Calibration(_) => format!(
+                "Probability calibration: a {:.4} -> {:.4}, b {:.4} -> {:.4}",
+                o.calibration.a, n.calibration.a, o.calibration.b, n.calibration.b
+            ),
+            SettingsChange::Model { id, .. } => format!(
+                "Active model: {} -> {id}",
+                o.model_id.as_deref().unwrap_or("(none set)")
+            ),
+            SettingsChange::AmountRule { rule } => match rule {
+                Some(r) => format!(
+                    "Amount rule: ACCEPT at {:.3} or more above {} cents",
+                    r.t_accept, r.above_cents
+                ),
+                None => "Amount rule: removed".into(),
+            },
+            SettingsChange::AccountOverride {
+                account,
+                thresholds,
+            } => match thresholds {
+                Some(t) => format!(
+                    "Thresholds of account {account}: ACCEPT {:.3}, REJECT {:.3}",
+                    t.accept, t.reject
+                ),
+                None => format!("Thresholds of account {account}: back to the global ones"),
+            },
+        }
+    }
+}
+
+fn parse_request(
+    id: i64,
+    time: String,
+    operator: String,
+    reason: Option<String>,
+    payload: &str,
+) -> Result<SettingsRequest, StoreError> {
+    let bad = |e: serde_json::Error| {
+        StoreError::Invalid(format!("settings request {id} is unreadable: {e}"))
+    };
+    let v: serde_json::Value = serde_json::from_str(payload).map_err(bad)?;
+    Ok(SettingsRequest {
+        id,
+        time,
+        operator,
+        reason: reason.unwrap_or_default(),
+        change: serde_json::from_value(v.get("change").cloned().unwrap_or_default())
+            .map_err(bad)?,
+        old: serde_json::from_value(v.get("old").cloned().unwrap_or_default()).map_err(bad)?,
+        new: serde_json::from_value(v.get("new").cloned().unwrap_or_default()).map_err(bad)?,
+    })
+}
+
+fn check_reason(reason: &str) -> Result<(), StoreError> {
+    if reason.trim().is_empty() || reason.len() > 2000 {
+        return Err(StoreError::Invalid(
+            "a settings change needs a reason (at most 2000 bytes)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The settings in force, read inside a transaction (`Err(None)` wraps a SQLite error for the
+/// caller's mapper, `Err(Some)` an unreadable row).
+fn latest_settings(
+    tx: &rusqlite::Transaction<'_>,
+) -> Result<Settings, Result<StoreError, rusqlite::Error>> {
+    let last: Option<String> = tx
+        .query_row(
+            "SELECT payload FROM ledger WHERE kind = 'settings' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(Err)?;
+    match last {
+        None => Ok(Settings::default()),
+        Some(p) => serde_json::from_str::<serde_json::Value>(&p)
+            .ok()
+            .and_then(|v| serde_json::from_value(v.get("new")?.clone()).ok())
+            .ok_or_else(|| {
+                Ok(StoreError::Invalid(
+                    "the last settings row is unreadable".into(),
+                ))
+            }),
+    }
+}
+
+fn request_decided(tx: &rusqlite::Transaction<'_>, request_id: i64) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM ledger WHERE ref_id = ?1 AND kind IN ('settings', 'settings_declined'))",
+        params![request_id],
+        |r| r.get(0),
+    )
+}
+
 /// One row of the settings history.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SettingsHistoryEntry {
@@ -228,46 +347,156 @@ impl Store {
         Ok(s)
     }
 
-    /// Applies a change (supervisor only; a reason is required) and returns the new settings.
-    pub fn change_settings(
+    /// Asks for a settings change (supervisor; a reason is required). Nothing changes yet: under
+    /// four eyes the change takes effect only when a second supervisor approves it
+    /// ([`Store::approve_settings_change`]). The request, with the settings before and the settings
+    /// it would give, is a chained `settings_request` row; its row id names it.
+    pub fn request_settings_change(
         &mut self,
         by: &Operator,
         change: &SettingsChange,
         reason: &str,
-    ) -> Result<Settings, StoreError> {
+    ) -> Result<SettingsRequest, StoreError> {
         self.require(by, change.permission())?;
-        if reason.trim().is_empty() || reason.len() > 2000 {
+        check_reason(reason)?;
+        let m = self.mapper();
+        let tx = self.write_tx()?;
+        let old = latest_settings(&tx).map_err(|e| e.unwrap_or_else(&m))?;
+        // Refuse a change that could never apply now, rather than at approval.
+        let new = change.apply(&old)?;
+        let payload = serde_json::json!({"change": change, "old": old, "new": new});
+        let mut e = Entry::event("settings_request", by.name(), payload);
+        e.reason = Some(reason.to_string());
+        let time = e.time.clone();
+        let ids = super::chain::append(&tx, &[e]).map_err(&m)?;
+        tx.commit().map_err(&m)?;
+        Ok(SettingsRequest {
+            id: ids.first().copied().unwrap_or(0),
+            time,
+            operator: by.name().to_string(),
+            reason: reason.to_string(),
+            change: change.clone(),
+            old,
+            new,
+        })
+    }
+
+    /// A second supervisor approves a pending request: the change is applied to the settings in
+    /// force now and written as a chained `settings` row that names the request and who asked. The
+    /// supervisor who asked may not approve their own request.
+    pub fn approve_settings_change(
+        &mut self,
+        by: &Operator,
+        request_id: i64,
+        note: &str,
+    ) -> Result<Settings, StoreError> {
+        let request = self.pending_request(request_id)?;
+        self.require(by, request.change.permission())?;
+        if request.operator == by.name() {
+            let denied = StoreError::PermissionDenied {
+                operator: by.name().to_string(),
+                action: format!("approve settings change {request_id}, which they asked for"),
+                needed: "a second supervisor: four eyes".into(),
+            };
+            let payload = serde_json::json!({
+                "event": "permission_denied",
+                "action": "approve own settings change",
+                "request": request_id,
+            });
+            // The refusal is evidence too; a failure to log it does not hide the refusal.
+            let _ = self.append_event(Entry::event("security", by.name(), payload));
+            return Err(denied);
+        }
+        if note.len() > 2000 {
             return Err(StoreError::Invalid(
-                "a settings change needs a reason (at most 2000 bytes)".into(),
+                "an approval note is at most 2000 bytes".into(),
             ));
         }
         let m = self.mapper();
-        // Read and write inside one write transaction so two supervisors cannot both change from
-        // the same old settings.
         let tx = self.write_tx()?;
-        let last: Option<String> = tx
-            .query_row(
-                "SELECT payload FROM ledger WHERE kind = 'settings' ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(&m)?;
-        let old = match last {
-            None => Settings::default(),
-            Some(p) => serde_json::from_str::<serde_json::Value>(&p)
-                .ok()
-                .and_then(|v| serde_json::from_value(v.get("new")?.clone()).ok())
-                .ok_or_else(|| StoreError::Invalid("the last settings row is unreadable".into()))?,
-        };
-        let mut new = change.apply(&old)?;
-        let payload = serde_json::json!({"change": change, "old": old, "new": new});
+        // Decided by someone else meanwhile? Checked again under the write lock.
+        if request_decided(&tx, request_id).map_err(&m)? {
+            return Err(StoreError::Invalid(format!(
+                "settings request {request_id} was already approved or declined"
+            )));
+        }
+        let old = latest_settings(&tx).map_err(|e| e.unwrap_or_else(&m))?;
+        let mut new = request.change.apply(&old)?;
+        let payload = serde_json::json!({
+            "change": request.change,
+            "old": old,
+            "new": new,
+            "request": request_id,
+            "requested_by": request.operator,
+            "approval_note": note,
+        });
         let mut e = Entry::event("settings", by.name(), payload);
-        e.reason = Some(reason.to_string());
+        e.reason = Some(request.reason.clone());
+        e.ref_id = Some(request_id);
         let ids = super::chain::append(&tx, &[e]).map_err(&m)?;
         tx.commit().map_err(&m)?;
         new.version = ids.first().copied().unwrap_or(0);
         Ok(new)
+    }
+
+    /// Declines (or, by the supervisor who asked, withdraws) a pending request, with a reason.
+    pub fn decline_settings_change(
+        &mut self,
+        by: &Operator,
+        request_id: i64,
+        reason: &str,
+    ) -> Result<i64, StoreError> {
+        let request = self.pending_request(request_id)?;
+        self.require(by, request.change.permission())?;
+        check_reason(reason)?;
+        let mut e = Entry::event(
+            "settings_declined",
+            by.name(),
+            serde_json::json!({"request": request_id, "change": request.change}),
+        );
+        e.reason = Some(reason.to_string());
+        e.ref_id = Some(request_id);
+        self.append_event(e)
+    }
+
+    /// The settings requests that wait for a second supervisor, oldest first.
+    pub fn pending_settings_requests(&self) -> Result<Vec<SettingsRequest>, StoreError> {
+        let m = self.mapper();
+        let mut stmt = self
+            .conn()
+            .prepare(
+                "SELECT r.id, r.time, r.operator, r.reason, r.payload FROM ledger r \
+                 WHERE r.kind = 'settings_request' AND NOT EXISTS (SELECT 1 FROM ledger x \
+                 WHERE x.ref_id = r.id AND x.kind IN ('settings', 'settings_declined')) ORDER BY r.id",
+            )
+            .map_err(&m)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(&m)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, time, operator, reason, payload) = row.map_err(&m)?;
+            out.push(parse_request(id, time, operator, reason, &payload)?);
+        }
+        Ok(out)
+    }
+
+    fn pending_request(&self, request_id: i64) -> Result<SettingsRequest, StoreError> {
+        self.pending_settings_requests()?
+            .into_iter()
+            .find(|r| r.id == request_id)
+            .ok_or_else(|| StoreError::NotFound {
+                what: "pending settings request",
+                id: request_id.to_string(),
+            })
     }
 
     /// Records, as a `model_card` row in the chain, that a supervisor rewrote the calibration and

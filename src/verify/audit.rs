@@ -92,6 +92,8 @@ pub fn to_new_decision(result: &VerifyResult, operator: &Operator, source: Sourc
         decision: result.outcome.decision,
         final_action: crate::store::FinalAction::Pending,
         reason: Some(result.outcome.reason.clone()),
+        final_decision: None,
+        hand_drawn_box: false,
         model_id: result.model_id.clone(),
         device: result.device.clone(),
         latency_ms: result.latency_ms,

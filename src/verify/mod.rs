@@ -833,10 +833,80 @@ fn score_refs(q: &Embedding, refs: &[&Embedding], agg: Aggregation) -> Result<f6
     crate::scoring::score_against_references(q, &owned, agg)
 }
 
-/// Parses an amount in currency units (`1234.56`, `1234.5`, `1234`) into cents. Refuses negative
-/// amounts, more than two decimals, thousands separators and anything that is not a plain number, so
-/// that an amount rule is never applied to a misread figure.
+/// Parses an amount in currency units into cents, as clerks type what the cheque prints: `1234.56`,
+/// `1234.5`, `1234`, and with grouping separators in the usual forms: `1,234.56`, `1 234.56`,
+/// `1'234.56`, `1.234,56` and `1234,56` (a comma followed by one or two digits is the decimal
+/// separator). Groups must be of three digits, so a misread figure such as `1,23.4` or `1.234` (a
+/// thousand, or one and a quarter?) is refused rather than guessed; negative amounts, more than two
+/// decimals and anything that is not a number are refused too, so that an amount rule is never
+/// applied to a misread figure. Show the parsed figure ([`format_amount`]) back to the clerk.
 pub fn parse_amount(s: &str) -> Result<i64, String> {
+    let plain = ungroup_amount(s.trim()).ok_or_else(|| {
+        format!(
+            "amount {s:?} is not an amount: write it as 1234.56 or 1,234.56 (groups of three digits, at most two decimals)"
+        )
+    })?;
+    parse_plain_amount(&plain).map_err(|_| {
+        format!(
+            "amount {s:?} is not a non-negative amount with at most two decimals, such as 1234.56 or 1,234.56"
+        )
+    })
+}
+
+/// Turns a grouped amount into a plain one (`1,234.56` -> `1234.56`), or `None` when its groups are
+/// not the usual three digits.
+fn ungroup_amount(t: &str) -> Option<String> {
+    // Spaces (also the no-break and narrow no-break ones) and apostrophes only ever group digits.
+    let t: String = t
+        .chars()
+        .map(|c| match c {
+            ' ' | '\u{a0}' | '\u{202f}' | '\'' | '\u{2019}' => '_',
+            c => c,
+        })
+        .collect();
+    let last_dot = t.rfind('.');
+    let last_comma = t.rfind(',');
+    // The decimal separator: the last of '.' and ',' when both occur; a lone ',' followed by one or
+    // two digits (1234,56); else '.'.
+    let (units, frac) = match (last_dot, last_comma) {
+        (Some(d), Some(c)) => {
+            let at = d.max(c);
+            (&t[..at], Some(&t[at + 1..]))
+        }
+        (None, Some(c)) if t.matches(',').count() == 1 && (1..=2).contains(&(t.len() - c - 1)) => {
+            (&t[..c], Some(&t[c + 1..]))
+        }
+        (Some(d), None) if t.matches('.').count() == 1 => (&t[..d], Some(&t[d + 1..])),
+        _ => (t.as_str(), None),
+    };
+    if frac.is_some_and(|f| !f.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    let groups: Vec<&str> = units.split([',', '.', '_']).collect();
+    if groups.len() > 1 {
+        let first_ok = (1..=3).contains(&groups[0].len());
+        if !first_ok || groups[1..].iter().any(|g| g.len() != 3) {
+            return None;
+        }
+        // One kind of grouping separator per amount.
+        let seps: std::collections::HashSet<char> = units
+            .chars()
+            .filter(|c| matches!(c, ',' | '.' | '_'))
+            .collect();
+        if seps.len() > 1 {
+            return None;
+        }
+    }
+    let mut plain: String = groups.concat();
+    if let Some(f) = frac {
+        plain.push('.');
+        plain.push_str(f);
+    }
+    Some(plain)
+}
+
+/// Parses a plain amount (`1234.56`, `1234.5`, `1234`, `.5`, `12.`) into cents.
+fn parse_plain_amount(s: &str) -> Result<i64, String> {
     let bad = || {
         format!(
             "amount {s:?} is not a non-negative amount with at most two decimals, such as 1234.56"
@@ -908,13 +978,26 @@ mod tests {
         assert_eq!(parse_amount(" 0.07 "), Ok(7));
         assert_eq!(parse_amount(".5"), Ok(50));
         assert_eq!(parse_amount("12."), Ok(1200));
+        // Grouping separators as cheques print them.
+        assert_eq!(parse_amount("1,200.00"), Ok(120_000));
+        assert_eq!(parse_amount("22,509.14"), Ok(2_250_914));
+        assert_eq!(parse_amount("1 234 567.8"), Ok(123_456_780));
+        assert_eq!(parse_amount("1'234.56"), Ok(123_456));
+        assert_eq!(parse_amount("1.234,56"), Ok(123_456));
+        assert_eq!(parse_amount("1234,5"), Ok(123_450));
+        assert_eq!(parse_amount("10,269.38"), Ok(1_026_938));
+        assert_eq!(parse_amount("1,000,000"), Ok(100_000_000));
         for bad in [
             "",
             ".",
             "-1",
             "+1",
-            "1,234.00",
+            "1,23.00",
+            "12,34,567.00",
+            "1,234 567.00",
             "1.234",
+            "1.234.56",
+            "1,2345",
             "abc",
             "1e3",
             "NaN",

@@ -171,16 +171,29 @@ pub fn formats(s: &BenchSetup, rows: u64) -> anyhow::Result<Vec<(String, String)
         ));
     }
 
+    /// The second supervisor that approves the benchmark's account rule.
+    const BENCH_APPROVER: &str = "bench-approver";
     // The same G4 fronts inside an X9 file: the reader, the file's checks and hash included.
     let operator = store.authenticate(fixture::OPERATOR, fixture::PIN)?;
     if store.current_settings()?.x9_account_rule.as_deref() != Some(BENCH_RULE) {
-        store.change_settings(
+        // Four eyes: the fixture's supervisor asks, a second bench supervisor approves.
+        let request = store.request_settings_change(
             &operator,
             &SettingsChange::X9AccountRule {
                 pattern: Some(BENCH_RULE.into()),
             },
             "benchmark fixture: accounts ACC-nnn",
         )?;
+        let second = match store.authenticate(BENCH_APPROVER, fixture::PIN) {
+            Ok(op) => op,
+            Err(_) => store.add_operator(
+                Some(&operator),
+                BENCH_APPROVER,
+                crate::store::Role::Supervisor,
+                fixture::PIN,
+            )?,
+        };
+        store.approve_settings_change(&second, request.id, "benchmark fixture")?;
     }
     let fronts: Vec<(String, Vec<u8>)> = convert(s, "g4")?
         .into_iter()

@@ -212,6 +212,44 @@ fn calibrate_chooses_thresholds_and_saves_them_only_for_a_supervisor_with_a_reas
         &sup,
     );
     assert!(o.status.success(), "{}", text(&o));
+    // Four eyes: calibration and thresholds are two named changes waiting for a second supervisor.
+    let store = countersign::store::Store::open_read_only(&db).unwrap();
+    assert_eq!(
+        store.current_settings().unwrap().version,
+        0,
+        "nothing changed yet"
+    );
+    let pending = store.pending_settings_requests().unwrap();
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    drop(store);
+    let o = cs(
+        &db,
+        &weights,
+        &["operator", "add", "sid", "--role", "supervisor"],
+        &[sup[0], sup[1], ("COUNTERSIGN_NEW_PIN", "730214")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let sid = [
+        ("COUNTERSIGN_OPERATOR", "sid"),
+        ("COUNTERSIGN_PIN", "730214"),
+    ];
+    for r in &pending {
+        // The supervisor who asked cannot approve; the second one can.
+        let o = cs(
+            &db,
+            &weights,
+            &["settings", "approve", &r.id.to_string()],
+            &sup,
+        );
+        assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+        let o = cs(
+            &db,
+            &weights,
+            &["settings", "approve", &r.id.to_string()],
+            &sid,
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
     let store = countersign::store::Store::open_read_only(&db).unwrap();
     let s = store.current_settings().unwrap();
     assert!(s.version > 0);

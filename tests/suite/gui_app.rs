@@ -12,21 +12,23 @@ use egui::accesskit;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 
-const PINS: [(&str, Role, &str); 3] = [
+pub(crate) const PINS: [(&str, Role, &str); 4] = [
     ("sam", Role::Supervisor, "sam-pin-1"),
     ("clara", Role::Clerk, "clara-pin-1"),
     ("ada", Role::Auditor, "ada-pin-1"),
+    // A second supervisor: settings changes need two (four eyes).
+    ("sid", Role::Supervisor, "730214"),
 ];
 
 /// A temporary database with one operator per role, a model file, and signature images.
-struct Fixture {
-    dir: tempfile::TempDir,
-    db: PathBuf,
-    model: PathBuf,
+pub(crate) struct Fixture {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) db: PathBuf,
+    pub(crate) model: PathBuf,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
+    pub(crate) fn new() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("audit.sqlite3");
         let mut store = Store::open(&db).expect("open store");
@@ -50,12 +52,12 @@ impl Fixture {
         Fixture { dir, db, model }
     }
 
-    fn app(&self) -> CountersignApp {
+    pub(crate) fn app(&self) -> CountersignApp {
         CountersignApp::new(self.db.clone(), Some(self.model.clone()), DeviceChoice::Cpu)
     }
 
     /// A genuine synthetic signature of writer `w`, sample `i`, as a PNG file.
-    fn signature(&self, w: u32, i: u32) -> PathBuf {
+    pub(crate) fn signature(&self, w: u32, i: u32) -> PathBuf {
         let p = self.dir.path().join(format!("w{w}-{i}.png"));
         countersign::synth::dataset::genuine_sample(2026, w, i)
             .save(&p)
@@ -65,7 +67,7 @@ impl Fixture {
 
     /// A reference signature and a cheque of the same writer: from the shipped demo data when it is
     /// there, else from demo data generated here by the synthetic generator.
-    fn demo_pair(&self) -> (PathBuf, PathBuf) {
+    pub(crate) fn demo_pair(&self) -> (PathBuf, PathBuf) {
         if let Some(pair) =
             countersign::paths::demo_assets().and_then(|d| countersign::gui::demo_pair(&d))
         {
@@ -84,12 +86,12 @@ impl Fixture {
         countersign::gui::demo_pair(&demo).expect("a demo pair")
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }
 
-fn harness(app: CountersignApp) -> Harness<'static, CountersignApp> {
+pub(crate) fn harness(app: CountersignApp) -> Harness<'static, CountersignApp> {
     Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .with_max_steps(20)
@@ -97,7 +99,7 @@ fn harness(app: CountersignApp) -> Harness<'static, CountersignApp> {
 }
 
 /// Steps the UI until `done` holds; worker results arrive asynchronously. Fails after 60 s.
-fn wait_for(
+pub(crate) fn wait_for(
     h: &mut Harness<'static, CountersignApp>,
     what: &str,
     done: impl Fn(&CountersignApp) -> bool,
@@ -133,7 +135,7 @@ fn wait_for(
 }
 
 /// Focuses a text field found by role and label, and types into it.
-fn type_into(
+pub(crate) fn type_into(
     h: &mut Harness<'static, CountersignApp>,
     role: accesskit::Role,
     label: &str,
@@ -145,7 +147,7 @@ fn type_into(
     h.run_ok();
 }
 
-fn sign_in(h: &mut Harness<'static, CountersignApp>, name: &str) {
+pub(crate) fn sign_in(h: &mut Harness<'static, CountersignApp>, name: &str) {
     let pin = PINS
         .iter()
         .find(|p| p.0 == name)
@@ -157,10 +159,37 @@ fn sign_in(h: &mut Harness<'static, CountersignApp>, name: &str) {
     wait_for(h, &format!("{name} signed in"), |a| a.operator().is_some());
 }
 
-fn load(h: &mut Harness<'static, CountersignApp>, slot: Slot, path: &Path) {
+pub(crate) fn load(h: &mut Harness<'static, CountersignApp>, slot: Slot, path: &Path) {
     h.state_mut().load_file(slot, path);
     wait_for(h, &format!("{slot:?} loaded"), |a| {
         !a.verify.loading.contains(&slot)
+    });
+}
+
+/// Ctrl+Enter, as the keyboard sends it.
+pub(crate) fn ctrl_enter(h: &mut Harness<'static, CountersignApp>) {
+    for pressed in [true, false] {
+        h.event(egui::Event::Key {
+            key: egui::Key::Enter,
+            physical_key: None,
+            pressed,
+            repeat: false,
+            modifiers: egui::Modifiers::COMMAND,
+        });
+    }
+    h.run_ok();
+}
+
+/// Confirms the shown result with the keyboard as a clerk does: after looking at it for a moment,
+/// Ctrl+Enter. Waits until the row is logged.
+pub(crate) fn confirm_by_keyboard(h: &mut Harness<'static, CountersignApp>) {
+    // Each harness step advances egui's clock by its step time; look at the result for a second.
+    for _ in 0..8 {
+        h.step();
+    }
+    ctrl_enter(h);
+    wait_for(h, "the decision to be logged", |a| {
+        a.verify.recorded.is_some()
     });
 }
 
@@ -236,11 +265,8 @@ fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
         "the decision is shown in words"
     );
 
-    // Enter confirms.
-    h.key_press(egui::Key::Enter);
-    wait_for(&mut h, "the decision to be logged", |a| {
-        a.verify.recorded.is_some()
-    });
+    // Ctrl+Enter confirms, once the result has been on screen.
+    confirm_by_keyboard(&mut h);
     let row = h.state().verify.recorded.clone().expect("row");
     assert_eq!(row.decision, outcome.decision);
     assert_eq!(row.action, "confirm");
@@ -306,14 +332,15 @@ fn the_amount_field_refuses_a_misread_figure_and_the_logged_row_keeps_the_amount
         Some(None)
     );
 
-    // A thousands separator is not an amount: the result is withdrawn and nothing is decided.
-    type_into(&mut h, accesskit::Role::TextInput, "Amount", "1,200.00");
+    // A misread figure (groups that are not of three digits) is not an amount: the result is
+    // withdrawn and nothing is decided.
+    type_into(&mut h, accesskit::Role::TextInput, "Amount", "1,20.00");
     h.run_ok();
     assert!(
         h.state().verify.outcome.is_none(),
         "no decision on a misread amount"
     );
-    assert!(has_text(&h, "is not a non-negative amount"));
+    assert!(has_text(&h, "is not an amount"));
     // The first Enter leaves the field, the second would confirm a shown decision.
     h.key_press(egui::Key::Enter);
     h.run_ok();
@@ -321,22 +348,21 @@ fn the_amount_field_refuses_a_misread_figure_and_the_logged_row_keeps_the_amount
     h.run_ok();
     assert!(h.state().verify.recorded.is_none(), "Enter records nothing");
 
-    // A plain amount: decided again, shown, and logged with the row.
+    // The amount as the cheque prints it, with a grouping separator: read, shown back, decided
+    // again and logged with the row.
     h.state_mut().verify.amount.clear();
-    type_into(&mut h, accesskit::Role::TextInput, "Amount", "1200.00");
+    type_into(&mut h, accesskit::Role::TextInput, "Amount", "1,200.00");
     wait_for(&mut h, "the result with the amount", |a| {
         a.verify
             .outcome
             .as_ref()
             .is_some_and(|o| o.outcome.amount_cents == Some(120_000))
     });
+    assert!(has_text(&h, "Read as 1200.00"));
     assert!(has_text(&h, "Amount 1200.00"));
     h.key_press(egui::Key::Enter);
     h.run_ok();
-    h.key_press(egui::Key::Enter);
-    wait_for(&mut h, "the decision to be logged", |a| {
-        a.verify.recorded.is_some()
-    });
+    confirm_by_keyboard(&mut h);
     let id = h
         .state()
         .verify
@@ -433,10 +459,17 @@ fn supervisor_trains_a_model_and_activates_it_from_the_train_screen() {
     h.step();
     assert!(h.state().train.activating, "the activation was sent");
     wait_for(&mut h, "the activation", |a| !a.train.activating);
-    let settings = Store::open_read_only(&f.db)
-        .expect("open")
-        .current_settings()
-        .expect("settings");
+    // Four eyes: the activation waits for a second supervisor; once approved it is in force.
+    let mut store = Store::open(&f.db).expect("open");
+    store.set_kdf_cost(KdfCost::Test);
+    assert_eq!(store.current_settings().expect("settings").model_path, None);
+    let pending = store.pending_settings_requests().expect("pending");
+    assert_eq!(pending.len(), 1);
+    let sid = store.authenticate("sid", "730214").expect("sid");
+    store
+        .approve_settings_change(&sid, pending[0].id, "checked the card")
+        .expect("approve");
+    let settings = store.current_settings().expect("settings");
     assert_eq!(
         settings.model_path.as_deref(),
         Some(out.display().to_string().as_str())
@@ -483,7 +516,7 @@ fn a_corrupt_file_shows_what_is_wrong() {
 }
 
 /// Whether some widget's text contains `text`.
-fn has_text(h: &Harness<'static, CountersignApp>, text: &str) -> bool {
+pub(crate) fn has_text(h: &Harness<'static, CountersignApp>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
@@ -590,10 +623,7 @@ fn a_cheque_without_a_signature_is_referred() {
     assert!(has_text(&h, "REFER"));
 
     // Logged with no score and no probability (NULL), not a stand-in 0 an auditor could misread.
-    h.key_press(egui::Key::Enter);
-    wait_for(&mut h, "the decision to be logged", |a| {
-        a.verify.recorded.is_some()
-    });
+    confirm_by_keyboard(&mut h);
     let id = h
         .state()
         .verify
@@ -743,10 +773,9 @@ fn dropped_files_fill_the_slots_and_keys_drive_the_screen() {
         "the cheque did not replace the reference"
     );
 
-    // Enter confirms, N clears the cheque for the next one and keeps the reference.
+    // Ctrl+Enter confirms, N clears the cheque for the next one and keeps the reference.
     h.remove_cursor();
-    h.key_press(egui::Key::Enter);
-    wait_for(&mut h, "the confirmation", |a| a.verify.recorded.is_some());
+    confirm_by_keyboard(&mut h);
     h.key_press(egui::Key::N);
     h.run_ok();
     assert!(h.state().verify.cheque.is_none());
@@ -828,15 +857,15 @@ fn the_batch_screen_accepts_an_x9_cash_letter_and_shows_the_account_rule() {
     }
     // A supervisor's rule, which the screen must show as it is in force.
     let rule = r"^(?P<account>[0-9]+)/[0-9]+$";
-    store
-        .change_settings(
-            &sam,
-            &countersign::store::SettingsChange::X9AccountRule {
-                pattern: Some(rule.into()),
-            },
-            "our cheques print account/serial",
-        )
-        .expect("rule");
+    crate::store_common::change_settings(
+        &mut store,
+        &sam,
+        &countersign::store::SettingsChange::X9AccountRule {
+            pattern: Some(rule.into()),
+        },
+        "our cheques print account/serial",
+    )
+    .expect("rule");
     drop(store);
 
     let mut h = harness(f.app());

@@ -167,7 +167,15 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_on_the_cli_and_logged() {
         ),
         (
             "override a REJECT",
-            vec!["settings", "override", &rej, "--reason", "clerk tries"],
+            vec![
+                "settings",
+                "override",
+                &rej,
+                "--to",
+                "ACCEPT",
+                "--reason",
+                "clerk tries",
+            ],
             "override_reject",
         ),
         (
@@ -257,6 +265,8 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_on_the_cli_and_logged() {
             "settings",
             "override",
             &rej,
+            "--to",
+            "ACCEPT",
             "--reason",
             "holder confirmed by phone",
         ],
@@ -276,7 +286,11 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_on_the_cli_and_logged() {
             text(&o)
         );
     }
-    let store = Store::open_with(&db, &common::opts()).expect("open");
+    let mut store = Store::open_with(&db, &common::opts()).expect("open");
+    // Four eyes: the threshold and model changes wait for a second supervisor.
+    assert_eq!(store.current_settings().expect("settings").version, 0);
+    let sam = store.authenticate("sam", "1111").expect("sam");
+    assert_eq!(common::approve_all(&mut store, &sam), 2);
     let s = store.current_settings().expect("settings");
     assert_eq!((s.thresholds.accept, s.thresholds.reject), (0.85, 0.25));
     assert!(

@@ -5,8 +5,45 @@ use std::path::Path;
 
 use countersign::scoring::Decision;
 use countersign::store::{
-    CropBox, FinalAction, KdfCost, NewDecision, OpenOptions, Operator, Role, Source, Store,
+    CropBox, FinalAction, KdfCost, NewDecision, OpenOptions, Operator, Role, Settings,
+    SettingsChange, Source, Store, StoreError,
 };
+
+/// The second supervisor that approves changes in tests (created on first use).
+pub const SECOND_SUPERVISOR: (&str, &str) = ("sid", "730214");
+
+/// The second supervisor, created by `by` when the store has none yet.
+pub fn second_supervisor(store: &mut Store, by: &Operator) -> Operator {
+    let (name, pin) = SECOND_SUPERVISOR;
+    match store.add_operator(Some(by), name, Role::Supervisor, pin) {
+        Ok(op) => op,
+        Err(_) => store.authenticate(name, pin).expect("second supervisor"),
+    }
+}
+
+/// A settings change under four eyes: `asker` asks, the second supervisor approves.
+pub fn change_settings(
+    store: &mut Store,
+    asker: &Operator,
+    change: &SettingsChange,
+    reason: &str,
+) -> Result<Settings, StoreError> {
+    let request = store.request_settings_change(asker, change, reason)?;
+    let second = second_supervisor(store, asker);
+    store.approve_settings_change(&second, request.id, "approved in a test")
+}
+
+/// Approves every pending settings change as the second supervisor (`by` creates it if needed).
+pub fn approve_all(store: &mut Store, by: &Operator) -> usize {
+    let second = second_supervisor(store, by);
+    let pending = store.pending_settings_requests().expect("pending");
+    for r in &pending {
+        store
+            .approve_settings_change(&second, r.id, "approved in a test")
+            .expect("approve");
+    }
+    pending.len()
+}
 
 pub fn opts() -> OpenOptions {
     OpenOptions {
@@ -84,6 +121,8 @@ pub fn decision(op: &Operator, i: usize) -> NewDecision {
         decision,
         final_action: FinalAction::Pending,
         reason: None,
+        final_decision: None,
+        hand_drawn_box: false,
         model_id: "siamese-v1@abc123".into(),
         device: "cpu".into(),
         latency_ms: 12.5 + i as f64,

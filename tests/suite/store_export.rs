@@ -34,8 +34,10 @@ fn populated(path: &std::path::Path) -> common::Fixture {
                 d.raw_score = None;
             }
         }
-        if i % 5 == 0 && d.decision != Decision::Reject {
+        // Overrides name their new decision; any operator may make an ACCEPT stricter.
+        if i % 5 == 0 && d.decision == Decision::Accept {
             d.final_action = FinalAction::Override;
+            d.final_decision = Some(Decision::Reject);
             d.reason = Some(format!(
                 "looked again, \"fine\", amount ok, line\nbreak {i}"
             ));

@@ -89,7 +89,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_and_logged() {
     let refusals: Vec<(&str, StoreError)> = vec![
         (
             "change_settings",
-            s.change_settings(
+            s.request_settings_change(
                 &clerk,
                 &SettingsChange::Thresholds(Thresholds {
                     accept: 0.5,
@@ -101,7 +101,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_and_logged() {
         ),
         (
             "change_model",
-            s.change_settings(
+            s.request_settings_change(
                 &clerk,
                 &SettingsChange::Model {
                     id: "m2".into(),
@@ -113,13 +113,8 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_and_logged() {
         ),
         (
             "override_reject",
-            s.record_action(
-                &clerk,
-                reject_id,
-                FinalAction::Override,
-                Some("customer known"),
-            )
-            .unwrap_err(),
+            s.override_decision(&clerk, reject_id, Decision::Accept, "customer known")
+                .unwrap_err(),
         ),
         (
             "retire_reference",
@@ -142,6 +137,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_and_logged() {
     ];
     // An override of a REJECT recorded directly with the decision is refused too.
     reject.final_action = FinalAction::Override;
+    reject.final_decision = Some(Decision::Accept);
     reject.reason = Some("known customer".into());
     let direct = s.insert_decision(&clerk, &reject).unwrap_err();
     for (what, err) in refusals
@@ -181,25 +177,24 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_and_logged() {
     // The supervisor may do all of it.
     let sup = f.sup.clone();
     f.store
-        .record_action(
+        .override_decision(
             &sup,
             reject_id,
-            FinalAction::Override,
-            Some("customer confirmed by phone"),
+            Decision::Accept,
+            "customer confirmed by phone",
         )
         .unwrap();
     f.store.retire_reference(&sup, r.id, "bad scan").unwrap();
-    let st = f
-        .store
-        .change_settings(
-            &sup,
-            &SettingsChange::Thresholds(Thresholds {
-                accept: 0.9,
-                reject: 0.2,
-            }),
-            "ROC review",
-        )
-        .unwrap();
+    let st = common::change_settings(
+        &mut f.store,
+        &sup,
+        &SettingsChange::Thresholds(Thresholds {
+            accept: 0.9,
+            reject: 0.2,
+        }),
+        "ROC review",
+    )
+    .unwrap();
     assert_eq!(f.store.current_settings().unwrap(), st);
     assert_eq!(
         f.store
@@ -237,15 +232,21 @@ fn clerk_confirms_and_overrides_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let mut f = fixture(&dir.path().join("a.sqlite3"));
     let clerk = f.clerk.clone();
-    let refer = decision(&clerk, 1);
-    assert_eq!(refer.decision, Decision::Refer);
-    let id = f.store.insert_decision(&clerk, &refer).unwrap();
+    let accept = decision(&clerk, 0);
+    assert_eq!(accept.decision, Decision::Accept);
+    let id = f.store.insert_decision(&clerk, &accept).unwrap();
     assert!(
         f.store
-            .record_action(&clerk, id, FinalAction::Override, None)
+            .override_decision(&clerk, id, Decision::Reject, "  ")
             .unwrap_err()
             .to_string()
             .contains("reason")
+    );
+    // An override names its new decision: the bare action is refused.
+    assert!(
+        f.store
+            .record_action(&clerk, id, FinalAction::Override, Some("x"))
+            .is_err()
     );
     f.store
         .record_action(&clerk, id, FinalAction::Confirm, None)
@@ -255,11 +256,11 @@ fn clerk_confirms_and_overrides_with_a_reason() {
         FinalAction::Confirm
     );
     f.store
-        .record_action(
+        .override_decision(
             &clerk,
             id,
-            FinalAction::Override,
-            Some("signature, yes; amount, \"odd\""),
+            Decision::Reject,
+            "signature, yes; amount, \"odd\"",
         )
         .unwrap();
     let row = f.store.decision(id).unwrap().unwrap();
@@ -268,6 +269,7 @@ fn clerk_confirms_and_overrides_with_a_reason() {
         FinalAction::Pending,
         "the decision row itself never changes"
     );
+    assert_eq!(row.final_decision, Decision::Reject);
     let act = row.action.unwrap();
     assert_eq!(
         (act.action, act.operator.as_str()),

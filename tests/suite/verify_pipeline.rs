@@ -236,23 +236,23 @@ fn the_policy_comes_from_settings_then_the_model_card_then_a_refer_everything_de
     // A supervisor's settings win over the card: accept everything at probability >= 0.
     let mut store = Store::open(&fx.db).unwrap();
     let op = fixture::operator(&mut store).unwrap();
-    store
-        .change_settings(
-            &op,
-            &SettingsChange::Calibration(Calibration { a: 0.0, b: 0.0 }),
-            "test: p = 0.5",
-        )
-        .unwrap();
-    store
-        .change_settings(
-            &op,
-            &SettingsChange::Thresholds(Thresholds {
-                accept: 0.4,
-                reject: 0.1,
-            }),
-            "test",
-        )
-        .unwrap();
+    crate::store_common::change_settings(
+        &mut store,
+        &op,
+        &SettingsChange::Calibration(Calibration { a: 0.0, b: 0.0 }),
+        "test: p = 0.5",
+    )
+    .unwrap();
+    crate::store_common::change_settings(
+        &mut store,
+        &op,
+        &SettingsChange::Thresholds(Thresholds {
+            accept: 0.4,
+            reject: 0.1,
+        }),
+        "test",
+    )
+    .unwrap();
     let v = verifier(&model, Some(&store));
     assert_eq!(v.policy().source, PolicySource::Settings);
     let r = v
@@ -268,18 +268,18 @@ fn the_policy_comes_from_settings_then_the_model_card_then_a_refer_everything_de
         }
     );
     // An amount rule from the settings applies on top.
-    store
-        .change_settings(
-            &op,
-            &SettingsChange::AmountRule {
-                rule: Some(countersign::store::AmountRule {
-                    above_cents: 5_000,
-                    t_accept: 0.9,
-                }),
-            },
-            "test",
-        )
-        .unwrap();
+    crate::store_common::change_settings(
+        &mut store,
+        &op,
+        &SettingsChange::AmountRule {
+            rule: Some(countersign::store::AmountRule {
+                above_cents: 5_000,
+                t_accept: 0.9,
+            }),
+        },
+        "test",
+    )
+    .unwrap();
     let v = verifier(&model, Some(&store));
     let r = v
         .verify(&cheque_request(&w.cheques[1], refs(), None))
@@ -541,7 +541,7 @@ fn the_gui_decides_exactly_as_the_cli_with_and_without_an_amount_rule() {
             },
         ];
         for c in &changes {
-            store.change_settings(&op, c, "test").unwrap();
+            crate::store_common::change_settings(&mut store, &op, c, "test").unwrap();
         }
     }
 

@@ -469,18 +469,18 @@ fn the_account_rule_is_a_supervisors_audited_setting() {
     };
     // A clerk cannot change which digits are the account.
     let err = store
-        .change_settings(&clerk, &change(r"(?P<account>\d+)"), "mine")
+        .request_settings_change(&clerk, &change(r"(?P<account>\d+)"), "mine")
         .unwrap_err();
     assert!(matches!(err, StoreError::PermissionDenied { .. }), "{err}");
     // A rule that is not a regular expression is refused.
     let err = store
-        .change_settings(&sup, &change("(unclosed"), "typo")
+        .request_settings_change(&sup, &change("(unclosed"), "typo")
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
     // The supervisor's rule is in force and in the history, with who and why.
     let rule = r"^(?P<account>\d{6})";
-    store
-        .change_settings(&sup, &change(rule), "six-digit accounts")
+    // Four eyes: the rule is policy, so it applies once a second supervisor approves.
+    crate::store_common::change_settings(&mut store, &sup, &change(rule), "six-digit accounts")
         .unwrap();
     let s = store.current_settings().unwrap();
     assert_eq!(s.x9_account_rule.as_deref(), Some(rule));
