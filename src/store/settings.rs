@@ -161,6 +161,13 @@ impl SettingsRequest {
                 ),
                 None => format!("Thresholds of account {account}: back to the global ones"),
             },
+            SettingsChange::X9AccountRule { pattern } => format!(
+                "X9 account rule: {} -> {}",
+                o.x9_account_rule
+                    .as_deref()
+                    .unwrap_or(crate::x9::AccountRule::DEFAULT),
+                pattern.as_deref().unwrap_or(crate::x9::AccountRule::DEFAULT)
+            ),
         }
     }
 }

@@ -517,7 +517,7 @@ fn collection(
 ) -> Vec<countersign::scoring::LabelledEmbedding> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut gauss = |scale: f32, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<f32> {
+    let gauss = |scale: f32, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<f32> {
         (0..16)
             .map(|_| rng.random_range(-1.0f32..1.0) * scale)
             .collect()
