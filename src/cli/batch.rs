@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::batch::manifest::count_rows;
 use crate::batch::{BatchOptions, BatchSummary, StopReason};
 use crate::cli::GlobalOpts;
-use crate::cli::verify::{authenticate, load_layout, load_model, out};
+use crate::cli::verify::{
+    authenticate, load_chosen, load_layout, may_choose_policy, model_in_force, out,
+};
 use crate::store::{Source, Store};
 use crate::verify::Verifier;
 
@@ -60,8 +62,28 @@ pub fn default_out(manifest: &Path) -> PathBuf {
 pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     let db = global.db_path();
     let mut store = Store::open(&db)?;
+    // Every file the batch writes is checked before any work: never the database, never the manifest.
+    let mut protected = store.protected_files();
+    protected.add(&args.manifest, "the batch's manifest");
+    for p in args.out.iter().chain(&args.summary_json) {
+        protected.check(p)?;
+    }
     let operator = authenticate(global, &mut store)?;
-    let model = load_model(global, Some(&store))?;
+    // Only the store's active model decides audited decisions (its card carries the policy); other
+    // weights need a supervisor.
+    let choice = model_in_force(global, Some(&store))?;
+    if !choice.is_active() && !may_choose_policy(&operator) {
+        return Err(crate::store::StoreError::PermissionDenied {
+            operator: operator.name().to_string(),
+            action: format!(
+                "run a batch with {} instead of the store's active model (--model); drop --model to use the active one",
+                choice.path.display()
+            ),
+            needed: "supervisor".to_string(),
+        }
+        .into());
+    }
+    let model = load_chosen(global, &choice)?;
     let verifier = Verifier::from_store(model, load_layout(args.layout.as_deref())?, Some(&store))?;
     let out_path = args
         .out
@@ -72,6 +94,7 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     opts.limit = args.limit;
     opts.chunk_rows = args.chunk_rows.max(1);
     opts.source = Source::Batch;
+    opts.allow_adhoc_references = may_choose_policy(&operator);
 
     // Ctrl-C asks the batch to stop after the chunk in hand is committed; a second Ctrl-C exits at
     // once (still safe: every chunk is one transaction, so the store holds whole chunks only).
@@ -115,8 +138,7 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     let summary = result?;
     out(&render_summary(&summary))?;
     if let Some(p) = &args.summary_json {
-        std::fs::write(p, serde_json::to_string_pretty(&summary)?)
-            .map_err(|e| anyhow::anyhow!("cannot write the summary {}: {e}", p.display()))?;
+        crate::output::write(p, &protected, serde_json::to_string_pretty(&summary)?.as_bytes())?;
     }
     match summary.stopped {
         Some(StopReason::Interrupted) => {

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 
 use crate::cli::GlobalOpts;
 use crate::cli::assess_args::{DataArgs, embed_with_progress, load_model};
@@ -27,6 +26,10 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
+    // Output files are checked before any work: never the audit database, by any name.
+    if let Some(p) = &args.json {
+        global.protected().check(p)?;
+    }
     let model = load_model(global)?;
     let ds = args.data.dataset()?;
     let set = embed_with_progress(&model, &ds)?;
@@ -36,32 +39,31 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
         .and_then(|s| s.current_settings().ok());
     cfg.operating = crate::assess::operating_point(&model, settings.as_ref());
     let report = crate::assess::evaluate(&model.id(), &set.samples, &cfg)?;
-    println!(
+    crate::outln!(
         "model {}  data {} ({})",
         model.id(),
         ds.root.display(),
         ds.layout
     );
     if !set.failures.is_empty() {
-        println!(
+        crate::outln!(
             "{} images could not be used (listed above)",
             set.failures.len()
         );
     }
-    print!("{}", report.summary());
+    crate::out!("{}", report.summary());
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        println!("report written to {}", path.display());
+        global.write_output(path, text.as_bytes())?;
+        crate::outln!("report written to {}", path.display());
     }
     if args.write_card {
         let weights = global.model_path()?.0;
         let card_file = crate::model::card_path(&weights);
         let mut card = model.card().clone();
         record_in_card(&mut card, &report, &args.data.data);
-        std::fs::write(&card_file, serde_json::to_string_pretty(&card)?)
-            .with_context(|| format!("writing {}", card_file.display()))?;
-        println!("figures recorded in the model card {}", card_file.display());
+        global.write_output(&card_file, serde_json::to_string_pretty(&card)?.as_bytes())?;
+        crate::outln!("figures recorded in the model card {}", card_file.display());
     }
     Ok(())
 }

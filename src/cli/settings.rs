@@ -68,7 +68,7 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
                 reject: *reject,
             });
             let s = store.change_settings(&op, &change, reason)?;
-            println!(
+            crate::outln!(
                 "thresholds set (settings row {}): ACCEPT at {:.3} or more, REJECT below {:.3}",
                 s.version, s.thresholds.accept, s.thresholds.reject
             );
@@ -79,7 +79,7 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
                 .iter()
                 .any(|h| matches!(h.change, SettingsChange::Calibration(_)));
             if !calibrated {
-                println!(
+                crate::outln!(
                     "note: no calibration is stored yet, so verification keeps the model card's                      calibration and thresholds until `countersign calibrate --save` stores one"
                 );
             }
@@ -95,7 +95,7 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
                 path: Some(abs.display().to_string()),
             };
             let s = store.change_settings(&op, &change, reason)?;
-            println!(
+            crate::outln!(
                 "model {} is now active (settings row {})",
                 slot.id(),
                 s.version
@@ -103,11 +103,11 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
         }
         SettingsCommand::Confirm { decision } => {
             let row = store.record_action(&op, *decision, FinalAction::Confirm, None)?;
-            println!("decision {decision} confirmed (row {row})");
+            crate::outln!("decision {decision} confirmed (row {row})");
         }
         SettingsCommand::Override { decision, reason } => {
             let row = store.record_action(&op, *decision, FinalAction::Override, Some(reason))?;
-            println!("decision {decision} overridden (row {row})");
+            crate::outln!("decision {decision} overridden (row {row})");
         }
     }
     Ok(())

@@ -50,7 +50,7 @@ pub fn run(_global: &GlobalOpts, args: &SynthArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing the synthetic data set to {}", args.out.display()))?;
     let secs = start.elapsed().as_secs_f64().max(1e-9);
     let sigs = summary.genuine + summary.forgeries;
-    println!(
+    crate::outln!(
         "wrote {} writers: {} genuine, {} forgeries, {} cheques to {} in {:.2} s",
         summary.writers,
         summary.genuine,
@@ -60,7 +60,7 @@ pub fn run(_global: &GlobalOpts, args: &SynthArgs) -> anyhow::Result<()> {
         secs,
     );
     if summary.cheques == 0 {
-        println!(
+        crate::outln!(
             "{:.0} signatures/s (drawn and PNG-encoded, all cores)",
             sigs as f64 / secs
         );
@@ -70,7 +70,7 @@ pub fn run(_global: &GlobalOpts, args: &SynthArgs) -> anyhow::Result<()> {
         sheet
             .save(path)
             .with_context(|| format!("writing the contact sheet {}", path.display()))?;
-        println!("contact sheet: {}", path.display());
+        crate::outln!("contact sheet: {}", path.display());
     }
     Ok(())
 }

@@ -327,7 +327,7 @@ fn a_limited_run_then_a_rerun_decides_every_cheque_once() {
     assert_eq!(
         results
             .iter()
-            .filter(|r| r.decision == RowStatus::Skipped)
+            .filter(|r| r.run == "earlier")
             .count(),
         13
     );
@@ -483,7 +483,7 @@ fn a_killed_or_interrupted_batch_resumes_without_duplicates_or_gaps() {
         assert_eq!(
             results
                 .iter()
-                .filter(|r| r.decision == RowStatus::Skipped)
+                .filter(|r| r.run == "earlier")
                 .count(),
             before
         );

@@ -10,6 +10,7 @@ mod train_shapes;
 
 // One module per area, named as the README and docs/HARDENING.md refer to them.
 mod assess_cli;
+mod audit_integrity;
 mod batch_output_safety;
 mod batch_pipeline;
 mod gui_app;
