@@ -203,13 +203,10 @@ impl OutputFile {
     /// Flushes, syncs and renames the temporary file over the destination.
     pub fn commit(self) -> Result<(), OutputError> {
         let dest = self.dest;
-        let tmp = self
-            .tmp
-            .into_inner()
-            .map_err(|e| OutputError::Io {
-                path: dest.clone(),
-                source: e.into_error(),
-            })?;
+        let tmp = self.tmp.into_inner().map_err(|e| OutputError::Io {
+            path: dest.clone(),
+            source: e.into_error(),
+        })?;
         tmp.as_file().sync_all().map_err(OutputError::io(&dest))?;
         tmp.persist(&dest).map_err(|e| OutputError::Io {
             path: dest.clone(),

@@ -293,10 +293,7 @@ impl ManifestReader {
         match self.field(col)? {
             Ok(s) => Some(s.to_string()),
             Err(escaped) => {
-                problems.push(format!(
-                    "the {} {escaped} is not UTF-8 text",
-                    COLUMNS[col]
-                ));
+                problems.push(format!("the {} {escaped} is not UTF-8 text", COLUMNS[col]));
                 None
             }
         }
@@ -335,10 +332,7 @@ impl ManifestReader {
         if row.cheque_id.is_empty() {
             problems.push("the cheque_id is empty".to_string());
         }
-        match self
-            .text(1, &mut problems)
-            .filter(|s| !s.is_empty())
-        {
+        match self.text(1, &mut problems).filter(|s| !s.is_empty()) {
             Some(p) => row.cheque_path = self.base.join(p),
             None => problems.push("the cheque_path is empty".to_string()),
         }
@@ -490,7 +484,13 @@ mod tests {
                 .contains("neither an account_id")
         );
         // A sixth field in a five-column file is refused: "12,34" was an unquoted amount.
-        assert!(rows[2].problem.as_deref().unwrap().contains("unquoted comma"));
+        assert!(
+            rows[2]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("unquoted comma")
+        );
         assert!(rows[3].problem.as_deref().unwrap().contains("amount"));
         assert!(rows[4].problem.as_deref().unwrap().contains("fields"));
         assert_eq!(rows[5].amount_cents, Some(150));
@@ -514,7 +514,13 @@ mod tests {
         assert!(rows[1].problem.as_deref().unwrap().contains("not UTF-8"));
         assert_eq!(rows[2].line, 7);
         assert_eq!(rows[2].amount_cents, None);
-        assert!(rows[2].problem.as_deref().unwrap().contains("unquoted comma"));
+        assert!(
+            rows[2]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("unquoted comma")
+        );
     }
 
     #[test]

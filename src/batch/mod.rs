@@ -748,7 +748,12 @@ fn process_chunk(
                         line,
                         r.account_id.as_deref(),
                         RowStatus::Error,
-                        id_conflict_message(&r.cheque_id, earlier, &earlier_sha256, &d.cheque_sha256),
+                        id_conflict_message(
+                            &r.cheque_id,
+                            earlier,
+                            &earlier_sha256,
+                            &d.cheque_sha256,
+                        ),
                     );
                 }
             }
@@ -843,7 +848,9 @@ pub fn id_conflict_message(
     earlier_sha256: &str,
     this_sha256: &str,
 ) -> String {
-    let row = earlier.map_or("earlier in this run".to_string(), |id| format!("audit row {id}"));
+    let row = earlier.map_or("earlier in this run".to_string(), |id| {
+        format!("audit row {id}")
+    });
     format!(
         "cheque id {cheque_id} was already decided ({row}) for an image with SHA-256 {earlier_sha256}, but this \
          image has SHA-256 {this_sha256}: a cheque id names one cheque image, so nothing was recorded; check \
@@ -860,7 +867,9 @@ fn earlier_row(store: &Store, row: &ManifestRow, id: i64) -> Result<ResultRow, B
             row.line,
             row.account_id.as_deref(),
             RowStatus::Skipped,
-            format!("already decided in the audit store (row {id}); see `countersign audit export`"),
+            format!(
+                "already decided in the audit store (row {id}); see `countersign audit export`"
+            ),
         ),
     })
 }

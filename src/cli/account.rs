@@ -66,7 +66,10 @@ pub fn run(global: &GlobalOpts, args: &AccountArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("enrolling {}", path.display()))?;
                 crate::outln!(
                     "enrolled reference {} for {id}: {}x{} sha256 {}",
-                    r.id, r.width, r.height, r.sha256
+                    r.id,
+                    r.width,
+                    r.height,
+                    r.sha256
                 );
             }
         }
@@ -74,7 +77,11 @@ pub fn run(global: &GlobalOpts, args: &AccountArgs) -> anyhow::Result<()> {
             for a in store.list_accounts()? {
                 crate::outln!(
                     "{}\t{}\t{} references\tcreated {} by {}",
-                    a.id, a.holder, a.active_references, a.created_at, a.created_by
+                    a.id,
+                    a.holder,
+                    a.active_references,
+                    a.created_at,
+                    a.created_by
                 );
             }
         }
@@ -87,13 +94,22 @@ pub fn run(global: &GlobalOpts, args: &AccountArgs) -> anyhow::Result<()> {
                 })?;
             crate::outln!(
                 "account {}\nholder  {}\ncreated {} by {}",
-                a.id, a.holder, a.created_at, a.created_by
+                a.id,
+                a.holder,
+                a.created_at,
+                a.created_by
             );
             for r in store.references(id, *all)? {
                 let retired = if r.retired { " (retired)" } else { "" };
                 crate::outln!(
                     "  reference {}: {}x{}, {} bytes, sha256 {}, enrolled {} by {}{retired}",
-                    r.id, r.width, r.height, r.bytes, r.sha256, r.enrolled_at, r.enrolled_by
+                    r.id,
+                    r.width,
+                    r.height,
+                    r.bytes,
+                    r.sha256,
+                    r.enrolled_at,
+                    r.enrolled_by
                 );
             }
         }

@@ -177,7 +177,10 @@ pub fn run(global: &GlobalOpts, args: &AuditArgs) -> anyhow::Result<()> {
             match &report.head {
                 Some(h) => crate::outln!(
                     "chain intact: {} rows verified; head row {} ({}) hash {}",
-                    report.rows_checked, h.row_id, h.time, h.hash
+                    report.rows_checked,
+                    h.row_id,
+                    h.time,
+                    h.hash
                 ),
                 None => crate::outln!("chain intact: the ledger is empty"),
             }

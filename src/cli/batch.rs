@@ -138,7 +138,11 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     let summary = result?;
     out(&render_summary(&summary))?;
     if let Some(p) = &args.summary_json {
-        crate::output::write(p, &protected, serde_json::to_string_pretty(&summary)?.as_bytes())?;
+        crate::output::write(
+            p,
+            &protected,
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
     }
     match summary.stopped {
         Some(StopReason::Interrupted) => {

@@ -67,7 +67,8 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
     );
     crate::outln!(
         "calibration  P(genuine) = sigmoid({:.4} * score + {:.4})",
-        result.calibration.a, result.calibration.b
+        result.calibration.a,
+        result.calibration.b
     );
     crate::outln!(
         "thresholds   {}",

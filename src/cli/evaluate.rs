@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-
 use crate::cli::GlobalOpts;
 use crate::cli::assess_args::{DataArgs, embed_with_progress, load_model};
 

@@ -161,8 +161,7 @@ impl GlobalOpts {
     /// [`crate::model::in_force`]: `--model`, else the model a supervisor activated in the store,
     /// else the bundled default).
     pub fn model_path(&self) -> Result<(PathBuf, &'static str), crate::model::ModelError> {
-        let choice =
-            crate::model::in_force::choose_for_db(&self.db_path(), self.model.as_deref())?;
+        let choice = crate::model::in_force::choose_for_db(&self.db_path(), self.model.as_deref())?;
         Ok((choice.path, choice.origin.describe()))
     }
 }

@@ -82,7 +82,11 @@ pub fn run(global: &GlobalOpts, args: &OperatorArgs) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 crate::outln!(
                     "{}\t{}\tcreated {} by {}\t{} failed sign-ins{lock}",
-                    o.name, o.role, o.created_at, o.created_by, o.failed_attempts
+                    o.name,
+                    o.role,
+                    o.created_at,
+                    o.created_by,
+                    o.failed_attempts
                 );
             }
         }

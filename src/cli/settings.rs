@@ -70,7 +70,9 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
             let s = store.change_settings(&op, &change, reason)?;
             crate::outln!(
                 "thresholds set (settings row {}): ACCEPT at {:.3} or more, REJECT below {:.3}",
-                s.version, s.thresholds.accept, s.thresholds.reject
+                s.version,
+                s.thresholds.accept,
+                s.thresholds.reject
             );
             // The verify service uses the store's thresholds together with a stored calibration
             // only; say so rather than let the supervisor believe the change is in force.

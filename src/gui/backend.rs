@@ -387,7 +387,9 @@ fn store_error(context: &str, e: crate::store::StoreError) -> UserError {
         E::AuthFailed => {
             "Check your operator name and PIN. Repeated wrong PINs lock the operator for a while."
         }
-        E::LockedOut { .. } => "Ask a supervisor to unlock you (the lock does not expire by itself).",
+        E::LockedOut { .. } => {
+            "Ask a supervisor to unlock you (the lock does not expire by itself)."
+        }
         E::PermissionDenied { .. } => {
             "Ask a colleague with that role. The refusal has been logged."
         }

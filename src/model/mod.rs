@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor, nn};
 
 pub use card::{DataSourceInfo, ModelCard, Preprocessing, TrainingInfo, ValidationMetrics};
-pub use net::{ARCH_NAME, ARCH_VERSION, EMBEDDING_DIM, EmbeddingNet};
 pub use in_force::{ModelInForce, ModelOrigin};
+pub use net::{ARCH_NAME, ARCH_VERSION, EMBEDDING_DIM, EmbeddingNet};
 pub use slot::ModelSlot;
 
 use crate::imaging::NormalisedSignature;

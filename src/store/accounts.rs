@@ -443,7 +443,10 @@ impl Store {
             .map_err(&m)?;
         let rows = stmt
             .query_map(params![reference_id], |r| {
-                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?))
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                ))
             })
             .map_err(&m)?;
         let mut out: Option<(String, String, bool)> = None;

@@ -617,7 +617,9 @@ impl Store {
         for (i, r) in out.iter_mut().enumerate() {
             if let Recorded::Repeat { earlier: 0 } = r
                 && let Some(c) = decisions[i].cheque_id.as_deref()
-                && let Some(j) = decisions.iter().position(|d| d.cheque_id.as_deref() == Some(c))
+                && let Some(j) = decisions
+                    .iter()
+                    .position(|d| d.cheque_id.as_deref() == Some(c))
                 && let Some(Some(id)) = new_ids.get(j)
             {
                 *r = Recorded::Repeat { earlier: *id };

@@ -34,7 +34,8 @@ use time::OffsetDateTime;
 pub use accounts::{Account, Reference};
 pub use chain::{ChainHead, ChainReport, Checkpoint, CheckpointReport};
 pub use decisions::{
-    CropBox, DecisionFilter, DecisionRow, FinalAction, MAX_SIGNATURE_PNG, NewDecision, Recorded, Source,
+    CropBox, DecisionFilter, DecisionRow, FinalAction, MAX_SIGNATURE_PNG, NewDecision, Recorded,
+    Source,
 };
 pub use export::{ExportFormat, ExportSummary};
 pub use operators::{KdfCost, Operator, Permission, Role};
@@ -146,9 +147,7 @@ impl StoreError {
             StoreError::NoOperators => exit::DENIED,
             StoreError::CredentialsTampered { .. }
             | StoreError::SignatureTampered { .. }
-            | StoreError::Tampered { .. } => {
-                exit::CHAIN_BROKEN
-            }
+            | StoreError::Tampered { .. } => exit::CHAIN_BROKEN,
             StoreError::Sqlite(_)
             | StoreError::Io { .. }
             | StoreError::Busy { .. }

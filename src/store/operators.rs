@@ -255,7 +255,6 @@ fn bounded(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-
 impl Store {
     /// Number of operators in the database.
     pub fn operator_count(&self) -> Result<i64, StoreError> {

@@ -173,7 +173,10 @@ fn calibrate_chooses_thresholds_and_saves_them_only_for_a_supervisor_with_a_reas
         &[("COUNTERSIGN_NEW_PIN", "482100")],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let sup = [("COUNTERSIGN_OPERATOR", "sue"), ("COUNTERSIGN_PIN", "482100")];
+    let sup = [
+        ("COUNTERSIGN_OPERATOR", "sue"),
+        ("COUNTERSIGN_PIN", "482100"),
+    ];
     let o = cs(
         &db,
         &weights,

@@ -105,7 +105,15 @@ fn outputs_refuse_the_database_its_side_files_and_hard_links_to_them() {
     let wal = PathBuf::from(format!("{}-wal", s(db)));
     let attempts: Vec<Vec<String>> = vec![
         // --summary-json over the database: exit 0 and a destroyed store before.
-        vec!["batch", "--manifest", s(&manifest), "--out", s(&dir.path().join("r.csv")), "--summary-json", s(db)],
+        vec![
+            "batch",
+            "--manifest",
+            s(&manifest),
+            "--out",
+            s(&dir.path().join("r.csv")),
+            "--summary-json",
+            s(db),
+        ],
         // --out through a hard link (a path comparison does not see it).
         vec!["batch", "--manifest", s(&manifest), "--out", s(&link)],
         vec!["batch", "--manifest", s(&manifest), "--out", s(&wal)],
@@ -201,7 +209,10 @@ fn an_edited_embedding_cache_is_refused_and_reported() {
     let o = cs(&fx.db, None, &["audit", "verify"]);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains("cached embedding") && t.contains("reference_embeddings_no_update"), "{t}");
+    assert!(
+        t.contains("cached embedding") && t.contains("reference_embeddings_no_update"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -240,7 +251,9 @@ fn a_swapped_logged_signature_fails_audit_verify() {
         c.execute_batch("DROP TRIGGER decision_signatures_no_update; CREATE TRIGGER decision_signatures_no_update BEFORE UPDATE ON decision_signatures BEGIN SELECT 1; END;")
             .unwrap();
         let png: Vec<u8> = c
-            .query_row("SELECT png FROM decision_signatures LIMIT 1", [], |r| r.get(0))
+            .query_row("SELECT png FROM decision_signatures LIMIT 1", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         // Another valid PNG: the same image with one more (ignored) byte of trailing data.
         let mut other = png.clone();
@@ -303,12 +316,18 @@ fn a_clerk_cannot_choose_the_decision_policy_with_model() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("DRY RUN"), "{}", text(&o));
-    assert_eq!(decisions(&fx.db), before, "a clerk's --model run recorded nothing");
+    assert_eq!(
+        decisions(&fx.db),
+        before,
+        "a clerk's --model run recorded nothing"
+    );
     // A batch has no dry run: refused.
     let manifest = fx.dir.join("m.csv");
     std::fs::write(
         &manifest,
-        format!("cheque_id,cheque_path,account_id,reference_paths,amount\nM-2,{forged},ACC-000,,\n"),
+        format!(
+            "cheque_id,cheque_path,account_id,reference_paths,amount\nM-2,{forged},ACC-000,,\n"
+        ),
     )
     .unwrap();
     let o = cs(
@@ -322,13 +341,31 @@ fn a_clerk_cannot_choose_the_decision_policy_with_model() {
     let o = cs(
         &fx.db,
         Some(CLERK),
-        &["verify", "--account", "ACC-000", "--cheque", &forged, "--cheque-id", "M-3"],
+        &[
+            "verify",
+            "--account",
+            "ACC-000",
+            "--cheque",
+            &forged,
+            "--cheque-id",
+            "M-3",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     let o = cs(
         &fx.db,
         Some(BOSS),
-        &["--model", s(&lax), "verify", "--account", "ACC-000", "--cheque", &forged, "--cheque-id", "M-4"],
+        &[
+            "--model",
+            s(&lax),
+            "verify",
+            "--account",
+            "ACC-000",
+            "--cheque",
+            &forged,
+            "--cheque-id",
+            "M-4",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(decisions(&fx.db), before + 2);
@@ -348,7 +385,13 @@ fn the_gui_backend_verifies_with_the_model_a_supervisor_activated() {
     let o = cs(
         &fx.db,
         Some(BOSS),
-        &["settings", "activate-model", s(&other), "--reason", "new weights"],
+        &[
+            "settings",
+            "activate-model",
+            s(&other),
+            "--reason",
+            "new weights",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     // The GUI's command line, as `countersign` with no subcommand parses it.
@@ -471,7 +514,15 @@ fn a_cheque_id_names_one_image_in_verify_and_batch() {
     let o = cs(
         &fx.db,
         Some(BOSS),
-        &["verify", "--account", "ACC-000", "--cheque", s(&c[1]), "--cheque-id", "T-1"],
+        &[
+            "verify",
+            "--account",
+            "ACC-000",
+            "--cheque",
+            s(&c[1]),
+            "--cheque-id",
+            "T-1",
+        ],
     );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(
@@ -483,7 +534,15 @@ fn a_cheque_id_names_one_image_in_verify_and_batch() {
     let o = cs(
         &fx.db,
         Some(BOSS),
-        &["verify", "--account", "ACC-000", "--cheque", s(&c[0]), "--cheque-id", "T-1"],
+        &[
+            "verify",
+            "--account",
+            "ACC-000",
+            "--cheque",
+            s(&c[0]),
+            "--cheque-id",
+            "T-1",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("already decided"), "{}", text(&o));
@@ -492,7 +551,15 @@ fn a_cheque_id_names_one_image_in_verify_and_batch() {
     let o = cs(
         &fx.db,
         Some(BOSS),
-        &["verify", "--account", "ACC-000", "--cheque", s(&c[2]), "--cheque-id", "V-1"],
+        &[
+            "verify",
+            "--account",
+            "ACC-000",
+            "--cheque",
+            s(&c[2]),
+            "--cheque-id",
+            "V-1",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     std::fs::write(
@@ -583,7 +650,11 @@ fn short_pins_are_refused_and_a_lockout_never_expires_by_itself() {
         .unwrap();
     let o = cs(&fx.db, Some(CLERK), &["account", "list"]);
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("a supervisor must unlock"), "{}", text(&o));
+    assert!(
+        text(&o).contains("a supervisor must unlock"),
+        "{}",
+        text(&o)
+    );
     let o = cs(&fx.db, Some(BOSS), &["operator", "unlock", CLERK.0]);
     assert!(o.status.success(), "{}", text(&o));
     let o = cs(&fx.db, Some(CLERK), &["account", "list"]);
@@ -644,7 +715,10 @@ fn results_after_a_resume_cover_the_whole_manifest() {
     assert!(o.status.success(), "{}", text(&o));
     let r = read_results(&out).unwrap();
     assert_eq!(r.len(), 8);
-    assert!(r.iter().all(|x| x.decision != RowStatus::Error && x.decision != RowStatus::Skipped));
+    assert!(
+        r.iter()
+            .all(|x| x.decision != RowStatus::Error && x.decision != RowStatus::Skipped)
+    );
     let earlier: Vec<_> = r.iter().filter(|x| x.run == "earlier").collect();
     assert_eq!(earlier.len(), 3);
     // The earlier rows show the earlier run's decisions, with their audit rows.
@@ -665,12 +739,22 @@ fn errors_name_the_size_and_kind_of_a_file_never_its_bytes() {
     let o = cs(
         &dir.path().join("none.sqlite3"),
         None,
-        &["verify", "--dry-run", "--reference", s(&secret), "--signature", s(&secret)],
+        &[
+            "verify",
+            "--dry-run",
+            "--reference",
+            s(&secret),
+            "--signature",
+            s(&secret),
+        ],
     );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let t = text(&o);
     assert!(!t.contains("726f6f74") && !t.contains("root:"), "{t}");
-    assert!(t.contains(&format!("{} bytes of text", content.len())), "{t}");
+    assert!(
+        t.contains(&format!("{} bytes of text", content.len())),
+        "{t}"
+    );
 }
 
 #[test]
@@ -760,13 +844,17 @@ fn the_keyed_chain_catches_an_appended_row_with_a_valid_hash() {
             reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, probability, t_accept, t_reject, decision, \
             final_action, reason, model_id, device, latency_ms, source, ref_id, payload";
         let (last, prev_hex): (i64, String) = c
-            .query_row("SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
         let mut row: Vec<rusqlite::types::Value> = c
             .query_row(
-                &format!("SELECT {cols} FROM ledger WHERE kind = 'decision' ORDER BY id DESC LIMIT 1"),
+                &format!(
+                    "SELECT {cols} FROM ledger WHERE kind = 'decision' ORDER BY id DESC LIMIT 1"
+                ),
                 [],
                 |r| (0..26).map(|i| r.get(i)).collect(),
             )

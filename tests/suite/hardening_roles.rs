@@ -391,7 +391,11 @@ fn pins_never_appear_in_clear_and_wrong_pins_lock_out() {
     // Locked out: even the right PIN is refused until a supervisor unlocks.
     let o = run(Some(("clara", clerk_pin)), &["account", "list"]);
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("a supervisor must unlock"), "{}", text(&o));
+    assert!(
+        text(&o).contains("a supervisor must unlock"),
+        "{}",
+        text(&o)
+    );
     // A supervisor unlocks; the right PIN works again; the clerk changes it.
     let o = run(boss, &["operator", "unlock", "clara"]);
     assert!(o.status.success(), "{}", text(&o));

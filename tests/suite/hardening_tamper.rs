@@ -110,6 +110,14 @@ fn a_rewrite_from_a_row_on_passes_the_chain_but_not_the_export_anchor() {
         .expect("edit");
     assert_eq!(n, 1);
     let rewritten = rehash_from(&c, victim);
+    // A careful attacker puts the triggers back: `audit verify` reports a missing one.
+    c.execute_batch(
+        "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger \
+         BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only: UPDATE refused'); END; \
+         CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger \
+         BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only: DELETE refused'); END;",
+    )
+    .expect("restore triggers");
     drop(c);
 
     // The chain alone cannot tell: it is internally consistent (this is the documented limit).

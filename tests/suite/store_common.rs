@@ -38,7 +38,9 @@ pub fn fixture(path: &Path) -> Fixture {
     store
         .add_operator(Some(&sup), "aude", Role::Auditor, "333300")
         .expect("auditor");
-    let clerk = store.authenticate("carla", "222200").expect("clerk signs in");
+    let clerk = store
+        .authenticate("carla", "222200")
+        .expect("clerk signs in");
     let auditor = store
         .authenticate("aude", "333300")
         .expect("auditor signs in");

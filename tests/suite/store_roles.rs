@@ -294,11 +294,17 @@ fn wrong_pins_are_logged_then_lock_out_until_a_supervisor_unlocks() {
         ));
     }
     let err = f.store.authenticate("carla", "000000").unwrap_err();
-    let StoreError::LockedOut { since, failures, .. } = &err else {
+    let StoreError::LockedOut {
+        since, failures, ..
+    } = &err
+    else {
         panic!("expected a lockout, got {err}")
     };
     assert!(since.ends_with('Z') && *failures == free);
-    assert!(err.to_string().contains("a supervisor must unlock"), "{err}");
+    assert!(
+        err.to_string().contains("a supervisor must unlock"),
+        "{err}"
+    );
     assert_eq!(err.exit_code(), countersign::cli::exit::DENIED);
     // Even the right PIN is refused during the window.
     assert!(matches!(
