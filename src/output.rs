@@ -10,8 +10,9 @@
 //!   nothing), never half a file; and because a rename replaces the *name*, a destination that shares
 //!   an inode with something else never writes into that something else.
 //!
-//! Commands that know the database pass [`Protected::database`]; tools that never touch one (synth)
-//! may pass [`Protected::none`].
+//! Commands that know the database pass [`Protected::database`]; `cli::run` also registers the
+//! database in force for the whole process ([`protect_for_process`]), so writers that do not know it
+//! (synthetic data, the screenshot marker) are checked against it too.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -162,9 +163,27 @@ impl std::fmt::Debug for OutputFile {
     }
 }
 
-/// Starts writing `out` (creating its folder if needed) after checking it against `protected`.
-pub fn create(out: &Path, protected: &Protected) -> Result<OutputFile, OutputError> {
+/// The files protected for the whole process (the database in force), set once by `cli::run`.
+static PROCESS: std::sync::OnceLock<Protected> = std::sync::OnceLock::new();
+
+/// Protects these files from every output of this process (first call wins).
+pub fn protect_for_process(p: Protected) {
+    let _ = PROCESS.set(p);
+}
+
+/// Refuses `out` when it is protected by `protected` or for the whole process.
+pub fn check(out: &Path, protected: &Protected) -> Result<(), OutputError> {
     protected.check(out)?;
+    if let Some(p) = PROCESS.get() {
+        p.check(out)?;
+    }
+    Ok(())
+}
+
+/// Starts writing `out` (creating its folder if needed) after checking it against `protected` and
+/// the process's protected files.
+pub fn create(out: &Path, protected: &Protected) -> Result<OutputFile, OutputError> {
+    check(out, protected)?;
     if std::fs::metadata(out).is_ok_and(|m| m.is_dir()) {
         return Err(OutputError::Io {
             path: out.to_path_buf(),
@@ -214,6 +233,21 @@ impl OutputFile {
         })?;
         Ok(())
     }
+
+    /// [`OutputFile::commit`] without the sync, for bulk outputs that can be made again (synthetic
+    /// data): still never half a file under the destination's name, but not durable on power loss.
+    pub fn commit_unsynced(self) -> Result<(), OutputError> {
+        let dest = self.dest;
+        let tmp = self.tmp.into_inner().map_err(|e| OutputError::Io {
+            path: dest.clone(),
+            source: e.into_error(),
+        })?;
+        tmp.persist(&dest).map_err(|e| OutputError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
 }
 
 impl Write for OutputFile {
@@ -231,6 +265,40 @@ pub fn write(out: &Path, protected: &Protected, bytes: &[u8]) -> Result<(), Outp
     let mut f = create(out, protected)?;
     f.write_all(bytes).map_err(OutputError::io(out))?;
     f.commit()
+}
+
+/// Writes a whole file through [`create`] and [`OutputFile::commit_unsynced`] (bulk, remakeable
+/// outputs).
+pub fn write_unsynced(out: &Path, protected: &Protected, bytes: &[u8]) -> Result<(), OutputError> {
+    let mut f = create(out, protected)?;
+    f.write_all(bytes).map_err(OutputError::io(out))?;
+    f.commit_unsynced()
+}
+
+/// Encodes an image as PNG in memory and writes it with [`write_unsynced`].
+pub fn write_png(
+    out: &Path,
+    protected: &Protected,
+    img: &image::GrayImage,
+) -> Result<(), OutputError> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|e| OutputError::Io {
+            path: out.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    write_unsynced(out, protected, bytes.get_ref())
+}
+
+impl From<OutputError> for std::io::Error {
+    fn from(e: OutputError) -> Self {
+        match e {
+            OutputError::Io { source, .. } => source,
+            e @ OutputError::Protected { .. } => {
+                std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.to_string())
+            }
+        }
+    }
 }
 
 #[cfg(test)]

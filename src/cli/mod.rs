@@ -198,6 +198,8 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // No file this process writes may replace the database in force, by any name.
+    crate::output::protect_for_process(cli.global.protected());
     if let Some(n) = cli.global.threads {
         tch::set_num_threads(n as i32);
         // A second call fails harmlessly when the pool already exists.

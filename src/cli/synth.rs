@@ -36,7 +36,7 @@ pub struct SynthArgs {
     pub contact_sheet: Option<PathBuf>,
 }
 
-pub fn run(_global: &GlobalOpts, args: &SynthArgs) -> anyhow::Result<()> {
+pub fn run(global: &GlobalOpts, args: &SynthArgs) -> anyhow::Result<()> {
     let opts = DatasetOptions {
         writers: args.writers,
         genuine: args.genuine,
@@ -67,8 +67,7 @@ pub fn run(_global: &GlobalOpts, args: &SynthArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.contact_sheet {
         let sheet = crate::synth::dataset::dataset_contact_sheet(&opts, 6, 4);
-        sheet
-            .save(path)
+        crate::output::write_png(path, &global.protected(), &sheet)
             .with_context(|| format!("writing the contact sheet {}", path.display()))?;
         crate::outln!("contact sheet: {}", path.display());
     }

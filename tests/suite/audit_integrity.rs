@@ -122,6 +122,20 @@ fn outputs_refuse_the_database_its_side_files_and_hard_links_to_them() {
         // calibrate --json over the database: refused before any work.
         vec!["calibrate", "--data", s(&fx.dir), "--json", s(db)],
         vec!["evaluate", "--data", s(&fx.dir), "--json", s(&link)],
+        // Commands that need no sign-in write through the same function.
+        vec![
+            "synth",
+            "--out",
+            s(&dir.path().join("synth")),
+            "--writers",
+            "1",
+            "--genuine",
+            "1",
+            "--forgeries",
+            "1",
+            "--contact-sheet",
+            s(&link),
+        ],
     ]
     .into_iter()
     .map(|v| v.into_iter().map(str::to_string).collect())
@@ -804,6 +818,8 @@ fn audit_verify_reads_a_database_on_a_read_only_mount() {
         Ok(o) => {
             assert!(o.status.success(), "{}", text(&o));
             assert!(text(&o).contains("chain intact"), "{}", text(&o));
+            // Read-write and plain read-only opens fail there: the immutable fallback did it.
+            assert!(text(&o).contains("opened as immutable"), "{}", text(&o));
         }
         Err(e) => eprintln!("skipped: unshare is not available ({e})"),
     }
