@@ -127,6 +127,8 @@ pub struct GlobalOpts {
     #[arg(long, global = true, env = crate::paths::DB_ENV)]
     pub db: Option<PathBuf>,
     /// Model weights (.safetensors, with its .json card beside it); default: the active model, else the bundled one.
+    /// Audited commands use the store's active model: with other weights, a clerk's verify is a dry
+    /// run that records nothing, and a batch needs a supervisor.
     #[arg(long, global = true, env = crate::paths::MODEL_ENV)]
     pub model: Option<PathBuf>,
     /// Operator name for audited actions.
