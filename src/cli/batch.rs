@@ -20,12 +20,15 @@ cheque_id,cheque_path,account_id,reference_paths,amount\n  \
 000123,scans/000123.png,ACC-001,,250.00\n  \
 000124,scans/000124.png,,refs/a.png;refs/b.png,\n\
 Each row names account_id (the account's enrolled references) or reference_paths (image files \
-separated by ;). amount is optional. Relative paths are relative to the manifest's folder.\n\n\
-Results (CSV): cheque_id, line, account_id, decision (ACCEPT/REFER/REJECT, ERROR for a row that could \
-not be verified, SKIPPED for a cheque already decided), probability, score, crop box, find_confidence, \
-reason, error. Every decided cheque is also one audit row.\n\n\
-Resuming: cheque ids already in the audit database are skipped, so after Ctrl-C or a crash run the same \
-command again. Exit status 3 when any row was an ERROR (the other rows were still verified), 130 when \
+separated by ;); both only in a supervisor's run. amount is optional. A row with more fields than the \
+header (an unquoted comma) is an ERROR. Relative paths are relative to the manifest's folder.\n\n\
+Results (CSV, the whole manifest): cheque_id, line, account_id, decision (ACCEPT/REFER/REJECT, ERROR \
+for a row that could not be verified), probability, score, crop box, find_confidence, reason, error, \
+run (this, or earlier for a cheque a previous run decided), audit_row. Every decided cheque is one \
+audit row.\n\n\
+Resuming: cheque ids already in the audit database are not verified again (their image is hashed: the \
+same image shows the earlier decision, another one is an ERROR naming both hashes), so after Ctrl-C or \
+a crash run the same command again. Exit status 3 when any row was an ERROR (the other rows were still verified), 130 when \
 stopped by Ctrl-C.")]
 pub struct BatchArgs {
     /// The manifest CSV.

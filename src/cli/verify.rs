@@ -19,7 +19,10 @@ use crate::verify::{
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Every decision is written to the audit database (with the operator from --operator/--pin or \
-COUNTERSIGN_OPERATOR/COUNTERSIGN_PIN); --dry-run shows the decision without recording it.\n\n\
+COUNTERSIGN_OPERATOR/COUNTERSIGN_PIN); --dry-run shows the decision without recording it. Only the \
+store's active model decides a recorded verification (--model with other weights: a supervisor, or a \
+dry run), and with --account only its enrolled references count (--reference beside it: a supervisor, \
+flagged in the row).\n\n\
 Examples:\n  countersign verify --reference ref1.png --reference ref2.png --cheque cheque.png --amount 250.00\n  \
 countersign verify --account ACC-001 --cheque cheque.png --json\n  \
 countersign verify --reference ref.png --signature questioned.png --dry-run")]
@@ -51,7 +54,9 @@ pub struct VerifyArgs {
     /// The cheque design (JSON: signature zone, skew, minimum confidence); default: signature lower right.
     #[arg(long, value_name = "FILE.json")]
     pub layout: Option<PathBuf>,
-    /// The cheque's id, recorded in the audit row.
+    /// The cheque's id, recorded in the audit row (default: the file's name). An id names one cheque
+    /// image: the same image again shows the earlier decision and records nothing; another image under
+    /// an id already decided is refused, naming both SHA-256s.
     #[arg(long, value_name = "ID")]
     pub cheque_id: Option<String>,
     /// Print JSON instead of text.
