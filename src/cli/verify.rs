@@ -54,7 +54,8 @@ pub struct VerifyArgs {
     /// The cheque design (JSON: signature zone, skew, minimum confidence); default: signature lower right.
     #[arg(long, value_name = "FILE.json")]
     pub layout: Option<PathBuf>,
-    /// The cheque's id, recorded in the audit row (default: the file's name). An id names one cheque
+    /// The cheque's id, recorded in the audit row (default: the file's name and the start of its
+    /// SHA-256, `04.png@sha256:1a2b3c4d5e6f`). An id names one cheque
     /// image: the same image again shows the earlier decision and records nothing; another image under
     /// an id already decided is refused, naming both SHA-256s.
     #[arg(long, value_name = "ID")]
@@ -226,7 +227,7 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
         manual_crop: args.crop,
         account: args.account.clone(),
         amount_cents: args.amount,
-        cheque_id: args.cheque_id.clone().or_else(|| default_cheque_id(args)),
+        cheque_id: args.cheque_id.clone(),
     };
     // One signature or a few: the network is small enough that libtorch's thread team costs more
     // than it gains, and on a busy machine its threads wait on each other (see `model::bench`).
@@ -236,7 +237,18 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
     // libtorch's one-time start-up (hundreds of ms) happens here, so that the timing printed below is
     // the pipeline's own.
     verifier.warm_up()?;
-    let result = verifier.verify(&req)?;
+    let mut result = verifier.verify(&req)?;
+    // Without --cheque-id, the row names the file and its image: `04.png@sha256:1a2b3c4d5e6f`. Two
+    // cheques that share a file name in different folders are then two ids, and verifying the same
+    // image again is a repeat of its earlier decision (a cheque id names one image).
+    if result.cheque_id.is_none() {
+        result.cheque_id = default_cheque_id(args).map(|name| {
+            format!(
+                "{name}@sha256:{}",
+                result.questioned_sha256.get(..12).unwrap_or_default()
+            )
+        });
+    }
 
     let recorded = match (&mut store, &operator) {
         (Some(s), Some(op)) => {
@@ -346,7 +358,8 @@ pub fn out(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Without --cheque-id, the audit row names the questioned file (its name, not its folder).
+/// Without --cheque-id, the audit row names the questioned file (its name, not its folder; the
+/// image's hash is appended by `run`).
 fn default_cheque_id(args: &VerifyArgs) -> Option<String> {
     args.cheque
         .as_ref()
