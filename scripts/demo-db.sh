@@ -15,10 +15,10 @@ mkdir -p "$(dirname "$db")"
 tmp="$db.partial"
 rm -f "$tmp" "$tmp-wal" "$tmp-shm"
 cs() { "$bin" --db "$tmp" "$@" >/dev/null; }
-COUNTERSIGN_NEW_PIN=2468 cs operator add supervisor --role supervisor
-export COUNTERSIGN_OPERATOR=supervisor COUNTERSIGN_PIN=2468
-COUNTERSIGN_NEW_PIN=1357 cs operator add clerk --role clerk
-COUNTERSIGN_NEW_PIN=9753 cs operator add auditor --role auditor
+COUNTERSIGN_NEW_PIN=246810 cs operator add supervisor --role supervisor
+export COUNTERSIGN_OPERATOR=supervisor COUNTERSIGN_PIN=246810
+COUNTERSIGN_NEW_PIN=135791 cs operator add clerk --role clerk
+COUNTERSIGN_NEW_PIN=975310 cs operator add auditor --role auditor
 n=1000
 for w in "$root"/assets/demo/w*/; do
   w="$(basename "$w")"
@@ -31,4 +31,4 @@ done
 "$bin" --db "$tmp" info >/dev/null
 mv "$tmp" "$db"
 rm -f "$tmp-wal" "$tmp-shm"
-echo "demo database ready: $db (operators supervisor/2468, clerk/1357, auditor/9753; accounts 1001-1004)"
+echo "demo database ready: $db (operators supervisor/246810, clerk/135791, auditor/975310; accounts 1001-1004)"

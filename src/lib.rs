@@ -16,6 +16,7 @@ pub mod digest;
 pub mod gui;
 pub mod imaging;
 pub mod model;
+pub mod output;
 pub mod paths;
 pub mod scoring;
 pub mod store;

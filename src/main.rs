@@ -7,6 +7,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = countersign::cli::Cli::parse();
     match countersign::cli::run(cli) {
+        Ok(()) if countersign::cli::stdout_failed() => {
+            eprintln!("error: the output could not be written to stdout");
+            ExitCode::from(countersign::cli::exit::FAILURE)
+        }
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => countersign::cli::report(&err),
     }

@@ -12,8 +12,9 @@
 //! | `reference_paths` | one of   | reference signature image(s), separated by `;`                      |
 //! | `amount`          | no       | the cheque amount in currency units, e.g. `1234.56` (for amount rules) |
 //!
-//! Each row names either `account_id` or `reference_paths`; with both, the given reference images are
-//! used and the account id is recorded (and its per-account thresholds apply). Relative paths are
+//! Each row names either `account_id` or `reference_paths`. With both, the row is an ERROR unless a
+//! supervisor runs the batch: an account is verified against its enrolled references only, and a
+//! supervisor's exception is flagged in the decision's reason. Relative paths are
 //! relative to the folder holding the manifest. Other columns are refused, so that a misspelt column
 //! name (`ammount`) is not silently ignored.
 //!
@@ -23,8 +24,12 @@
 //! 000124,scans/000124.png,,refs/jane-1.png;refs/jane-2.png,
 //! ```
 //!
-//! A row that cannot be used (too few fields, empty cheque id, a bad amount) is not fatal: it becomes a
-//! [`ManifestRow`] whose `problem` says why, and the batch reports it as an ERROR result.
+//! A row that cannot be used (too few or too many fields, an empty cheque id, a bad amount, text that
+//! is not UTF-8) is not fatal: it becomes a [`ManifestRow`] whose `problem` says why, and the batch
+//! reports it as an ERROR result. A row with more fields than the header is refused rather than read
+//! by position: an unquoted `1,200.00` would otherwise be read as the amount 1.00. Line numbers are the
+//! file's own (counted in the bytes, so CRLF line ends and blank lines do not shift them), and a cheque
+//! id that is not UTF-8 is kept visible with its odd bytes escaped (`CHQ-\xff`).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -94,8 +99,69 @@ pub struct ManifestReader {
     path: PathBuf,
     base: PathBuf,
     reader: csv::Reader<BufReader<File>>,
-    record: csv::StringRecord,
+    record: csv::ByteRecord,
     idx: [Option<usize>; 5],
+    /// Fields in the header.
+    columns: usize,
+    lines: LineCounter,
+}
+
+/// Turns a byte offset into the file's 1-based line number, reading the file once, forward.
+struct LineCounter {
+    reader: BufReader<File>,
+    /// Bytes consumed so far.
+    pos: u64,
+    /// Line ends seen before `pos`.
+    ends: u64,
+    /// The last byte consumed was a CR (a CRLF counts once).
+    after_cr: bool,
+}
+
+impl LineCounter {
+    fn line_at(&mut self, byte: u64) -> u64 {
+        use std::io::BufRead;
+        while self.pos < byte {
+            let Ok(buf) = self.reader.fill_buf() else {
+                break;
+            };
+            if buf.is_empty() {
+                break;
+            }
+            let take = usize::try_from(byte - self.pos)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            for &b in &buf[..take] {
+                match b {
+                    b'\n' if self.after_cr => {}
+                    b'\n' | b'\r' => self.ends += 1,
+                    _ => {}
+                }
+                self.after_cr = b == b'\r';
+            }
+            self.reader.consume(take);
+            self.pos += take as u64;
+        }
+        // The csv reader's position is where it began reading the record, before the blank lines
+        // it skipped; a record itself never starts with a line end, so skip those too.
+        loop {
+            let next = match self.reader.fill_buf() {
+                Ok(buf) => buf.first().copied(),
+                Err(_) => None,
+            };
+            match next {
+                Some(b @ (b'\r' | b'\n')) => {
+                    if !(b == b'\n' && self.after_cr) {
+                        self.ends += 1;
+                    }
+                    self.after_cr = b == b'\r';
+                    self.reader.consume(1);
+                    self.pos += 1;
+                }
+                _ => break,
+            }
+        }
+        self.ends + 1
+    }
 }
 
 impl std::fmt::Debug for ManifestReader {
@@ -167,12 +233,23 @@ impl ManifestReader {
             });
         }
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let lines = LineCounter {
+            reader: BufReader::new(File::open(path).map_err(|source| ManifestError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?),
+            pos: 0,
+            ends: 0,
+            after_cr: false,
+        };
         Ok(Self {
             path: path.to_path_buf(),
             base,
             reader,
-            record: csv::StringRecord::new(),
+            record: csv::ByteRecord::new(),
+            columns: headers.len(),
             idx,
+            lines,
         })
     }
 
@@ -185,64 +262,83 @@ impl ManifestReader {
     /// cannot be trusted); a malformed row is returned with its `problem` set.
     pub fn next_row(&mut self) -> Result<Option<ManifestRow>, ManifestError> {
         loop {
-            let line_before = self.reader.position().line();
-            match self.reader.read_record(&mut self.record) {
+            match self.reader.read_byte_record(&mut self.record) {
                 Ok(false) => return Ok(None),
                 Ok(true) => {
                     // Blank lines are skipped by the csv crate; a row of only commas is skipped here.
-                    if self.record.iter().all(str::is_empty) {
+                    if self.record.iter().all(<[u8]>::is_empty) {
                         continue;
                     }
-                    let line = self
-                        .record
-                        .position()
-                        .map_or(line_before, csv::Position::line);
+                    let byte = self.record.position().map_or(0, csv::Position::byte);
+                    let line = self.lines.line_at(byte);
                     return Ok(Some(self.resolve(line)));
                 }
-                Err(e) => match e.kind() {
-                    csv::ErrorKind::Utf8 { pos, .. } => {
-                        let line = pos.as_ref().map_or(line_before, csv::Position::line);
-                        return Ok(Some(ManifestRow::broken(
-                            line,
-                            "the row is not valid UTF-8 text",
-                        )));
-                    }
-                    _ => {
-                        return Err(ManifestError::Csv {
-                            path: self.path.clone(),
-                            source: e,
-                        });
-                    }
-                },
+                Err(e) => {
+                    return Err(ManifestError::Csv {
+                        path: self.path.clone(),
+                        source: e,
+                    });
+                }
             }
         }
     }
 
-    fn field(&self, col: usize) -> Option<&str> {
-        self.idx[col].and_then(|i| self.record.get(i))
+    /// A field as text; a field that is not UTF-8 comes back escaped (`\xff`) as the error.
+    fn field(&self, col: usize) -> Option<Result<&str, String>> {
+        let bytes = self.idx[col].and_then(|i| self.record.get(i))?;
+        Some(std::str::from_utf8(bytes).map_err(|_| bytes.escape_ascii().to_string()))
+    }
+
+    fn text(&self, col: usize, problems: &mut Vec<String>) -> Option<String> {
+        match self.field(col)? {
+            Ok(s) => Some(s.to_string()),
+            Err(escaped) => {
+                problems.push(format!("the {} {escaped} is not UTF-8 text", COLUMNS[col]));
+                None
+            }
+        }
     }
 
     fn resolve(&self, line: u64) -> ManifestRow {
         let mut row = ManifestRow::broken(line, "");
         row.problem = None;
-        row.cheque_id = self.field(0).unwrap_or_default().to_string();
         let mut problems = Vec::new();
-        if self.record.len() < self.idx.iter().flatten().max().map_or(0, |m| m + 1) {
+        // The cheque id stays visible even when it is not UTF-8: escaped.
+        row.cheque_id = match self.field(0) {
+            Some(Ok(s)) => s.to_string(),
+            Some(Err(escaped)) => {
+                problems.push(format!("the cheque_id {escaped} is not UTF-8 text"));
+                escaped
+            }
+            None => String::new(),
+        };
+        let needed = self.idx.iter().flatten().max().map_or(0, |m| m + 1);
+        if self.record.len() < needed {
             problems.push(format!(
-                "the row has {} fields but the header has more; quote fields that contain commas",
-                self.record.len()
+                "the row has {} fields but the header has {}; quote fields that contain commas",
+                self.record.len(),
+                self.columns
             ));
+        } else if self.record.len() > self.columns {
+            problems.push(format!(
+                "the row has {} fields but the header has {}: a field holds an unquoted comma (an amount such as \
+                 1,200.00 must be written 1200.00, a path with a comma must be quoted), so no field can be trusted",
+                self.record.len(),
+                self.columns
+            ));
+            row.problem = Some(problems.join("; "));
+            return row;
         }
         if row.cheque_id.is_empty() {
             problems.push("the cheque_id is empty".to_string());
         }
-        match self.field(1).filter(|s| !s.is_empty()) {
+        match self.text(1, &mut problems).filter(|s| !s.is_empty()) {
             Some(p) => row.cheque_path = self.base.join(p),
             None => problems.push("the cheque_path is empty".to_string()),
         }
-        row.account_id = self.field(2).filter(|s| !s.is_empty()).map(str::to_string);
+        row.account_id = self.text(2, &mut problems).filter(|s| !s.is_empty());
         let refs: Vec<PathBuf> = self
-            .field(3)
+            .text(3, &mut problems)
             .unwrap_or_default()
             .split(';')
             .map(str::trim)
@@ -258,13 +354,14 @@ impl ManifestReader {
         } else {
             row.references = RowReferences::Paths(refs);
         }
-        if let Some(a) = self.field(4).filter(|s| !s.is_empty()) {
-            match crate::verify::parse_amount(a) {
+        if let Some(a) = self.text(4, &mut problems).filter(|s| !s.is_empty()) {
+            match crate::verify::parse_amount(&a) {
                 Ok(c) => row.amount_cents = Some(c),
                 Err(e) => problems.push(e),
             }
         }
         if !problems.is_empty() {
+            problems.dedup();
             row.problem = Some(problems.join("; "));
         }
         row
@@ -386,13 +483,44 @@ mod tests {
                 .unwrap()
                 .contains("neither an account_id")
         );
-        // A sixth field in a five-column file is tolerated; the amount "12" is still read.
-        assert_eq!(rows[2].amount_cents, Some(1200));
+        // A sixth field in a five-column file is refused: "12,34" was an unquoted amount.
+        assert!(
+            rows[2]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("unquoted comma")
+        );
         assert!(rows[3].problem.as_deref().unwrap().contains("amount"));
         assert!(rows[4].problem.as_deref().unwrap().contains("fields"));
         assert_eq!(rows[5].amount_cents, Some(150));
         assert_eq!(rows[5].problem, None);
         assert_eq!(rows[5].line, 7);
+    }
+
+    #[test]
+    fn line_numbers_survive_crlf_and_blank_lines_and_odd_bytes_stay_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.csv");
+        let mut bytes = b"cheque_id,cheque_path,account_id,reference_paths,amount\r\n\r\nC1,c.png,A,,1\r\n\r\n\r\n".to_vec();
+        bytes.extend_from_slice(b"C\xff2,c.png,A,,2\r\nC3,c.png,A,,1,200.00\r\n");
+        std::fs::write(&p, bytes).unwrap();
+        let rows = rows(&p);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].line, 3);
+        assert_eq!(rows[0].problem, None);
+        assert_eq!(rows[1].line, 6);
+        assert_eq!(rows[1].cheque_id, "C\\xff2");
+        assert!(rows[1].problem.as_deref().unwrap().contains("not UTF-8"));
+        assert_eq!(rows[2].line, 7);
+        assert_eq!(rows[2].amount_cents, None);
+        assert!(
+            rows[2]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("unquoted comma")
+        );
     }
 
     #[test]

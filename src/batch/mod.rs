@@ -13,8 +13,12 @@
 //! - Bounded memory: the manifest is streamed; at most a few chunks are in flight (the channel holds
 //!   two); results are written as each chunk is committed. What grows with the manifest is the set of
 //!   cheque ids (for duplicate and resume checks) and the reference-embedding caches.
-//! - Resumable: cheque ids already decided in the audit store are SKIPPED, so rerunning after a crash
-//!   or Ctrl-C continues where the last committed chunk ended, with no duplicate decisions.
+//! - Resumable: cheque ids already decided in the audit store are not verified again, so rerunning
+//!   after a crash or Ctrl-C continues where the last committed chunk ended, with no duplicate
+//!   decisions. A cheque id is tied to its image: the image of an already decided id is hashed, and
+//!   the same image shows the earlier decision (the results file covers the whole manifest, saying
+//!   which run decided each row) while a different image under that id is an ERROR naming both
+//!   hashes.
 //! - Robust: a row that cannot be verified (missing or corrupt file, unknown account, bad amount)
 //!   becomes an ERROR result with its reason and the batch goes on. It is not written to the audit
 //!   store, so a rerun tries it again once it is fixed.
@@ -35,7 +39,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::imaging::NormalisedSignature;
-use crate::store::{Operator, Source, Store};
+use crate::store::{Operator, Recorded, Source, Store};
 use crate::verify::{
     ImageSource, PreparedQuestioned, PreparedReference, Questioned, QuestionedKind,
     ReferenceEmbedding, StageTimings, Verifier, VerifyError, prepare_questioned, prepare_reference,
@@ -68,6 +72,8 @@ pub enum BatchError {
     Workers { workers: usize, detail: String },
     #[error("the results file {path} is the manifest itself; choose another --out")]
     OutIsManifest { path: PathBuf },
+    #[error(transparent)]
+    Refused(#[from] crate::output::OutputError),
     #[error("the manifest reader thread failed unexpectedly")]
     ReaderPanicked,
     /// The X9 file as a whole is unusable (structure, control totals, a non-digit amount); nothing
@@ -95,6 +101,10 @@ pub struct BatchOptions {
     pub source: Source,
     /// `manifest` is an X9.37 / X9.100-187 image cash letter rather than a CSV manifest.
     pub x9: bool,
+    /// Whether a row may name an account together with reference images other than its enrolled
+    /// ones (a supervisor's run; the decision's reason is then flagged). Otherwise such a row is an
+    /// ERROR: with an account, only its enrolled references count.
+    pub allow_adhoc_references: bool,
 }
 
 impl BatchOptions {
@@ -106,6 +116,7 @@ impl BatchOptions {
             chunk_rows: DEFAULT_CHUNK_ROWS,
             limit: None,
             source: Source::Batch,
+            allow_adhoc_references: false,
             x9: false,
         }
     }
@@ -197,8 +208,10 @@ pub fn peak_rss_mb() -> Option<f64> {
 
 /// What the reader thread did with one row.
 enum Work {
-    /// Already decided in the store (resume).
-    Skip,
+    /// Decided before as audit row `earlier` for an image with SHA-256 `sha256`: to be hashed.
+    Repeat { earlier: i64, sha256: String },
+    /// Decided before, as this audit row, for this same image.
+    Earlier(i64),
     /// To be prepared by the parallel step.
     Pending,
     /// Cannot be verified; the message says why.
@@ -273,13 +286,11 @@ pub fn run(
             path: opts.out.clone(),
         });
     }
-    // Nor the audit database: truncating it would destroy every committed decision.
-    store.refuse_own_files(&[&opts.out])?;
-    let mut writer = ResultWriter::create(&opts.out).map_err(|source| BatchError::Output {
-        path: opts.out.clone(),
-        source,
-    })?;
-    let decided: HashSet<String> = store.decided_cheque_ids()?.into_iter().collect();
+    // Nor the audit database (by any name): replacing it would destroy every committed decision.
+    let mut protected = store.protected_files();
+    protected.add(&opts.manifest, "the batch's manifest");
+    let mut writer = ResultWriter::create(&opts.out, &protected)?;
+    let decided: HashMap<String, (i64, String)> = store.decided_cheques()?;
     let workers = opts
         .workers
         .unwrap_or_else(rayon::current_num_threads)
@@ -344,8 +355,8 @@ pub fn run(
                     };
                     let work = if let Some(p) = &row.problem {
                         Work::Error(p.clone())
-                    } else if decided.contains(&row.cheque_id) {
-                        Work::Skip
+                    } else if let Some((earlier, sha256)) = decided.get(&row.cheque_id) {
+                        Work::Repeat { earlier: *earlier, sha256: sha256.clone() }
                     } else if let Some(first) = seen.get(&row.cheque_id) {
                         Work::Error(format!(
                             "duplicate cheque_id: the same id is on line {first} of this manifest; only the first is verified"
@@ -354,7 +365,7 @@ pub fn run(
                         seen.insert(row.cheque_id.clone(), row.line);
                         Work::Pending
                     };
-                    if !matches!(work, Work::Skip) {
+                    if !matches!(work, Work::Repeat { .. }) {
                         verified += 1;
                     }
                     items.push(Item { row, image, work });
@@ -379,7 +390,7 @@ pub fn run(
                             (p, r)
                         })
                         .collect();
-                    let prepared: Vec<Option<Result<PreparedQuestioned, String>>> = items
+                    let prepared: Vec<Option<Result<Work, String>>> = items
                         .par_iter()
                         .map(|item| match &item.work {
                             Work::Pending => {
@@ -389,8 +400,18 @@ pub fn run(
                                         ImageSource::Path(item.row.cheque_path.clone())
                                     }),
                                 };
-                                Some(prepare_questioned(params, &q, None).map_err(|e| e.to_string()))
+                                Some(
+                                    prepare_questioned(params, &q, None)
+                                        .map(|q| Work::Ready(Box::new(q)))
+                                        .map_err(|e| e.to_string()),
+                                )
                             }
+                            Work::Repeat { earlier, sha256 } => Some(repeat_check(
+                                params,
+                                &item.row,
+                                *earlier,
+                                sha256,
+                            )),
                             _ => None,
                         })
                         .collect();
@@ -402,10 +423,12 @@ pub fn run(
                     // The encoded image is no longer needed once decoded (its hash is kept).
                     item.image = None;
                     match p {
-                        Some(Ok(q)) => {
-                            decode_cpu_ms += q.decode_ms;
-                            find_normalise_cpu_ms += q.find_normalise_ms;
-                            item.work = Work::Ready(Box::new(q));
+                        Some(Ok(w)) => {
+                            if let Work::Ready(q) = &w {
+                                decode_cpu_ms += q.decode_ms;
+                                find_normalise_cpu_ms += q.find_normalise_ms;
+                            }
+                            item.work = w;
                         }
                         Some(Err(e)) => item.work = Work::Error(e),
                         None => {}
@@ -488,6 +511,8 @@ pub fn run(
         path: opts.out.clone(),
         source,
     })?;
+    // The results of every committed chunk are kept even when the batch stopped on an error.
+    writer.commit()?;
     outcome?;
     summary.elapsed_s = started.elapsed().as_secs_f64();
     let verified = summary.decided() + summary.errors;
@@ -614,7 +639,7 @@ fn process_chunk(
         let row = item.row;
         let acct = row.account_id.as_deref();
         match item.work {
-            Work::Skip => {
+            Work::Repeat { .. } => {
                 rows.push(ResultRow::bare(
                     &row.cheque_id,
                     row.line,
@@ -623,6 +648,7 @@ fn process_chunk(
                     "already decided in the audit store (an earlier run); see `countersign audit export`".into(),
                 ));
             }
+            Work::Earlier(id) => rows.push(earlier_row(store, &row, id)?),
             Work::Error(e) => rows.push(ResultRow::bare(
                 &row.cheque_id,
                 row.line,
@@ -654,6 +680,16 @@ fn process_chunk(
                         })
                         .collect::<Result<Vec<_>, _>>()
                         .map(Arc::from),
+                };
+                let adhoc = acct.is_some() && matches!(row.references, RowReferences::Paths(_));
+                let refs = if adhoc && !opts.allow_adhoc_references {
+                    Err(format!(
+                        "the row names account {} and reference_paths: with an account only its enrolled \
+                         references count (leave reference_paths empty); other references need a supervisor's run",
+                        acct.unwrap_or_default()
+                    ))
+                } else {
+                    refs
                 };
                 let refs = match refs {
                     Ok(r) => r,
@@ -711,10 +747,16 @@ fn process_chunk(
                     timings,
                     latency,
                 );
-                decisions.push((
-                    rows.len(),
-                    crate::verify::to_new_decision(&result, operator, opts.source),
-                ));
+                let mut d = crate::verify::to_new_decision(&result, operator, opts.source);
+                if adhoc {
+                    d.reason = Some(format!(
+                        "{} (given in the manifest by supervisor {}, not the account's enrolled references): {}",
+                        crate::cli::verify::ADHOC_REFERENCES_FLAG,
+                        operator.name(),
+                        d.reason.as_deref().unwrap_or_default()
+                    ));
+                }
+                decisions.push((rows.len(), d));
                 rows.push(result_row(&result, row.line));
             }
         }
@@ -726,33 +768,67 @@ fn process_chunk(
     if !decisions.is_empty() {
         let batch: Vec<_> = decisions.iter().map(|(_, d)| d.clone()).collect();
         // Only cheques nobody decided yet: another batch over the same manifest may be running.
-        let mark_taken = |rows: &mut Vec<ResultRow>, i: usize| {
-            let r = &rows[i];
-            rows[i] = ResultRow::bare(
-                &r.cheque_id,
-                r.line,
-                r.account_id.as_deref(),
-                RowStatus::Skipped,
-                "decided meanwhile by another run on this audit store; this run recorded nothing for it".into(),
-            );
+        let mark_taken = |store: &Store,
+                          rows: &mut Vec<ResultRow>,
+                          i: usize,
+                          d: &crate::store::NewDecision,
+                          r: Recorded|
+         -> Result<(), BatchError> {
+            let line = rows[i].line;
+            match r {
+                Recorded::New(id) => {
+                    rows[i].run = "this".into();
+                    rows[i].audit_row = Some(id);
+                }
+                Recorded::Repeat { earlier } => {
+                    rows[i] = match store.decision(earlier)? {
+                        Some(e) => ResultRow::earlier(line, &e),
+                        None => ResultRow::bare(
+                            &rows[i].cheque_id,
+                            line,
+                            rows[i].account_id.as_deref(),
+                            RowStatus::Skipped,
+                            "decided meanwhile by another run on this audit store; this run recorded nothing for it".into(),
+                        ),
+                    };
+                }
+                Recorded::Conflict {
+                    earlier,
+                    earlier_sha256,
+                } => {
+                    let r = &rows[i];
+                    rows[i] = ResultRow::bare(
+                        &r.cheque_id,
+                        line,
+                        r.account_id.as_deref(),
+                        RowStatus::Error,
+                        id_conflict_message(
+                            &r.cheque_id,
+                            earlier,
+                            &earlier_sha256,
+                            &d.cheque_sha256,
+                        ),
+                    );
+                }
+            }
+            Ok(())
         };
-        match store.insert_undecided(operator, &batch) {
-            Ok(ids) => {
-                for ((i, _), id) in decisions.iter().zip(ids) {
-                    if id.is_none() {
-                        mark_taken(&mut rows, *i);
-                    }
+        match store.insert_once(operator, &batch) {
+            Ok(outcomes) => {
+                for ((i, d), r) in decisions.iter().zip(outcomes) {
+                    mark_taken(store, &mut rows, *i, d, r)?;
                 }
             }
             // The store refuses a row it considers malformed (an over-long cheque id, say) and with it
             // the whole transaction; find the culprit(s) one by one and report them as ERROR rows.
             Err(crate::store::StoreError::Invalid(_)) => {
                 for (i, d) in decisions {
-                    match store.insert_undecided(operator, std::slice::from_ref(&d)) {
-                        Ok(ids) if ids.first().is_some_and(Option::is_none) => {
-                            mark_taken(&mut rows, i)
+                    match store.insert_once(operator, std::slice::from_ref(&d)) {
+                        Ok(mut r) => {
+                            if let Some(r) = r.pop() {
+                                mark_taken(store, &mut rows, i, &d, r)?;
+                            }
                         }
-                        Ok(_) => {}
                         Err(crate::store::StoreError::Invalid(msg)) => {
                             let r = &rows[i];
                             rows[i] = ResultRow::bare(
@@ -774,6 +850,7 @@ fn process_chunk(
     let t_csv = Instant::now();
     for r in &rows {
         match r.decision {
+            _ if r.run == "earlier" => summary.skipped += 1,
             RowStatus::Accept => summary.accept += 1,
             RowStatus::Refer => summary.refer += 1,
             RowStatus::Reject => summary.reject += 1,
@@ -795,6 +872,62 @@ fn process_chunk(
     Ok(())
 }
 
+/// The check of a row whose cheque id was decided before: the image is read and hashed (not
+/// decoded); the same image shows the earlier decision, a different one is an ERROR naming both.
+fn repeat_check(
+    params: &crate::verify::PrepareParams,
+    row: &ManifestRow,
+    earlier: i64,
+    earlier_sha256: &str,
+) -> Result<Work, String> {
+    let bytes = crate::verify::input::read_bounded(&row.cheque_path, &params.limits)
+        .map_err(|e| format!("the cheque image cannot be used: {e}"))?;
+    let sha = crate::verify::sha256_hex(&bytes);
+    if sha == earlier_sha256 {
+        Ok(Work::Earlier(earlier))
+    } else {
+        Err(id_conflict_message(
+            &row.cheque_id,
+            Some(earlier),
+            earlier_sha256,
+            &sha,
+        ))
+    }
+}
+
+/// The ERROR for a cheque id already decided for a different image.
+pub fn id_conflict_message(
+    cheque_id: &str,
+    earlier: Option<i64>,
+    earlier_sha256: &str,
+    this_sha256: &str,
+) -> String {
+    let row = earlier.map_or("earlier in this run".to_string(), |id| {
+        format!("audit row {id}")
+    });
+    format!(
+        "cheque id {cheque_id} was already decided ({row}) for an image with SHA-256 {earlier_sha256}, but this \
+         image has SHA-256 {this_sha256}: a cheque id names one cheque image, so nothing was recorded; check \
+         which image is the cheque"
+    )
+}
+
+/// The results row of a cheque decided by an earlier run, read back from its audit row.
+fn earlier_row(store: &Store, row: &ManifestRow, id: i64) -> Result<ResultRow, BatchError> {
+    Ok(match store.decision(id)? {
+        Some(d) => ResultRow::earlier(row.line, &d),
+        None => ResultRow::bare(
+            &row.cheque_id,
+            row.line,
+            row.account_id.as_deref(),
+            RowStatus::Skipped,
+            format!(
+                "already decided in the audit store (row {id}); see `countersign audit export`"
+            ),
+        ),
+    })
+}
+
 /// The results-file row of a decided cheque.
 pub fn result_row(result: &crate::verify::VerifyResult, line: u64) -> ResultRow {
     ResultRow {
@@ -811,5 +944,7 @@ pub fn result_row(result: &crate::verify::VerifyResult, line: u64) -> ResultRow 
         find_confidence: Some(result.find_confidence),
         reason: result.outcome.reason.clone(),
         error: String::new(),
+        run: "this".into(),
+        audit_row: None,
     }
 }

@@ -1,15 +1,20 @@
 //! The results file of a batch: one CSV row per manifest row, in manifest order.
 //!
 //! Columns: `cheque_id, line, account_id, decision, probability, score, crop_x, crop_y, crop_width,
-//! crop_height, find_confidence, reason, error`. `decision` is ACCEPT, REFER or REJECT for a decided
-//! cheque (also written to the audit store), ERROR for a row that could not be verified (`error` says
-//! why; nothing is written to the store, so a rerun tries it again), and SKIPPED for a cheque id that
-//! the audit store had already decided (a resumed batch). Written with the csv crate, so paths and
+//! crop_height, find_confidence, reason, error, run, audit_row`. `decision` is ACCEPT, REFER or REJECT
+//! for a decided cheque (recorded in the audit store as row `audit_row`), ERROR for a row that could
+//! not be verified (`error` says why; nothing is written to the store, so a rerun tries it again). The
+//! file always covers the whole manifest: a cheque decided by an earlier run (a resumed batch) shows
+//! that run's decision with `run` = `earlier`, and `run` = `this` marks the decisions of this run.
+//! SKIPPED is only left for a row whose earlier decision could not be read back.
+//!
+//! The file is written through [`crate::output`]: to a temporary file renamed over the destination at
+//! the end, so it is never the database and never half-written. Written with the csv crate, so paths and
 //! reasons holding commas, quotes or newlines stay one well-formed field.
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+
+use crate::output::{OutputFile, Protected};
 
 use serde::Serialize;
 
@@ -65,6 +70,12 @@ pub struct ResultRow {
     pub reason: String,
     /// Why the row could not be verified (ERROR rows only).
     pub error: String,
+    /// Which run decided the row: `this` or `earlier` (empty for ERROR rows).
+    #[serde(default)]
+    pub run: String,
+    /// The audit row of the decision (empty for ERROR rows).
+    #[serde(default)]
+    pub audit_row: Option<i64>,
 }
 
 impl ResultRow {
@@ -95,6 +106,34 @@ impl ResultRow {
             find_confidence: None,
             reason,
             error,
+            run: String::new(),
+            audit_row: None,
+        }
+    }
+
+    /// The row of a cheque decided by an earlier run, from its audit row.
+    pub fn earlier(line: u64, d: &crate::store::DecisionRow) -> Self {
+        Self {
+            cheque_id: d.cheque_id.clone().unwrap_or_default(),
+            line,
+            account_id: d.account.clone(),
+            decision: d.decision.into(),
+            probability: d.probability,
+            score: d.raw_score,
+            crop_x: d.crop.map(|c| c.x),
+            crop_y: d.crop.map(|c| c.y),
+            crop_width: d.crop.map(|c| c.w),
+            crop_height: d.crop.map(|c| c.h),
+            find_confidence: None,
+            reason: format!(
+                "decided by an earlier run at {} (audit row {}): {}",
+                d.time,
+                d.id,
+                d.reason.as_deref().unwrap_or_default()
+            ),
+            error: String::new(),
+            run: "earlier".into(),
+            audit_row: Some(d.id),
         }
     }
 }
@@ -102,7 +141,7 @@ impl ResultRow {
 /// Writes result rows to a CSV file.
 pub struct ResultWriter {
     path: PathBuf,
-    writer: csv::Writer<BufWriter<File>>,
+    writer: csv::Writer<OutputFile>,
 }
 
 impl std::fmt::Debug for ResultWriter {
@@ -114,15 +153,13 @@ impl std::fmt::Debug for ResultWriter {
 }
 
 impl ResultWriter {
-    /// Creates (or truncates) the results file.
-    pub fn create(path: &Path) -> std::io::Result<Self> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
-        let file = File::create(path)?;
+    /// Starts the results file (a temporary file until [`ResultWriter::commit`]), refusing the
+    /// protected files.
+    pub fn create(path: &Path, protected: &Protected) -> Result<Self, crate::output::OutputError> {
+        let file = crate::output::create(path, protected)?;
         let writer = csv::WriterBuilder::new()
             .has_headers(true)
-            .from_writer(BufWriter::with_capacity(1 << 16, file));
+            .from_writer(file);
         Ok(Self {
             path: path.to_path_buf(),
             writer,
@@ -137,11 +174,22 @@ impl ResultWriter {
         self.writer.serialize(row).map_err(csv_to_io)
     }
 
-    /// Flushes to the operating system (after each committed chunk, so the file and the store agree
-    /// up to the last chunk if the process dies).
+    /// Flushes to the operating system (after each committed chunk).
     pub fn flush(&mut self) -> std::io::Result<()> {
-        // csv's flush also flushes the BufWriter underneath.
         self.writer.flush()
+    }
+
+    /// Renames the finished file over the destination.
+    pub fn commit(self) -> Result<(), crate::output::OutputError> {
+        let path = self.path.clone();
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| crate::output::OutputError::Io {
+                path,
+                source: e.into_error(),
+            })?;
+        file.commit()
     }
 }
 

@@ -55,7 +55,7 @@ pub fn run(global: &GlobalOpts, args: &AccountArgs) -> anyhow::Result<()> {
     match &args.command {
         AccountCommand::Add { id, holder } => {
             let a = store.add_account(&op, id, holder)?;
-            println!("added account {} ({})", a.id, a.holder);
+            crate::outln!("added account {} ({})", a.id, a.holder);
         }
         AccountCommand::Enrol { id, images } => {
             for path in images {
@@ -64,17 +64,24 @@ pub fn run(global: &GlobalOpts, args: &AccountArgs) -> anyhow::Result<()> {
                 let r = store
                     .enrol_reference(&op, id, &bytes)
                     .with_context(|| format!("enrolling {}", path.display()))?;
-                println!(
+                crate::outln!(
                     "enrolled reference {} for {id}: {}x{} sha256 {}",
-                    r.id, r.width, r.height, r.sha256
+                    r.id,
+                    r.width,
+                    r.height,
+                    r.sha256
                 );
             }
         }
         AccountCommand::List => {
             for a in store.list_accounts()? {
-                println!(
+                crate::outln!(
                     "{}\t{}\t{} references\tcreated {} by {}",
-                    a.id, a.holder, a.active_references, a.created_at, a.created_by
+                    a.id,
+                    a.holder,
+                    a.active_references,
+                    a.created_at,
+                    a.created_by
                 );
             }
         }
@@ -85,21 +92,30 @@ pub fn run(global: &GlobalOpts, args: &AccountArgs) -> anyhow::Result<()> {
                     what: "account",
                     id: id.clone(),
                 })?;
-            println!(
+            crate::outln!(
                 "account {}\nholder  {}\ncreated {} by {}",
-                a.id, a.holder, a.created_at, a.created_by
+                a.id,
+                a.holder,
+                a.created_at,
+                a.created_by
             );
             for r in store.references(id, *all)? {
                 let retired = if r.retired { " (retired)" } else { "" };
-                println!(
+                crate::outln!(
                     "  reference {}: {}x{}, {} bytes, sha256 {}, enrolled {} by {}{retired}",
-                    r.id, r.width, r.height, r.bytes, r.sha256, r.enrolled_at, r.enrolled_by
+                    r.id,
+                    r.width,
+                    r.height,
+                    r.bytes,
+                    r.sha256,
+                    r.enrolled_at,
+                    r.enrolled_by
                 );
             }
         }
         AccountCommand::RetireReference { reference, reason } => {
             store.retire_reference(&op, *reference, reason)?;
-            println!("retired reference {reference}");
+            crate::outln!("retired reference {reference}");
         }
     }
     Ok(())

@@ -83,19 +83,24 @@ fn parse_to(s: &str) -> Result<time::OffsetDateTime, StoreError> {
     })
 }
 
-/// Opens for verification: read-write when possible (so pending migrations run), else read-only.
+/// Opens for verification: read-write when possible (so pending migrations run), else read-only
+/// (a copy on read-only media: see [`Store::open_read_only`], which falls back to SQLite's
+/// `immutable` mode when not even the shared-memory file can be created).
 fn open_for_reading(global: &GlobalOpts) -> anyhow::Result<Store> {
-    match open_store(global) {
+    let path = global.db_path();
+    match Store::open(&path) {
         Ok(s) => Ok(s),
-        Err(e)
-            if matches!(
-                e.downcast_ref::<StoreError>(),
-                Some(StoreError::ReadOnly { .. })
-            ) =>
-        {
-            Ok(Store::open_read_only(&global.db_path())?)
-        }
-        Err(e) => Err(e),
+        Err(
+            e @ (StoreError::NewerSchema { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::Busy { .. }),
+        ) => Err(e.into()),
+        Err(first) => Store::open_read_only(&path).map_err(|second| {
+            anyhow::Error::new(second).context(format!(
+                "opening the audit database {} (read-write failed too: {first})",
+                path.display()
+            ))
+        }),
     }
 }
 
@@ -114,6 +119,29 @@ pub fn run(global: &GlobalOpts, args: &AuditArgs) -> anyhow::Result<()> {
                 )
                 .into());
             }
+            if store.is_immutable() {
+                eprintln!(
+                    "note: {} is on read-only media and was opened as immutable: a -wal file beside it is not \
+                     read (fold it in with `PRAGMA wal_checkpoint` on a writable copy)",
+                    store.path().display()
+                );
+            }
+            // Reference images, cached embeddings and logged signature images live beside the
+            // chain; each must match the hash the chain recorded for it, and the triggers that
+            // protect them must all be in place.
+            let side = store.side_table_problems()?;
+            if !side.is_empty() {
+                return Err(ExitError::new(
+                    exit::CHAIN_BROKEN,
+                    format!(
+                        "the chain is intact ({} rows), but {} problem(s) were found beside it:\n  {}",
+                        report.rows_checked,
+                        side.len(),
+                        side.join("\n  ")
+                    ),
+                )
+                .into());
+            }
             // Roles and PINs live in their own table; each must match what the chain recorded.
             let differing = store.operators_differing_from_chain()?;
             if !differing.is_empty() {
@@ -128,12 +156,33 @@ pub fn run(global: &GlobalOpts, args: &AuditArgs) -> anyhow::Result<()> {
                 )
                 .into());
             }
-            match &report.head {
-                Some(h) => println!(
-                    "chain intact: {} rows verified; head row {} ({}) hash {}",
-                    report.rows_checked, h.row_id, h.time, h.hash
+            match (report.macs_checked, report.keyed_from) {
+                (true, Some(from)) => crate::outln!(
+                    "keyed chain: rows {from} to the head carry a valid MAC under the chain key{}",
+                    if from > 1 {
+                        format!(" (rows 1 to {} predate the key)", from - 1)
+                    } else {
+                        String::new()
+                    }
                 ),
-                None => println!("chain intact: the ledger is empty"),
+                (true, None) => crate::outln!(
+                    "keyed chain: no row carries a MAC yet (every row predates the chain key)"
+                ),
+                (false, _) => crate::outln!(
+                    "unkeyed: no chain key is configured ({}), so a row appended with a valid hash by someone who \
+                     can write the file is only caught by a checkpoint taken after it",
+                    crate::store::chain::CHAIN_KEY_ENV
+                ),
+            }
+            match &report.head {
+                Some(h) => crate::outln!(
+                    "chain intact: {} rows verified; head row {} ({}) hash {}",
+                    report.rows_checked,
+                    h.row_id,
+                    h.time,
+                    h.hash
+                ),
+                None => crate::outln!("chain intact: the ledger is empty"),
             }
             if let Some(path) = checkpoint {
                 let cp = Checkpoint::read(path)?;
@@ -145,7 +194,7 @@ pub fn run(global: &GlobalOpts, args: &AuditArgs) -> anyhow::Result<()> {
                     )
                     .into());
                 }
-                println!("checkpoint matches: {}", r.detail);
+                crate::outln!("checkpoint matches: {}", r.detail);
             }
         }
         AuditCommand::Export {
@@ -181,14 +230,14 @@ pub fn run(global: &GlobalOpts, args: &AuditArgs) -> anyhow::Result<()> {
             let summary =
                 store.export_decisions(&op, &filter, *format, out, &mut |n| bar.set_position(n))?;
             bar.finish_and_clear();
-            println!("exported {} decisions to {}", summary.rows, out.display());
-            println!(
+            crate::outln!("exported {} decisions to {}", summary.rows, out.display());
+            crate::outln!(
                 "sha256 {}  ({})",
                 summary.file_sha256,
                 summary.sha256_path.display()
             );
             if let Some(h) = &summary.chain_head {
-                println!(
+                crate::outln!(
                     "chain head row {} hash {}  ({})",
                     h.row_id,
                     h.hash,
@@ -200,14 +249,14 @@ pub fn run(global: &GlobalOpts, args: &AuditArgs) -> anyhow::Result<()> {
             let mut store = open_store(global)?;
             let op = sign_in(&mut store, global)?;
             let cp = store.write_checkpoint(&op, out)?;
-            println!(
+            crate::outln!(
                 "checkpoint: row {} hash {} ({}) written to {}",
                 cp.row_id,
                 cp.hash,
                 cp.time,
                 out.display()
             );
-            println!(
+            crate::outln!(
                 "keep this file somewhere else; `countersign audit verify --checkpoint FILE` checks it"
             );
         }
@@ -216,9 +265,9 @@ pub fn run(global: &GlobalOpts, args: &AuditArgs) -> anyhow::Result<()> {
             let op = sign_in(&mut store, global)?;
             store.require(&op, crate::store::Permission::ReadAudit)?;
             let s = store.current_settings()?;
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&s)?);
             for h in store.settings_history()? {
-                println!(
+                crate::outln!(
                     "row {} {} by {}: {} ({})",
                     h.id,
                     h.time,

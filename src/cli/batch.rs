@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::batch::manifest::count_rows;
 use crate::batch::{BatchOptions, BatchSummary, StopReason};
 use crate::cli::GlobalOpts;
-use crate::cli::verify::{authenticate, load_layout, load_model, out};
+use crate::cli::verify::{
+    authenticate, load_chosen, load_layout, may_choose_policy, model_in_force, out,
+};
 use crate::store::{Source, Store};
 use crate::verify::Verifier;
 
@@ -18,12 +20,15 @@ cheque_id,cheque_path,account_id,reference_paths,amount\n  \
 000123,scans/000123.png,ACC-001,,250.00\n  \
 000124,scans/000124.png,,refs/a.png;refs/b.png,\n\
 Each row names account_id (the account's enrolled references) or reference_paths (image files \
-separated by ;). amount is optional. Relative paths are relative to the manifest's folder.\n\n\
-Results (CSV): cheque_id, line, account_id, decision (ACCEPT/REFER/REJECT, ERROR for a row that could \
-not be verified, SKIPPED for a cheque already decided), probability, score, crop box, find_confidence, \
-reason, error. Every decided cheque is also one audit row.\n\n\
-Resuming: cheque ids already in the audit database are skipped, so after Ctrl-C or a crash run the same \
-command again. Exit status 3 when any row was an ERROR (the other rows were still verified), 130 when \
+separated by ;); both only in a supervisor's run. amount is optional. A row with more fields than the \
+header (an unquoted comma) is an ERROR. Relative paths are relative to the manifest's folder.\n\n\
+Results (CSV, the whole manifest): cheque_id, line, account_id, decision (ACCEPT/REFER/REJECT, ERROR \
+for a row that could not be verified), probability, score, crop box, find_confidence, reason, error, \
+run (this, or earlier for a cheque a previous run decided), audit_row. Every decided cheque is one \
+audit row.\n\n\
+Resuming: cheque ids already in the audit database are not verified again (their image is hashed: the \
+same image shows the earlier decision, another one is an ERROR naming both hashes), so after Ctrl-C or \
+a crash run the same command again. Exit status 3 when any row was an ERROR (the other rows were still verified), 130 when \
 stopped by Ctrl-C.\n\n\
 X9 image cash letters (--x9 FILE, X9.37 / X9.100-187, ASCII or EBCDIC, with or without length prefixes): \
 the whole file is checked first (structure, control totals, amounts) and rejected if it does not add up. \
@@ -76,8 +81,28 @@ pub fn default_out(manifest: &Path) -> PathBuf {
 pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     let db = global.db_path();
     let mut store = Store::open(&db)?;
+    // Every file the batch writes is checked before any work: never the database, never the manifest.
+    let mut protected = store.protected_files();
+    protected.add(&args.manifest, "the batch's manifest");
+    for p in args.out.iter().chain(&args.summary_json) {
+        protected.check(p)?;
+    }
     let operator = authenticate(global, &mut store)?;
-    let model = load_model(global, Some(&store))?;
+    // Only the store's active model decides audited decisions (its card carries the policy); other
+    // weights need a supervisor.
+    let choice = model_in_force(global, Some(&store))?;
+    if !choice.is_active() && !may_choose_policy(&operator) {
+        return Err(crate::store::StoreError::PermissionDenied {
+            operator: operator.name().to_string(),
+            action: format!(
+                "run a batch with {} instead of the store's active model (--model); drop --model to use the active one",
+                choice.path.display()
+            ),
+            needed: "supervisor".to_string(),
+        }
+        .into());
+    }
+    let model = load_chosen(global, &choice)?;
     let verifier = Verifier::from_store(model, load_layout(args.layout.as_deref())?, Some(&store))?;
     let (input, is_x9) = match (&args.manifest, &args.x9) {
         (_, Some(x9)) => (x9.clone(), true),
@@ -94,6 +119,7 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     opts.limit = args.limit;
     opts.chunk_rows = args.chunk_rows.max(1);
     opts.source = Source::Batch;
+    opts.allow_adhoc_references = may_choose_policy(&operator);
 
     // Ctrl-C asks the batch to stop after the chunk in hand is committed; a second Ctrl-C exits at
     // once (still safe: every chunk is one transaction, so the store holds whole chunks only).
@@ -159,8 +185,11 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
         ))?;
     }
     if let Some(p) = &args.summary_json {
-        std::fs::write(p, serde_json::to_string_pretty(&summary)?)
-            .map_err(|e| anyhow::anyhow!("cannot write the summary {}: {e}", p.display()))?;
+        crate::output::write(
+            p,
+            &protected,
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
     }
     match summary.stopped {
         Some(StopReason::Interrupted) => {

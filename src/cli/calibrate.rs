@@ -45,6 +45,10 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
             "--save and --write-card need --reason \"...\": threshold changes are audited"
         );
     }
+    // Output files are checked before any work: never the audit database, by any name.
+    if let Some(p) = &args.json {
+        global.protected().check(p)?;
+    }
     let model = load_model(global)?;
     let ds = args.data.dataset()?;
     let set = embed_with_progress(&model, &ds)?;
@@ -78,7 +82,7 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
         args.refer_band,
     )?;
     let c = &result.choice;
-    println!(
+    crate::outln!(
         "model {}  data {} ({}), {} pairs ({} genuine, {} forgery)",
         model.id(),
         args.data
@@ -92,17 +96,17 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
         result.genuine_pairs,
         result.forgery_pairs
     );
-    println!(
+    crate::outln!(
         "calibration  P(genuine) = sigmoid({:.4} * score + {:.4}), score normalisation: {}",
         result.calibration.a,
         result.calibration.b,
         stage.label()
     );
-    println!(
+    crate::outln!(
         "thresholds   {}",
         crate::assess::describe_thresholds(&c.thresholds)
     );
-    println!(
+    crate::outln!(
         "on this data FAR {:.2}% (target {:.2}%), FRR {:.2}%, genuine rejected {:.2}%, referred {:.2}%",
         100.0 * c.far,
         100.0 * args.target_far,
@@ -128,11 +132,10 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
                 name, &samples, &with_op,
             )?);
         }
-        print!("{}", crate::scoring::figures_table(&rows));
+        crate::out!("{}", crate::scoring::figures_table(&rows));
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&result)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        global.write_output(path, serde_json::to_string_pretty(&result)?.as_bytes())?;
     }
     if args.write_card {
         let weights = global.model_path()?.0;
@@ -154,8 +157,7 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
         // The new card goes to a temporary file first; it replaces the card only once the change is
         // in the audit chain, so no card changes without its row.
         let staged = card_file.with_extension("json.new");
-        std::fs::write(&staged, serde_json::to_string_pretty(&card)?)
-            .with_context(|| format!("writing {}", staged.display()))?;
+        global.write_output(&staged, serde_json::to_string_pretty(&card)?.as_bytes())?;
         let logged = (|| -> anyhow::Result<i64> {
             let mut store = super::operator::open_store(global)?;
             let op = super::operator::sign_in(&mut store, global)?;
@@ -177,7 +179,7 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
         };
         std::fs::rename(&staged, &card_file)
             .with_context(|| format!("replacing {}", card_file.display()))?;
-        println!(
+        crate::outln!(
             "written into the model card {} (audit row {row})",
             card_file.display()
         );
@@ -197,7 +199,7 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
             &SettingsChange::Thresholds(c.thresholds),
             reason,
         )?;
-        println!(
+        crate::outln!(
             "requested by {}: calibration change {} (a {:.4} -> {:.4}, b {:.4} -> {:.4}) and threshold change {} \
              (ACCEPT {:.3} -> {:.3}, REJECT {:.3} -> {:.3}); they take effect when a second supervisor runs \
              `countersign settings approve {}` and `countersign settings approve {}`",
@@ -216,7 +218,7 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
             thr.id
         );
     } else {
-        println!("not saved: add --save --reason \"...\" to put these thresholds into use");
+        crate::outln!("not saved: add --save --reason \"...\" to put these thresholds into use");
     }
     Ok(())
 }

@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use crate::cli::GlobalOpts;
 use crate::cli::assess_args::{DataArgs, embed_with_progress, load_model};
 
@@ -27,6 +25,10 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
+    // Output files are checked before any work: never the audit database, by any name.
+    if let Some(p) = &args.json {
+        global.protected().check(p)?;
+    }
     let model = load_model(global)?;
     let collections = args.data.collections()?;
     let names: Vec<String> = collections.iter().map(|c| c.name.clone()).collect();
@@ -38,19 +40,19 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
         .and_then(|s| s.current_settings().ok());
     cfg.operating = crate::assess::operating_point(&model, settings.as_ref());
     let report = crate::assess::evaluate(&model.id(), &set.samples, &cfg)?;
-    println!(
+    crate::outln!(
         "model {}  data {} ({})",
         model.id(),
         names.join(" + "),
         ds.layout
     );
     if !set.failures.is_empty() {
-        println!(
+        crate::outln!(
             "{} images could not be used (listed above)",
             set.failures.len()
         );
     }
-    print!("{}", report.summary());
+    crate::out!("{}", report.summary());
     // Per collection and pooled, with 1 and 5 references: the figure to steer by is the one of a
     // collection the model never saw, which a pooled figure averages away.
     let mut figures = Vec::new();
@@ -69,8 +71,8 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
         &set.samples,
         &cfg,
     )?);
-    println!();
-    print!("{}", crate::scoring::figures_table(&figures));
+    crate::outln!();
+    crate::out!("{}", crate::scoring::figures_table(&figures));
     if let Some(path) = &args.json {
         // The report as before, plus the per-collection rows.
         let mut value = serde_json::to_value(&report)?;
@@ -78,17 +80,16 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
             obj.insert("collections".into(), serde_json::to_value(&figures)?);
         }
         let text = serde_json::to_string_pretty(&value)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        println!("report written to {}", path.display());
+        global.write_output(path, text.as_bytes())?;
+        crate::outln!("report written to {}", path.display());
     }
     if args.write_card {
         let weights = global.model_path()?.0;
         let card_file = crate::model::card_path(&weights);
         let mut card = model.card().clone();
         record_in_card(&mut card, &report, &names.join(" + "), &figures);
-        std::fs::write(&card_file, serde_json::to_string_pretty(&card)?)
-            .with_context(|| format!("writing {}", card_file.display()))?;
-        println!("figures recorded in the model card {}", card_file.display());
+        global.write_output(&card_file, serde_json::to_string_pretty(&card)?.as_bytes())?;
+        crate::outln!("figures recorded in the model card {}", card_file.display());
     }
     Ok(())
 }

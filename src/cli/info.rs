@@ -48,21 +48,21 @@ pub fn run(global: &GlobalOpts, args: &InfoArgs) -> anyhow::Result<()> {
         "database_exists": db.is_file(),
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!("countersign  {}", env!("CARGO_PKG_VERSION"));
-    println!("libtorch     {}", env!("COUNTERSIGN_LIBTORCH_VERSION"));
+    crate::outln!("countersign  {}", env!("CARGO_PKG_VERSION"));
+    crate::outln!("libtorch     {}", env!("COUNTERSIGN_LIBTORCH_VERSION"));
     let cuda = if tch::Cuda::is_available() {
         format!("available ({} device(s))", tch::Cuda::device_count())
     } else {
         "not available".to_string()
     };
-    println!("CUDA         {cuda}");
-    println!("device       {}", crate::device::describe(device));
-    println!("CPU threads  {}", tch::get_num_threads());
+    crate::outln!("CUDA         {cuda}");
+    crate::outln!("device       {}", crate::device::describe(device));
+    crate::outln!("CPU threads  {}", tch::get_num_threads());
     match model.get("error").and_then(|e| e.as_str()) {
-        Some(err) => println!("model        NOT LOADED: {err}"),
+        Some(err) => crate::outln!("model        NOT LOADED: {err}"),
         None => {
             let field = |k: &str| {
                 model
@@ -70,9 +70,9 @@ pub fn run(global: &GlobalOpts, args: &InfoArgs) -> anyhow::Result<()> {
                     .map(|v| v.to_string().trim_matches('"').to_string())
                     .unwrap_or_default()
             };
-            println!("model        {} ({})", field("id"), field("source"));
-            println!("  path       {}", field("path"));
-            println!(
+            crate::outln!("model        {} ({})", field("id"), field("source"));
+            crate::outln!("  path       {}", field("path"));
+            crate::outln!(
                 "  card       {}, input {}, {}-d embedding, {} parameters, {} FLOPs, preprocessing v{}",
                 field("architecture"),
                 field("input"),
@@ -81,9 +81,9 @@ pub fn run(global: &GlobalOpts, args: &InfoArgs) -> anyhow::Result<()> {
                 field("flops"),
                 field("preprocessing_version")
             );
-            println!("  calibrated {}", field("calibrated"));
+            crate::outln!("  calibrated {}", field("calibrated"));
             if let Some(v) = model.get("validation").filter(|v| !v.is_null()) {
-                println!("  validation {v}");
+                crate::outln!("  validation {v}");
             }
         }
     }
@@ -92,6 +92,6 @@ pub fn run(global: &GlobalOpts, args: &InfoArgs) -> anyhow::Result<()> {
     } else {
         " (not created yet)"
     };
-    println!("database     {}{exists}", db.display());
+    crate::outln!("database     {}{exists}", db.display());
     Ok(())
 }

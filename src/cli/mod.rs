@@ -25,6 +25,50 @@ pub mod synth;
 pub mod train;
 pub mod verify;
 
+/// Set when writing to stdout failed for a reason other than a closed pipe (a full disk behind a
+/// redirection, say): `main` then exits with an error instead of claiming success.
+static STDOUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes to stdout: the one place every command's output goes through ([`outln!`](crate::outln),
+/// [`out!`](crate::out)). A closed pipe (`countersign audit export ... | head`) is not an error and
+/// never a panic: the reader has what it wanted, and whatever the command records is recorded anyway.
+/// Any other failure is remembered for [`stdout_failed`].
+pub fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        STDOUT_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Whether some output could not be written (other than to a closed pipe).
+pub fn stdout_failed() -> bool {
+    STDOUT_FAILED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `println!` for commands: never panics on a closed pipe (see [`write_stdout`]).
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::cli::write_stdout("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for commands: never panics on a closed pipe (see [`write_stdout`]).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(&format!($($arg)*))
+    };
+}
+
 /// Exit codes, also listed in `--help`.
 pub mod exit {
     /// Success.
@@ -84,6 +128,8 @@ pub struct GlobalOpts {
     #[arg(long, global = true, env = crate::paths::DB_ENV)]
     pub db: Option<PathBuf>,
     /// Model weights (.safetensors, with its .json card beside it); default: the active model, else the bundled one.
+    /// Audited commands use the store's active model: with other weights, a clerk's verify is a dry
+    /// run that records nothing, and a batch needs a supervisor.
     #[arg(long, global = true, env = crate::paths::MODEL_ENV)]
     pub model: Option<PathBuf>,
     /// Operator name for audited actions.
@@ -103,30 +149,23 @@ impl GlobalOpts {
         self.db.clone().unwrap_or_else(crate::paths::default_db)
     }
 
-    /// The model weights in force, and where that choice came from: `--model` (or its environment
-    /// variable), else the model a supervisor activated in the store, else the bundled default.
+    /// The files no command may write over: the audit database in force and SQLite's files beside
+    /// it, by name or by any link to them.
+    pub fn protected(&self) -> crate::output::Protected {
+        crate::output::Protected::database(&self.db_path())
+    }
+
+    /// Writes a whole output file through [`crate::output`] (never over the database; temp + rename).
+    pub fn write_output(&self, path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+        Ok(crate::output::write(path, &self.protected(), bytes)?)
+    }
+
+    /// The model weights in force, and where that choice came from (see
+    /// [`crate::model::in_force`]: `--model`, else the model a supervisor activated in the store,
+    /// else the bundled default).
     pub fn model_path(&self) -> Result<(PathBuf, &'static str), crate::model::ModelError> {
-        if let Some(p) = &self.model {
-            return Ok((p.clone(), "--model"));
-        }
-        let db = self.db_path();
-        if db.is_file() {
-            // A store that cannot be read here is reported by the command that needs it; the
-            // model choice falls back to the bundled default rather than failing twice.
-            if let Ok(store) = crate::store::Store::open_read_only(&db)
-                && let Ok(Some(p)) = store.current_settings().map(|s| s.model_path)
-            {
-                return Ok((PathBuf::from(p), "activated in the store"));
-            }
-        }
-        crate::paths::default_model()
-            .map(|p| (p, "bundled default"))
-            .ok_or_else(|| {
-                crate::model::ModelError::NotFound(format!(
-                    "models/{}.safetensors (the bundled default; pass --model PATH)",
-                    crate::paths::DEFAULT_MODEL_STEM
-                ))
-            })
+        let choice = crate::model::in_force::choose_for_db(&self.db_path(), self.model.as_deref())?;
+        Ok((choice.path, choice.origin.describe()))
     }
 }
 
@@ -164,6 +203,8 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // No file this process writes may replace the database in force, by any name.
+    crate::output::protect_for_process(cli.global.protected());
     if let Some(n) = cli.global.threads {
         tch::set_num_threads(n as i32);
         // A second call fails harmlessly when the pool already exists.
@@ -209,6 +250,19 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<crate::store::StoreError>() {
             return e.exit_code();
+        }
+        // `#[error(transparent)]` wrappers hide the inner error from the cause chain: look inside.
+        if let Some(e) = cause.downcast_ref::<crate::batch::BatchError>() {
+            match e {
+                crate::batch::BatchError::Store(s) => return s.exit_code(),
+                crate::batch::BatchError::Verify(crate::verify::VerifyError::Store(s)) => {
+                    return s.exit_code();
+                }
+                crate::batch::BatchError::Verify(crate::verify::VerifyError::Model(_)) => {
+                    return exit::MODEL;
+                }
+                _ => {}
+            }
         }
     }
     exit::FAILURE

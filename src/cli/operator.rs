@@ -70,7 +70,7 @@ pub fn run(global: &GlobalOpts, args: &OperatorArgs) -> anyhow::Result<()> {
                 Some(sign_in(&mut store, global)?)
             };
             let op = store.add_operator(by.as_ref(), name, *role, new_pin)?;
-            println!("added operator {} ({})", op.name(), op.role());
+            crate::outln!("added operator {} ({})", op.name(), op.role());
         }
         OperatorCommand::List => {
             let by = sign_in(&mut store, global)?;
@@ -80,21 +80,25 @@ pub fn run(global: &GlobalOpts, args: &OperatorArgs) -> anyhow::Result<()> {
                     .locked_until
                     .map(|u| format!(", locked until {u}"))
                     .unwrap_or_default();
-                println!(
+                crate::outln!(
                     "{}\t{}\tcreated {} by {}\t{} failed sign-ins{lock}",
-                    o.name, o.role, o.created_at, o.created_by, o.failed_attempts
+                    o.name,
+                    o.role,
+                    o.created_at,
+                    o.created_by,
+                    o.failed_attempts
                 );
             }
         }
         OperatorCommand::Unlock { name } => {
             let by = sign_in(&mut store, global)?;
             store.unlock_operator(&by, name)?;
-            println!("unlocked {name}");
+            crate::outln!("unlocked {name}");
         }
         OperatorCommand::SetPin { name, new_pin } => {
             let by = sign_in(&mut store, global)?;
             store.set_pin(&by, name, new_pin)?;
-            println!("PIN set for {name}");
+            crate::outln!("PIN set for {name}");
         }
     }
     Ok(())

@@ -111,8 +111,8 @@ pub fn describe_request(r: &SettingsRequest) -> String {
 }
 
 fn requested(r: &SettingsRequest) {
-    println!("{}", describe_request(r));
-    println!(
+    crate::outln!("{}", describe_request(r));
+    crate::outln!(
         "waiting for a second supervisor: `countersign settings approve {}` (four eyes; nothing changed yet)",
         r.id
     );
@@ -140,7 +140,7 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
                 .iter()
                 .any(|h| matches!(h.change, SettingsChange::Calibration(_)));
             if !calibrated {
-                println!(
+                crate::outln!(
                     "note: no calibration is stored yet, so verification keeps the model card's                      calibration and thresholds until `countersign calibrate --save` stores one"
                 );
             }
@@ -173,7 +173,7 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
         }
         SettingsCommand::Confirm { decision } => {
             let row = store.record_action(&op, *decision, FinalAction::Confirm, None)?;
-            println!("decision {decision} confirmed (row {row})");
+            crate::outln!("decision {decision} confirmed (row {row})");
         }
         SettingsCommand::Override {
             decision,
@@ -181,7 +181,7 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
             reason,
         } => {
             let row = store.override_decision(&op, *decision, *to, reason)?;
-            println!(
+            crate::outln!(
                 "decision {decision} overridden to {} (row {row})",
                 to.as_str()
             );
@@ -189,15 +189,15 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
         SettingsCommand::Pending => {
             let pending = store.pending_settings_requests()?;
             if pending.is_empty() {
-                println!("no settings change waits for approval");
+                crate::outln!("no settings change waits for approval");
             }
             for r in &pending {
-                println!("{}", describe_request(r));
+                crate::outln!("{}", describe_request(r));
             }
         }
         SettingsCommand::Approve { request, note } => {
             let s = store.approve_settings_change(&op, *request, note)?;
-            println!(
+            crate::outln!(
                 "settings change {request} approved by {} and in force now (settings row {}): ACCEPT at {:.3} or more, \
                  REJECT below {:.3}, calibration a {:.4} b {:.4}, model {}",
                 op.name(),
@@ -211,7 +211,7 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
         }
         SettingsCommand::Decline { request, reason } => {
             let row = store.decline_settings_change(&op, *request, reason)?;
-            println!("settings change {request} declined (row {row}); nothing changed");
+            crate::outln!("settings change {request} declined (row {row}); nothing changed");
         }
     }
     Ok(())

@@ -51,7 +51,7 @@ pub struct SynthArgs {
     pub contact_sheet: Option<PathBuf>,
 }
 
-pub fn run(_global: &GlobalOpts, args: &SynthArgs) -> anyhow::Result<()> {
+pub fn run(global: &GlobalOpts, args: &SynthArgs) -> anyhow::Result<()> {
     if let Some(x9) = &args.x9 {
         return run_x9(x9, args);
     }
@@ -72,7 +72,7 @@ pub fn run(_global: &GlobalOpts, args: &SynthArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing the synthetic data set to {}", out_dir.display()))?;
     let secs = start.elapsed().as_secs_f64().max(1e-9);
     let sigs = summary.genuine + summary.forgeries;
-    println!(
+    crate::outln!(
         "wrote {} writers: {} genuine, {} forgeries, {} cheques to {} in {:.2} s",
         summary.writers,
         summary.genuine,
@@ -82,17 +82,16 @@ pub fn run(_global: &GlobalOpts, args: &SynthArgs) -> anyhow::Result<()> {
         secs,
     );
     if summary.cheques == 0 {
-        println!(
+        crate::outln!(
             "{:.0} signatures/s (drawn and PNG-encoded, all cores)",
             sigs as f64 / secs
         );
     }
     if let Some(path) = &args.contact_sheet {
         let sheet = crate::synth::dataset::dataset_contact_sheet(&opts, 6, 4);
-        sheet
-            .save(path)
+        crate::output::write_png(path, &global.protected(), &sheet)
             .with_context(|| format!("writing the contact sheet {}", path.display()))?;
-        println!("contact sheet: {}", path.display());
+        crate::outln!("contact sheet: {}", path.display());
     }
     Ok(())
 }

@@ -115,22 +115,22 @@ fn print_validation(v: &crate::model::ValidationMetrics) {
         x.map(|x| format!("{:.2}%", 100.0 * x))
             .unwrap_or_else(|| "-".to_string())
     };
-    println!("validation {}", v.protocol);
-    println!("  EER skilled, 1 reference   {}", pct(v.eer_skilled_1ref));
-    println!("  EER skilled, 5 references  {}", pct(v.eer_skilled_5ref));
+    crate::outln!("validation {}", v.protocol);
+    crate::outln!("  EER skilled, 1 reference   {}", pct(v.eer_skilled_1ref));
+    crate::outln!("  EER skilled, 5 references  {}", pct(v.eer_skilled_5ref));
     if let (Some(sd), Some((lo, hi))) = (
         v.eer_skilled_5ref_bootstrap_std,
         v.eer_skilled_5ref_bootstrap_ci95,
     ) {
-        println!(
+        crate::outln!(
             "    writer bootstrap: sd {:.2} points, 95% interval {:.2}%-{:.2}%",
             100.0 * sd,
             100.0 * lo,
             100.0 * hi
         );
     }
-    println!("  EER random, 5 references   {}", pct(v.eer_random_5ref));
-    println!(
+    crate::outln!("  EER random, 5 references   {}", pct(v.eer_random_5ref));
+    crate::outln!(
         "  FRR at FAR 1%, 5 refs      {}",
         pct(v.frr_at_far_1pct_5ref)
     );
@@ -148,7 +148,7 @@ fn evaluate_only(cfg: &TrainConfig) -> anyhow::Result<()> {
     let mut card = model.card().clone();
     card.validation = Some(metrics);
     crate::model::SignatureModel::update_card(init, &card)?;
-    println!(
+    crate::outln!(
         "figures written to {}",
         crate::model::card_path(init).display()
     );
@@ -330,7 +330,7 @@ pub fn run(global: &GlobalOpts, args: &TrainArgs) -> anyhow::Result<()> {
         eprintln!("skipped {}: {why}", path.display());
     }
     if outcome.stopped {
-        println!(
+        crate::outln!(
             "stopped after {} epochs; checkpoint {} (continue with --resume)",
             outcome.epochs_completed,
             outcome.checkpoint.display()
@@ -338,15 +338,15 @@ pub fn run(global: &GlobalOpts, args: &TrainArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(w) = &outcome.weights {
-        println!("weights   {}", w.display());
-        println!("card      {}", crate::model::card_path(w).display());
+        crate::outln!("weights   {}", w.display());
+        crate::outln!("card      {}", crate::model::card_path(w).display());
     }
     if let Some(b) = &outcome.best {
-        println!("best      {}", b.display());
+        crate::outln!("best      {}", b.display());
     }
     if let Some(v) = &outcome.validation {
         print_validation(v);
     }
-    println!("time      {:.0} s", outcome.wall_seconds);
+    crate::outln!("time      {:.0} s", outcome.wall_seconds);
     Ok(())
 }

@@ -19,7 +19,10 @@ use crate::verify::{
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Every decision is written to the audit database (with the operator from --operator/--pin or \
-COUNTERSIGN_OPERATOR/COUNTERSIGN_PIN); --dry-run shows the decision without recording it.\n\n\
+COUNTERSIGN_OPERATOR/COUNTERSIGN_PIN); --dry-run shows the decision without recording it. Only the \
+store's active model decides a recorded verification (--model with other weights: a supervisor, or a \
+dry run), and with --account only its enrolled references count (--reference beside it: a supervisor, \
+flagged in the row).\n\n\
 Examples:\n  countersign verify --reference ref1.png --reference ref2.png --cheque cheque.png --amount 250.00\n  \
 countersign verify --account ACC-001 --cheque cheque.png --json\n  \
 countersign verify --reference ref.png --signature questioned.png --dry-run")]
@@ -51,7 +54,10 @@ pub struct VerifyArgs {
     /// The cheque design (JSON: signature zone, skew, minimum confidence); default: signature lower right.
     #[arg(long, value_name = "FILE.json")]
     pub layout: Option<PathBuf>,
-    /// The cheque's id, recorded in the audit row.
+    /// The cheque's id, recorded in the audit row (default: the file's name and the start of its
+    /// SHA-256, `04.png@sha256:1a2b3c4d5e6f`). An id names one cheque
+    /// image: the same image again shows the earlier decision and records nothing; another image under
+    /// an id already decided is refused, naming both SHA-256s.
     #[arg(long, value_name = "ID")]
     pub cheque_id: Option<String>,
     /// Print JSON instead of text.
@@ -70,23 +76,27 @@ fn parse_crop_arg(s: &str) -> Result<CropBox, String> {
     crate::verify::parse_crop(s)
 }
 
-/// The model weights in force: `--model`, else the active model in the store's settings, else the
-/// bundled default.
-pub fn model_path(global: &GlobalOpts, store: Option<&Store>) -> anyhow::Result<PathBuf> {
-    let active = store
-        .and_then(|s| s.current_settings().ok())
-        .and_then(|s| s.model_path)
-        .map(PathBuf::from);
-    match global.model.clone().or(active) {
-        Some(p) => Ok(p),
-        None => crate::paths::default_model().ok_or_else(|| {
-            anyhow::Error::new(crate::cli::ExitError::new(
-                crate::cli::exit::MODEL,
-                "no model found: the bundled models/countersign-default.safetensors is missing; pass --model \
-                 PATH (or set COUNTERSIGN_MODEL) to a trained model (see `countersign train`)",
-            ))
-        }),
-    }
+/// The model in force for this store (see [`crate::model::in_force`]).
+pub fn model_in_force(
+    global: &GlobalOpts,
+    store: Option<&Store>,
+) -> anyhow::Result<crate::model::ModelInForce> {
+    Ok(crate::model::in_force::choose(
+        store,
+        global.model.as_deref(),
+    )?)
+}
+
+/// Loads the chosen model on the chosen device.
+pub fn load_chosen(
+    global: &GlobalOpts,
+    choice: &crate::model::ModelInForce,
+) -> anyhow::Result<Arc<SignatureModel>> {
+    let device = global.device.resolve()?;
+    let model = choice
+        .load(device)
+        .with_context(|| format!("loading the model {}", choice.path.display()))?;
+    Ok(crate::verify::shared_model(model))
 }
 
 /// Loads the model in force on the chosen device.
@@ -94,12 +104,18 @@ pub fn load_model(
     global: &GlobalOpts,
     store: Option<&Store>,
 ) -> anyhow::Result<Arc<SignatureModel>> {
-    let device = global.device.resolve()?;
-    let path = model_path(global, store)?;
-    let model = SignatureModel::load(&path, device)
-        .with_context(|| format!("loading the model {}", path.display()))?;
-    Ok(crate::verify::shared_model(model))
+    load_chosen(global, &model_in_force(global, store)?)
 }
+
+/// Whether an operator may record decisions made with a model other than the active one, or with
+/// reference images other than an account's enrolled ones: a supervisor only.
+pub fn may_choose_policy(op: &Operator) -> bool {
+    op.role() == crate::store::Role::Supervisor
+}
+
+/// The flag put at the start of a decision's reason when a supervisor verified an enrolled account
+/// against reference images given on the command line instead of its enrolled references.
+pub const ADHOC_REFERENCES_FLAG: &str = "AD-HOC REFERENCES";
 
 /// The cheque layout from `--layout`, else the default.
 pub fn load_layout(path: Option<&Path>) -> anyhow::Result<ChequeLayout> {
@@ -139,12 +155,45 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let operator = match (&mut store, args.dry_run) {
+    let mut operator = match (&mut store, args.dry_run) {
         (Some(s), false) => Some(authenticate(global, s)?),
         _ => None,
     };
 
-    let model = load_model(global, store.as_ref())?;
+    // Only the store's active model decides a recorded verification: the model's card carries the
+    // policy. Anyone but a supervisor naming other weights gets a dry run.
+    let choice = model_in_force(global, store.as_ref())?;
+    if !choice.is_active()
+        && let Some(op) = &operator
+        && !may_choose_policy(op)
+    {
+        eprintln!(
+            "note: --model {} is not the active model of this store; a run with it by {} ({}) is a DRY RUN and \
+             records nothing. A supervisor records with it, or activates it with `countersign settings model`",
+            choice.path.display(),
+            op.name(),
+            op.role()
+        );
+        operator = None;
+    }
+    // With an account, only its enrolled references decide: references given on the command line
+    // next to --account are a supervisor's exception, flagged in the row.
+    let adhoc = !args.references.is_empty() && args.account.is_some();
+    if adhoc
+        && let Some(op) = &operator
+        && !may_choose_policy(op)
+    {
+        return Err(StoreError::PermissionDenied {
+            operator: op.name().to_string(),
+            action: "verify an account against reference images other than its enrolled ones \
+                     (drop --reference to use the account's references, or --dry-run to only look)"
+                .to_string(),
+            needed: "supervisor".to_string(),
+        }
+        .into());
+    }
+
+    let model = load_chosen(global, &choice)?;
     let verifier =
         Verifier::from_store(model, load_layout(args.layout.as_deref())?, store.as_ref())?;
     let references = if args.references.is_empty() {
@@ -178,7 +227,7 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
         manual_crop: args.crop,
         account: args.account.clone(),
         amount_cents: args.amount,
-        cheque_id: args.cheque_id.clone().or_else(|| default_cheque_id(args)),
+        cheque_id: args.cheque_id.clone(),
     };
     // One signature or a few: the network is small enough that libtorch's thread team costs more
     // than it gains, and on a busy machine its threads wait on each other (see `model::bench`).
@@ -188,12 +237,53 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
     // libtorch's one-time start-up (hundreds of ms) happens here, so that the timing printed below is
     // the pipeline's own.
     verifier.warm_up()?;
-    let result = verifier.verify(&req)?;
+    let mut result = verifier.verify(&req)?;
+    // Without --cheque-id, the row names the file and its image: `04.png@sha256:1a2b3c4d5e6f`. Two
+    // cheques that share a file name in different folders are then two ids, and verifying the same
+    // image again is a repeat of its earlier decision (a cheque id names one image).
+    if result.cheque_id.is_none() {
+        result.cheque_id = default_cheque_id(args).map(|name| {
+            format!(
+                "{name}@sha256:{}",
+                result.questioned_sha256.get(..12).unwrap_or_default()
+            )
+        });
+    }
 
     let recorded = match (&mut store, &operator) {
         (Some(s), Some(op)) => {
-            let row = to_new_decision(&result, op, Source::Cli);
-            s.insert_decision(op, &row)?;
+            let mut row = to_new_decision(&result, op, Source::Cli);
+            if adhoc {
+                row.reason = Some(format!(
+                    "{ADHOC_REFERENCES_FLAG} (given by supervisor {}, not account {}'s enrolled references): {}",
+                    op.name(),
+                    args.account.as_deref().unwrap_or_default(),
+                    row.reason.as_deref().unwrap_or_default()
+                ));
+            }
+            // A cheque id names one cheque image: a repeat shows the earlier decision, another
+            // image under the same id is refused (both hashes named).
+            match s.insert_once(op, std::slice::from_ref(&row))?.pop() {
+                Some(crate::store::Recorded::Repeat { earlier }) => {
+                    return show_earlier(s, earlier, args.json);
+                }
+                Some(crate::store::Recorded::Conflict {
+                    earlier,
+                    earlier_sha256,
+                }) => {
+                    return Err(crate::cli::ExitError::new(
+                        crate::cli::exit::BAD_INPUT,
+                        crate::batch::id_conflict_message(
+                            row.cheque_id.as_deref().unwrap_or_default(),
+                            earlier,
+                            &earlier_sha256,
+                            &row.cheque_sha256,
+                        ),
+                    )
+                    .into());
+                }
+                _ => {}
+            }
             Some(op.name().to_string())
         }
         _ => None,
@@ -228,21 +318,48 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A verification of a cheque id already decided for the same image: the earlier decision is shown
+/// and nothing new is recorded.
+fn show_earlier(store: &Store, id: i64, json: bool) -> anyhow::Result<()> {
+    let Some(d) = store.decision(id)? else {
+        anyhow::bail!("the earlier decision (audit row {id}) could not be read");
+    };
+    if json {
+        let v = serde_json::json!({
+            "recorded": false,
+            "repeat_of": d.id,
+            "decision": d.decision.to_string(),
+            "probability": d.probability,
+            "raw_score": d.raw_score,
+            "cheque_id": d.cheque_id,
+            "operator": d.operator,
+            "time": d.time,
+            "reason": d.reason,
+        });
+        out(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+    } else {
+        out(&format!(
+            "decision     {} (already decided: audit row {} at {} by {})\nreason       {}\naudit        nothing new \
+             was recorded: this cheque id was decided before for this same image\n",
+            d.decision,
+            d.id,
+            d.time,
+            d.operator,
+            d.reason.as_deref().unwrap_or_default()
+        ))?;
+    }
+    Ok(())
+}
+
 /// Writes to stdout. A closed pipe (`countersign verify ... | head`) is not an error worth a panic
 /// or a message: the reader has what it wanted, and the decision is already recorded.
 pub fn out(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+    crate::cli::write_stdout(text);
+    Ok(())
 }
 
-/// Without --cheque-id, the audit row names the questioned file (its name, not its folder).
+/// Without --cheque-id, the audit row names the questioned file (its name, not its folder; the
+/// image's hash is appended by `run`).
 fn default_cheque_id(args: &VerifyArgs) -> Option<String> {
     args.cheque
         .as_ref()

@@ -553,7 +553,9 @@ impl CountersignApp {
             && (self.shared.operator.is_some() || self.screen == Screen::SignIn);
         self.settled_frames = if settled { self.settled_frames + 1 } else { 0 };
         if self.settled_frames >= 10 {
-            if let Err(e) = std::fs::write(path, b"ready\n") {
+            if let Err(e) =
+                crate::output::write(path, &crate::output::Protected::none(), b"ready\n")
+            {
                 eprintln!("countersign: could not write {}: {e}", path.display());
             }
             self.screenshot_ready = None;

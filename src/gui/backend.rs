@@ -417,7 +417,9 @@ pub(super) fn store_error(context: &str, e: crate::store::StoreError) -> UserErr
         E::AuthFailed => {
             "Check your operator name and PIN. Repeated wrong PINs lock the operator for a while."
         }
-        E::LockedOut { .. } => "Wait until the time shown, or ask a supervisor to unlock you.",
+        E::LockedOut { .. } => {
+            "Ask a supervisor to unlock you (the lock does not expire by itself)."
+        }
         E::PermissionDenied { .. } => {
             "Ask a colleague with that role. The refusal has been logged."
         }
@@ -623,11 +625,16 @@ impl Backend {
             .ok_or_else(|| UserError::new("Nobody is signed in.", "Sign in first."))
     }
 
-    /// The model path in force (see [`resolve_model_path`]).
-    fn model_path(&mut self) -> Option<PathBuf> {
+    /// The model in force (see [`crate::model::in_force`]).
+    fn model_choice(&mut self) -> Option<crate::model::ModelInForce> {
         let config = self.config.clone();
         let store = self.store().ok().map(|s| &*s);
-        resolve_model_path(&config, store)
+        resolve_model(&config, store)
+    }
+
+    /// The model path in force.
+    fn model_path(&mut self) -> Option<PathBuf> {
+        self.model_choice().map(|c| c.path)
     }
 
     fn model(&mut self) -> Result<&crate::model::SignatureModel, UserError> {
@@ -638,7 +645,7 @@ impl Backend {
                     "Start Countersign with --device cpu, or check the GPU driver.",
                 )
             })?;
-            let Some(path) = self.model_path() else {
+            let Some(choice) = self.model_choice() else {
                 let e = UserError::new(
                     "No model was found (models/countersign-default.safetensors is missing).",
                     "Reinstall Countersign, or start it with --model PATH to a trained model.",
@@ -646,7 +653,8 @@ impl Backend {
                 self.model_error = Some(e.what.clone());
                 return Err(e);
             };
-            match crate::model::SignatureModel::load(&path, device) {
+            let path = choice.path.clone();
+            match choice.load(device) {
                 Ok(m) => {
                     self.model = Some(m);
                     self.model_error = None;
@@ -853,23 +861,19 @@ impl Backend {
                 "Check the account number, or load reference images from files.",
             ));
         };
-        let refs = store
-            .references(account, false)
+        // Each reference is checked against the audit chain (image re-hashed) before it is shown
+        // or compared, as in `verify` and `batch`.
+        let checked = store
+            .checked_references(account)
             .map_err(|e| store_error("Could not read the references", e))?;
-        if refs.is_empty() {
+        if checked.is_empty() {
             return Err(UserError::new(
                 format!("Account {account} has no reference signatures."),
                 "Enrol references (countersign account enrol), or load reference images from files.",
             ));
         }
         let mut images = Vec::new();
-        let mut blobs = Vec::new();
-        for r in &refs {
-            let bytes = store
-                .reference_image(r.id)
-                .map_err(|e| store_error("Could not read a reference image", e))?;
-            blobs.push((r.id, bytes));
-        }
+        let blobs: Vec<(i64, Vec<u8>)> = checked.into_iter().map(|(r, b)| (r.id, b)).collect();
         self.images.retain(|s, _| *s == Slot::Cheque);
         self.account_refs.clear();
         for (i, (id, bytes)) in blobs.into_iter().enumerate() {
@@ -1091,6 +1095,18 @@ impl Backend {
         action: &FinalAction,
     ) -> Result<DecisionRow, UserError> {
         let op = self.require_operator()?;
+        // Only the store's active model decides a recorded decision (its card carries the policy);
+        // weights named with --model are a supervisor's exception.
+        if self.model_choice().is_some_and(|c| !c.is_active())
+            && op.role() != crate::store::Role::Supervisor
+        {
+            return Err(UserError::new(
+                "This window was started with --model, which is not the store's active model: only a supervisor \
+                 may record decisions made with it.",
+                "Start Countersign without --model (the active model decides), or ask a supervisor to activate \
+                 this model.",
+            ));
+        }
         let device = match self.config.device.resolve() {
             Ok(d) => crate::device::describe(d),
             Err(_) => "unknown".into(),
@@ -1482,6 +1498,23 @@ pub fn verify_chain(config: &BackendConfig) -> Result<ChainReport, UserError> {
             ),
         });
     }
+    // The same checks as `audit verify` beside the chain: reference images, cached embeddings,
+    // logged signatures and the protecting triggers.
+    let side = store
+        .side_table_problems()
+        .map_err(|e| store_error("The stored images could not be checked", e))?;
+    if r.is_intact() && !side.is_empty() {
+        return Ok(ChainReport {
+            ok: false,
+            rows_checked: r.rows_checked,
+            message: format!(
+                "The chain is intact, but {} problem(s) were found beside it: {}. Keep this database as evidence \
+                 and tell your supervisor.",
+                side.len(),
+                side.join("; ")
+            ),
+        });
+    }
     Ok(ChainReport {
         ok: r.is_intact(),
         rows_checked: r.rows_checked,
@@ -1518,20 +1551,13 @@ pub fn export_audit(
     ))
 }
 
-/// The model path in force: `--model`, else the model a supervisor activated, else the bundled one.
-fn resolve_model_path(
+/// The model in force: the one rule of [`crate::model::in_force`] (`--model`, else the model a
+/// supervisor activated, else the bundled one).
+fn resolve_model(
     config: &BackendConfig,
     store: Option<&crate::store::Store>,
-) -> Option<PathBuf> {
-    if let Some(p) = &config.model_path {
-        return Some(p.clone());
-    }
-    store
-        .and_then(|s| s.current_settings().ok())
-        .and_then(|s| s.model_path)
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .or_else(crate::paths::default_model)
+) -> Option<crate::model::ModelInForce> {
+    crate::model::in_force::choose(store, config.model_path.as_deref()).ok()
 }
 
 fn load_model(
@@ -1544,13 +1570,14 @@ fn load_model(
             "Start Countersign with --device cpu, or check the GPU driver.",
         )
     })?;
-    let path = resolve_model_path(config, store).ok_or_else(|| {
+    let choice = resolve_model(config, store).ok_or_else(|| {
         UserError::new(
             "No model was found (models/countersign-default.safetensors is missing).",
             "Reinstall Countersign, or start it with --model PATH to a trained model.",
         )
     })?;
-    crate::model::SignatureModel::load(&path, device).map_err(|e| {
+    let path = choice.path.clone();
+    choice.load(device).map_err(|e| {
         model_error(
             &format!("The model {} could not be loaded", path.display()),
             &e,

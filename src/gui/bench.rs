@@ -182,7 +182,7 @@ mod tests {
     fn bench_reports_finite_figures() {
         let figures = super::bench(crate::device::DeviceChoice::Cpu).expect("bench runs");
         for (name, value) in &figures {
-            println!("{name}: {value}");
+            crate::outln!("{name}: {value}");
             let number: String = value
                 .chars()
                 .take_while(|c| c.is_ascii_digit() || *c == '.')

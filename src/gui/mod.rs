@@ -43,8 +43,8 @@ pub fn run(global: &GlobalOpts) -> anyhow::Result<()> {
             crate::cli::ExitError::new(crate::cli::exit::NO_DISPLAY, NO_DISPLAY_MESSAGE).into(),
         );
     }
-    let model = global.model.clone().or_else(crate::paths::default_model);
-    let mut app = CountersignApp::new(global.db_path(), model, global.device);
+    let config = backend_config(global);
+    let mut app = CountersignApp::new(config.db_path, config.model_path, config.device);
     if let Some(name) = &global.operator {
         app.sign_in.name = name.clone();
     }
@@ -75,6 +75,17 @@ pub fn run(global: &GlobalOpts) -> anyhow::Result<()> {
         Box::new(move |_cc| Ok(Box::new(app))),
     )
     .map_err(|e| anyhow::anyhow!("the window could not be opened: {e}"))
+}
+
+/// What the GUI's worker opens for this command line. Only an explicit `--model` is passed on: without
+/// one the backend uses the model in force for the store (the one a supervisor activated, else the
+/// bundled one; see [`crate::model::in_force`]), like every command.
+pub fn backend_config(global: &GlobalOpts) -> backend::BackendConfig {
+    backend::BackendConfig {
+        db_path: global.db_path(),
+        model_path: global.model.clone(),
+        device: global.device,
+    }
 }
 
 /// Shown when no X11 or Wayland display is available.

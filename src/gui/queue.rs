@@ -133,10 +133,20 @@ impl Backend {
 
     fn approve(&mut self, id: i64, note: &str) -> Result<String, UserError> {
         let op = self.require_operator()?;
+        let before = self
+            .store()?
+            .current_settings()
+            .ok()
+            .and_then(|s| s.model_id);
         let s = self
             .store()?
             .approve_settings_change(&op, id, note)
             .map_err(|e| store_error("The change was not approved", e))?;
+        if s.model_id != before {
+            // An approved model change is in force in this window too: a --model given at start
+            // gives way to it, as it does for every command.
+            self.config.model_path = None;
+        }
         // The next verification uses what is in force now (a new model is loaded again).
         self.forget_model();
         Ok(format!(

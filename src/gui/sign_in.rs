@@ -99,7 +99,7 @@ impl SignInState {
                     if shared.config.db_path.to_string_lossy().contains("target/demo/") {
                         widgets::caption(
                             ui,
-                            "Demo database (make run): supervisor / 2468, clerk / 1357, auditor / 9753",
+                            "Demo database (make run): supervisor / 246810, clerk / 135791, auditor / 975310",
                         );
                     }
                     });

@@ -107,8 +107,9 @@ pub fn decode_bytes(
             return Err(ImagingError::UnsupportedFormat {
                 name: name_s(),
                 detail: format!(
-                    "content is not a PNG, JPEG, TIFF or BMP image (starts with {})",
-                    hex::encode(&bytes[..bytes.len().min(8)])
+                    "content is not a PNG, JPEG, TIFF or BMP image ({} bytes of {})",
+                    bytes.len(),
+                    content_kind(bytes)
                 ),
             });
         }
@@ -343,4 +344,36 @@ fn looks_truncated(detail: &str) -> bool {
     ]
     .iter()
     .any(|p| d.contains(p))
+}
+
+/// What a file that is not an accepted image seems to hold, in words. Only the kind is ever named,
+/// never the content: the file may be anything the clerk pointed at (`/etc/shadow`), and its bytes do
+/// not belong in an error message, a log or a screen.
+pub fn content_kind(bytes: &[u8]) -> &'static str {
+    let head = &bytes[..bytes.len().min(512)];
+    let starts = |sig: &[u8]| head.starts_with(sig);
+    if bytes.is_empty() {
+        "nothing (an empty file)"
+    } else if starts(b"%PDF") {
+        "a PDF document"
+    } else if starts(b"GIF8") {
+        "a GIF image"
+    } else if starts(b"RIFF") && head.get(8..12) == Some(b"WEBP") {
+        "a WebP image"
+    } else if starts(b"PK\x03\x04") {
+        "a ZIP archive (or an office document)"
+    } else if starts(b"\x1f\x8b") {
+        "gzip-compressed data"
+    } else if starts(b"\x7fELF") {
+        "a program (ELF)"
+    } else if starts(b"SQLite format 3\0") {
+        "an SQLite database"
+    } else if std::str::from_utf8(head).is_ok_and(|t| {
+        t.chars()
+            .all(|c| !c.is_control() || c == '\n' || c == '\r' || c == '\t')
+    }) {
+        "text"
+    } else {
+        "data of an unknown kind"
+    }
 }

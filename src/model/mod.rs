@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod card;
+pub mod in_force;
 pub mod net;
 mod safetensors;
 pub mod slot;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor, nn};
 
 pub use card::{DataSourceInfo, ModelCard, Preprocessing, TrainingInfo, ValidationMetrics};
+pub use in_force::{ModelInForce, ModelOrigin};
 pub use net::{ARCH_NAME, ARCH_VERSION, EMBEDDING_DIM, EmbeddingNet};
 pub use slot::ModelSlot;
 
@@ -109,6 +111,15 @@ pub enum ModelError {
     },
     #[error("libtorch failed: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(
+        "the weights at {path} have id {found}, but the store's active model is {expected}: the file was \
+         replaced outside Countersign; a supervisor activates the intended model again"
+    )]
+    NotActivated {
+        path: String,
+        expected: String,
+        found: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {

@@ -306,7 +306,9 @@ impl Store {
         tx.commit().map_err(&m)
     }
 
-    /// Caches an embedding for (reference, model), replacing an older one. Stored as little-endian f32.
+    /// Caches an embedding for (reference image, model), replacing an older one. Stored as
+    /// little-endian f32 under the image's SHA-256 and the model id, with a chained `embedding` row
+    /// holding the vector's SHA-256, so a vector edited in the table is found on its next use.
     pub fn cache_embedding(
         &mut self,
         reference_id: i64,
@@ -316,40 +318,303 @@ impl Store {
         if embedding.iter().any(|v| !v.is_finite()) {
             return Err(StoreError::Invalid("an embedding must be finite".into()));
         }
+        bounded_model_id(model_id)?;
+        let image_sha = self.reference_sha(reference_id)?;
         let blob: Vec<u8> = embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
         let m = self.mapper();
-        self.conn()
-            .execute(
-                "INSERT OR REPLACE INTO embeddings (reference_id, model_id, dim, vector, computed_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![reference_id, model_id, embedding.len() as i64, blob, now_utc()],
-            )
-            .map_err(&m)?;
-        Ok(())
+        let tx = self.write_tx()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO reference_embeddings (image_sha256, model_id, dim, vector, computed_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![image_sha, model_id, embedding.len() as i64, blob, now_utc()],
+        )
+        .map_err(&m)?;
+        let mut e = Entry::event(
+            "embedding",
+            SYSTEM_OPERATOR,
+            json!({"event": "embedding_cached", "reference_id": reference_id, "dim": embedding.len(),
+                "vector_sha256": sha256_hex(&blob)}),
+        );
+        e.cheque_sha256 = Some(image_sha);
+        e.model_id = Some(model_id.to_string());
+        append(&tx, &[e]).map_err(&m)?;
+        tx.commit().map_err(&m)
     }
 
-    /// The cached embedding for (reference, model), if any and well-formed.
+    /// The cached embedding for (reference image, model), if any, checked against the digest chained
+    /// when it was cached. A vector that does not match its chained digest (or has none) was written
+    /// outside Countersign: [`StoreError::Tampered`].
     pub fn cached_embedding(
         &self,
         reference_id: i64,
         model_id: &str,
     ) -> Result<Option<Vec<f32>>, StoreError> {
+        let image_sha = self.reference_sha(reference_id)?;
         let blob: Option<(i64, Vec<u8>)> = self
             .conn()
             .query_row(
-                "SELECT dim, vector FROM embeddings WHERE reference_id = ?1 AND model_id = ?2",
-                params![reference_id, model_id],
+                "SELECT dim, vector FROM reference_embeddings WHERE image_sha256 = ?1 AND model_id = ?2",
+                params![image_sha, model_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(|e| self.map(e))?;
-        Ok(blob.and_then(|(dim, b)| {
-            // A malformed cache entry is treated as missing: callers recompute it.
-            (b.len() == dim as usize * 4).then(|| {
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            })
-        }))
+        let Some((dim, b)) = blob else {
+            return Ok(None);
+        };
+        if let Some(why) = self.embedding_problem(&image_sha, model_id, dim, &b)? {
+            return Err(StoreError::Tampered {
+                detail: format!(
+                    "the cached embedding of reference #{reference_id} (image {image_sha}) for model {model_id} {why}"
+                ),
+            });
+        }
+        Ok(Some(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ))
     }
+
+    /// Why a cached vector cannot be trusted, or `None` when it matches its chained digest.
+    fn embedding_problem(
+        &self,
+        image_sha: &str,
+        model_id: &str,
+        dim: i64,
+        blob: &[u8],
+    ) -> Result<Option<String>, StoreError> {
+        let chained: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT payload FROM ledger WHERE kind = 'embedding' AND cheque_sha256 = ?1 AND model_id = ?2 \
+                 ORDER BY id DESC LIMIT 1",
+                params![image_sha, model_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.map(e))?;
+        let Some(payload) = chained else {
+            return Ok(Some(
+                "has no row in the audit chain: it was written outside Countersign".into(),
+            ));
+        };
+        let expected = serde_json::from_str::<serde_json::Value>(&payload)
+            .ok()
+            .and_then(|v| v.get("vector_sha256")?.as_str().map(str::to_string));
+        if usize::try_from(dim).ok().map(|d| d * 4) != Some(blob.len())
+            || expected.as_deref() != Some(sha256_hex(blob).as_str())
+        {
+            return Ok(Some(
+                "does not match the SHA-256 chained when it was cached: it was edited outside Countersign"
+                    .into(),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// The stored SHA-256 of a reference (any state).
+    fn reference_sha(&self, reference_id: i64) -> Result<String, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT sha256 FROM reference_signatures WHERE id = ?1",
+                params![reference_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.map(e))?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "reference",
+                id: reference_id.to_string(),
+            })
+    }
+
+    /// What the chain says about a reference: (account, SHA-256 enrolled, retired).
+    fn chained_reference(
+        &self,
+        reference_id: i64,
+    ) -> Result<Option<(String, String, bool)>, StoreError> {
+        let m = self.mapper();
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT account, payload FROM ledger WHERE kind = 'account' AND ref_id = ?1 ORDER BY id",
+            )
+            .map_err(&m)?;
+        let rows = stmt
+            .query_map(params![reference_id], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                ))
+            })
+            .map_err(&m)?;
+        let mut out: Option<(String, String, bool)> = None;
+        for row in rows {
+            let (account, payload) = row.map_err(&m)?;
+            let v: serde_json::Value = payload
+                .and_then(|p| serde_json::from_str(&p).ok())
+                .unwrap_or_default();
+            match v.get("event").and_then(|e| e.as_str()) {
+                Some("reference_enrolled") => {
+                    let sha = v
+                        .get("sha256")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or_default()
+                        .to_string();
+                    out = Some((account.unwrap_or_default(), sha, false));
+                }
+                Some("reference_retired") => {
+                    if let Some(o) = out.as_mut() {
+                        o.2 = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Why a stored reference cannot be trusted, or `None`: its image must hash to the SHA-256 stored
+    /// with it and chained at enrolment, for the same account, and a reference the chain retired
+    /// must not be active.
+    fn reference_problem(&self, r: &Reference, image: &[u8]) -> Result<Option<String>, StoreError> {
+        let actual = sha256_hex(image);
+        let Some((account, chained_sha, chained_retired)) = self.chained_reference(r.id)? else {
+            return Ok(Some(format!(
+                "reference #{} of account {} has no enrolment row in the audit chain: it was inserted outside Countersign",
+                r.id, r.account
+            )));
+        };
+        if account != r.account {
+            return Ok(Some(format!(
+                "reference #{} is stored under account {} but was enrolled for account {account}",
+                r.id, r.account
+            )));
+        }
+        if actual != chained_sha || r.sha256 != chained_sha {
+            return Ok(Some(format!(
+                "reference #{} of account {}: the stored image has SHA-256 {actual}, but SHA-256 {chained_sha} was \
+                 chained at enrolment: the image was replaced outside Countersign",
+                r.id, r.account
+            )));
+        }
+        if chained_retired && !r.retired {
+            return Ok(Some(format!(
+                "reference #{} of account {} was retired (in the audit chain) but is marked active: it was \
+                 reactivated outside Countersign",
+                r.id, r.account
+            )));
+        }
+        Ok(None)
+    }
+
+    /// An account's active references with their images, each checked against the audit chain
+    /// before use (see [`Store::reference_problem`]); a reference that fails is
+    /// [`StoreError::Tampered`], so no decision is made on it.
+    pub fn checked_references(
+        &self,
+        account: &str,
+    ) -> Result<Vec<(Reference, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.references(account, false)? {
+            let image = self.reference_image(r.id)?;
+            if let Some(detail) = self.reference_problem(&r, &image)? {
+                return Err(StoreError::Tampered { detail });
+            }
+            out.push((r, image));
+        }
+        Ok(out)
+    }
+
+    /// Every problem with the tables beside the chain that decisions depend on: reference images,
+    /// cached embeddings, logged signature images, and the triggers that protect them. Empty when
+    /// all match the chain. Used by `audit verify`.
+    pub fn side_table_problems(&self) -> Result<Vec<String>, StoreError> {
+        let m = self.mapper();
+        let mut problems = Vec::new();
+        // Triggers: a missing one was dropped, most likely to edit the table it protects.
+        let present: std::collections::HashSet<String> = {
+            let mut stmt = self
+                .conn()
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+                .map_err(&m)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(&m)?;
+            rows.collect::<Result<_, _>>().map_err(&m)?
+        };
+        for t in super::migrations::PROTECTING_TRIGGERS {
+            if !present.contains(*t) {
+                problems.push(format!(
+                    "the trigger {t} is missing: it was dropped outside Countersign (the table it protects may have been edited)"
+                ));
+            }
+        }
+        // Reference images, every one (retired too: past decisions name them).
+        let ids: Vec<String> = {
+            let mut stmt = self
+                .conn()
+                .prepare("SELECT DISTINCT account FROM reference_signatures ORDER BY account")
+                .map_err(&m)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(&m)?;
+            rows.collect::<Result<_, _>>().map_err(&m)?
+        };
+        for account in ids {
+            for r in self.references(&account, true)? {
+                let image = self.reference_image(r.id)?;
+                if let Some(p) = self.reference_problem(&r, &image)? {
+                    problems.push(p);
+                }
+            }
+        }
+        // Enrolments in the chain whose reference row is gone.
+        {
+            let mut stmt = self
+                .conn()
+                .prepare(
+                    "SELECT l.ref_id FROM ledger l WHERE l.kind = 'account' AND l.ref_id IS NOT NULL \
+                     AND NOT EXISTS (SELECT 1 FROM reference_signatures r WHERE r.id = l.ref_id)",
+                )
+                .map_err(&m)?;
+            let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(&m)?;
+            for id in rows {
+                let id = id.map_err(&m)?;
+                problems.push(format!(
+                    "reference #{id} is enrolled in the audit chain but missing from the database: it was deleted"
+                ));
+            }
+        }
+        // Cached embeddings.
+        let cached: Vec<(String, String, i64, Vec<u8>)> = {
+            let mut stmt = self
+                .conn()
+                .prepare("SELECT image_sha256, model_id, dim, vector FROM reference_embeddings")
+                .map_err(&m)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(&m)?;
+            rows.collect::<Result<_, _>>().map_err(&m)?
+        };
+        for (sha, model, dim, blob) in cached {
+            if let Some(why) = self.embedding_problem(&sha, &model, dim, &blob)? {
+                problems.push(format!(
+                    "the cached embedding of image {sha} for model {model} {why}"
+                ));
+            }
+        }
+        // Logged signature images against the SHA-256 in their decision rows.
+        problems.extend(self.signature_problems()?);
+        Ok(problems)
+    }
+}
+
+/// The name under which Countersign itself appends rows nobody typed (cached embeddings).
+pub const SYSTEM_OPERATOR: &str = "countersign";
+
+fn bounded_model_id(model_id: &str) -> Result<(), StoreError> {
+    if model_id.is_empty() || model_id.len() > 200 || model_id.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "a model id must be 1 to 200 printable characters".into(),
+        ));
+    }
+    Ok(())
 }

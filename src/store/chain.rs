@@ -20,10 +20,20 @@
 //! (32 zero bytes for the first row); both are stored as lowercase hex in `prev_hash` and `hash`.
 //! Because the row id is inside the hashed bytes and every row commits to its predecessor, an edited
 //! field, a deleted row, an inserted row and a reordering all break the chain at a named row.
+//!
+//! # The keyed chain
+//!
+//! The hash chain alone cannot tell a row Countersign appended from one appended with a valid hash by
+//! someone who can write the file (the encoding above is public). With a chain key configured (the
+//! file named by [`CHAIN_KEY_ENV`], at least 32 bytes, readable by the account Countersign runs as and
+//! by nobody else), every row appended also gets `mac = HMAC-SHA-256(key, hash)` (lowercase hex) in
+//! `ledger_macs`, in the same transaction. [`Store::verify_chain`] with the key then names the first
+//! row whose MAC is wrong or missing after the first keyed row: a row forged without the key. Rows
+//! from before the key was configured are reported as unkeyed. Without the key, MACs are not checked.
 
-use std::io::Write;
 use std::path::Path;
 
+use hmac::Mac;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -36,6 +46,50 @@ pub const CANONICAL_TAG: &[u8] = b"countersign-ledger-v1";
 
 /// The `prev_hash` of the first row.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// Environment variable naming the chain key file (see the module documentation).
+pub const CHAIN_KEY_ENV: &str = "COUNTERSIGN_CHAIN_KEY_FILE";
+
+/// The shortest accepted chain key, in bytes.
+pub const MIN_CHAIN_KEY_BYTES: usize = 32;
+
+/// The chain key in force for this process: read once from [`CHAIN_KEY_ENV`]. `Ok(None)` when none is
+/// configured; an error when one is configured but cannot be used (every append then fails rather
+/// than write rows that would later read as forged).
+pub fn chain_key() -> Result<Option<&'static [u8]>, String> {
+    static KEY: std::sync::OnceLock<Result<Option<Vec<u8>>, String>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let Some(path) = std::env::var_os(CHAIN_KEY_ENV).filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let path = std::path::PathBuf::from(path);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| format!("the chain key {} cannot be read: {e}", path.display()))?;
+        if bytes.len() < MIN_CHAIN_KEY_BYTES {
+            return Err(format!(
+                "the chain key {} has {} bytes; it needs at least {MIN_CHAIN_KEY_BYTES} (e.g. `head -c 32 /dev/urandom`)",
+                path.display(),
+                bytes.len()
+            ));
+        }
+        Ok(Some(bytes))
+    })
+    .as_ref()
+    .map(|k| k.as_deref())
+    .map_err(Clone::clone)
+}
+
+/// `HMAC-SHA-256(key, hash)`, lowercase hex.
+pub fn row_mac(key: &[u8], hash: &[u8; 32]) -> String {
+    // HMAC accepts keys of any length; the error is unreachable.
+    match hmac::Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut m) => {
+            m.update(hash);
+            hex::encode(m.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    }
+}
 
 /// The data columns, in canonical order (followed in the table by `prev_hash`, `hash`).
 pub(crate) const COLUMNS: &str = "id, kind, time, operator, account, cheque_id, amount_cents, cheque_sha256, \
@@ -196,18 +250,18 @@ impl Checkpoint {
         })
     }
 
-    /// Writes the checkpoint as pretty JSON.
-    pub fn write(&self, path: &Path) -> Result<(), StoreError> {
-        let io = |source| StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut f = std::fs::File::create(path).map_err(io)?;
+    /// Writes the checkpoint as pretty JSON (through [`crate::output`]: never over the database).
+    pub fn write_guarded(
+        &self,
+        path: &Path,
+        protected: &crate::output::Protected,
+    ) -> Result<(), StoreError> {
         let text =
             serde_json::to_string_pretty(self).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.write_all(b"\n").map_err(io)?;
-        f.sync_all().map_err(io)
+        crate::output::write(path, protected, (text + "\n").as_bytes()).map_err(|e| match e {
+            crate::output::OutputError::Io { path, source } => StoreError::Io { path, source },
+            e => StoreError::Invalid(e.to_string()),
+        })
     }
 }
 
@@ -220,6 +274,11 @@ pub struct ChainReport {
     pub first_bad: Option<(i64, String)>,
     /// The last good row.
     pub head: Option<ChainHead>,
+    /// With a chain key: the first row carrying a MAC (every later row was checked to carry a
+    /// valid one); `None` when no row is keyed or no key was given.
+    pub keyed_from: Option<i64>,
+    /// Whether MACs were checked (a chain key is configured).
+    pub macs_checked: bool,
 }
 
 impl ChainReport {
@@ -259,6 +318,18 @@ pub(crate) fn append(tx: &Transaction<'_>, entries: &[Entry]) -> rusqlite::Resul
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
          ?24, ?25, ?26, ?27, ?28)"
     ))?;
+    // A key that is configured but unusable stops every append: rows written without their MAC
+    // would later read as forged.
+    let key = chain_key().map_err(|e| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_AUTH),
+            Some(e),
+        )
+    })?;
+    let mut mac_stmt = match key {
+        Some(_) => Some(tx.prepare_cached("INSERT INTO ledger_macs (id, mac) VALUES (?1, ?2)")?),
+        None => None,
+    };
     let mut buf = Vec::with_capacity(1024);
     let mut ids = Vec::with_capacity(entries.len());
     for e in entries {
@@ -273,6 +344,9 @@ pub(crate) fn append(tx: &Transaction<'_>, entries: &[Entry]) -> rusqlite::Resul
         params.push(&prev_hex);
         params.push(&hash_hex);
         stmt.execute(params.as_slice())?;
+        if let (Some(key), Some(m)) = (key, mac_stmt.as_mut()) {
+            m.execute(params![id, row_mac(key, &hash)])?;
+        }
         ids.push(id);
         prev = hash;
     }
@@ -312,7 +386,7 @@ impl Store {
         let mut stmt = self
             .conn()
             .prepare(&format!(
-                "SELECT {COLUMNS}, prev_hash, hash FROM ledger ORDER BY id"
+                "SELECT {COLUMNS}, prev_hash, hash, m.mac FROM ledger LEFT JOIN ledger_macs m USING (id) ORDER BY id"
             ))
             .map_err(map)?;
         let mut rows = stmt.query([]).map_err(map)?;
@@ -322,6 +396,8 @@ impl Store {
         let mut checked = 0u64;
         let mut buf = Vec::with_capacity(1024);
         let mut first_bad = None;
+        let key = chain_key().map_err(StoreError::Invalid)?;
+        let mut keyed_from: Option<i64> = None;
         while let Some(row) = rows.next().map_err(map)? {
             let id: i64 = match row.get_ref(0).map_err(map)? {
                 ValueRef::Integer(i) => i,
@@ -379,6 +455,36 @@ impl Store {
                 ));
                 break;
             }
+            if let Some(key) = key {
+                let mac: Option<String> = match row.get_ref(N_COLUMNS + 2).map_err(map)? {
+                    ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                    _ => None,
+                };
+                match (mac, keyed_from) {
+                    (Some(m), _) if m == row_mac(key, &computed) => {
+                        keyed_from.get_or_insert(id);
+                    }
+                    (Some(_), _) => {
+                        first_bad = Some((
+                            id,
+                            "its MAC does not match the chain key: the row was forged by someone without the key"
+                                .to_string(),
+                        ));
+                        break;
+                    }
+                    (None, Some(from)) => {
+                        first_bad = Some((
+                            id,
+                            format!(
+                                "it has no MAC although the chain is keyed from row {from}: it was appended outside \
+                                 Countersign, by someone without the chain key"
+                            ),
+                        ));
+                        break;
+                    }
+                    (None, None) => {}
+                }
+            }
             prev = computed;
             last_id = id;
             if let ValueRef::Text(t) = values[2] {
@@ -398,6 +504,8 @@ impl Store {
             rows_checked: checked,
             first_bad,
             head,
+            keyed_from,
+            macs_checked: key.is_some(),
         })
     }
 

@@ -431,6 +431,21 @@ impl NewDecision {
     }
 }
 
+/// What [`Store::insert_once`] did with one decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded as this row.
+    New(i64),
+    /// Not recorded: this cheque id was decided before (row `earlier`) for the same image.
+    Repeat { earlier: i64 },
+    /// Not recorded: this cheque id was decided before (row `earlier`; `None` when earlier in the same
+    /// call) for a different image, whose SHA-256 is `earlier_sha256`.
+    Conflict {
+        earlier: Option<i64>,
+        earlier_sha256: String,
+    },
+}
+
 /// One recorded decision, with the latest clerk action on it (if any was recorded later).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DecisionRow {
@@ -680,57 +695,158 @@ impl Store {
 
     /// Records, in one transaction, each decision whose cheque id no decision in the ledger has yet,
     /// and returns its row id; `None` marks a cheque that was already decided (by another run, say, or
-    /// earlier in `decisions`). The check and the append share the write lock, so two batches over
-    /// the same manifest at once still decide each cheque exactly once. Decisions without a cheque id
-    /// are always recorded.
+    /// earlier in `decisions`), whatever its image. See [`Store::insert_once`] for the outcome that
+    /// tells a repeat from a conflicting image.
     pub fn insert_undecided(
         &mut self,
         op: &Operator,
         decisions: &[NewDecision],
     ) -> Result<Vec<Option<i64>>, StoreError> {
+        Ok(self
+            .insert_once(op, decisions)?
+            .into_iter()
+            .map(|r| match r {
+                Recorded::New(id) => Some(id),
+                Recorded::Repeat { .. } | Recorded::Conflict { .. } => None,
+            })
+            .collect())
+    }
+
+    /// Records, in one transaction, each decision whose cheque id no decision has yet. A cheque id is
+    /// tied to the image it was first decided for: a decision for an id already decided is not
+    /// recorded, and comes back as [`Recorded::Repeat`] when the image hash is the same (show the
+    /// earlier decision) or [`Recorded::Conflict`] when it differs (an ERROR naming both hashes). The
+    /// check and the append share the write lock, so two batches over the same manifest at once still
+    /// decide each cheque exactly once. Decisions without a cheque id are always recorded.
+    pub fn insert_once(
+        &mut self,
+        op: &Operator,
+        decisions: &[NewDecision],
+    ) -> Result<Vec<Recorded>, StoreError> {
         self.check_new_decisions(op, decisions)?;
         let m = self.mapper();
         let tx = self.write_tx()?;
         let mut fresh = Vec::with_capacity(decisions.len());
-        let mut kept = Vec::with_capacity(decisions.len());
+        // Per input: Ok(()) to record, Err(outcome) when not.
+        let mut plan: Vec<Option<Recorded>> = Vec::with_capacity(decisions.len());
         {
             let mut taken = tx
                 .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM ledger WHERE kind = 'decision' AND cheque_id = ?1)",
+                    "SELECT id, cheque_sha256 FROM ledger WHERE kind = 'decision' AND cheque_id = ?1 \
+                     ORDER BY id LIMIT 1",
                 )
                 .map_err(&m)?;
-            let mut in_this_call = HashSet::new();
-            for d in decisions {
-                let new = match &d.cheque_id {
-                    None => true,
+            // Ids recorded earlier in this call: (position in `decisions`, image hash).
+            let mut in_this_call: std::collections::HashMap<&str, (usize, &str)> =
+                std::collections::HashMap::new();
+            for (i, d) in decisions.iter().enumerate() {
+                let outcome = match &d.cheque_id {
+                    None => None,
                     Some(c) => {
-                        !taken
-                            .query_row(params![c], |r| r.get::<_, bool>(0))
-                            .map_err(&m)?
-                            && in_this_call.insert(c.as_str())
+                        let earlier: Option<(i64, Option<String>)> = taken
+                            .query_row(params![c], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                            .map_err(&m)?;
+                        match earlier {
+                            Some((id, sha)) => {
+                                let sha = sha.unwrap_or_default();
+                                Some(if sha == d.cheque_sha256 {
+                                    Recorded::Repeat { earlier: id }
+                                } else {
+                                    Recorded::Conflict {
+                                        earlier: Some(id),
+                                        earlier_sha256: sha,
+                                    }
+                                })
+                            }
+                            None => match in_this_call.get(c.as_str()) {
+                                Some((_, sha)) if *sha == d.cheque_sha256 => {
+                                    Some(Recorded::Repeat { earlier: 0 })
+                                }
+                                Some((_, sha)) => Some(Recorded::Conflict {
+                                    earlier: None,
+                                    earlier_sha256: (*sha).to_string(),
+                                }),
+                                None => {
+                                    in_this_call.insert(c.as_str(), (i, d.cheque_sha256.as_str()));
+                                    None
+                                }
+                            },
+                        }
                     }
                 };
-                kept.push(new);
-                if new {
+                if outcome.is_none() {
                     fresh.push(d.entry());
                 }
+                plan.push(outcome);
             }
         }
         let appended = append(&tx, &fresh).map_err(&m)?;
         let kept_decisions = decisions
             .iter()
-            .zip(&kept)
-            .filter(|(_, k)| **k)
+            .zip(&plan)
+            .filter(|(_, p)| p.is_none())
             .map(|(d, _)| d);
         let pairs: Vec<(i64, &NewDecision)> =
             appended.iter().copied().zip(kept_decisions).collect();
         store_signatures(&tx, &pairs).map_err(&m)?;
-        let mut ids = appended.into_iter();
         tx.commit().map_err(&m)?;
-        Ok(kept
-            .into_iter()
-            .map(|new| if new { ids.next() } else { None })
-            .collect())
+        // A repeat of a row recorded earlier in this call points at that row's new id.
+        let mut ids = appended.into_iter();
+        let mut new_ids: Vec<Option<i64>> = Vec::with_capacity(plan.len());
+        let mut out = Vec::with_capacity(plan.len());
+        for p in plan {
+            match p {
+                None => {
+                    let id = ids.next().unwrap_or(0);
+                    new_ids.push(Some(id));
+                    out.push(Recorded::New(id));
+                }
+                Some(r) => {
+                    new_ids.push(None);
+                    out.push(r);
+                }
+            }
+        }
+        for (i, r) in out.iter_mut().enumerate() {
+            if let Recorded::Repeat { earlier: 0 } = r
+                && let Some(c) = decisions[i].cheque_id.as_deref()
+                && let Some(j) = decisions
+                    .iter()
+                    .position(|d| d.cheque_id.as_deref() == Some(c))
+                && let Some(Some(id)) = new_ids.get(j)
+            {
+                *r = Recorded::Repeat { earlier: *id };
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every decided cheque id with the row that decided it and the SHA-256 of its image (for
+    /// resuming a batch: a repeat is shown, a different image under a decided id is an ERROR).
+    pub fn decided_cheques(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (i64, String)>, StoreError> {
+        let m = self.mapper();
+        let mut stmt = self
+            .conn()
+            .prepare(
+                "SELECT cheque_id, min(id), cheque_sha256 FROM ledger WHERE kind = 'decision' \
+                 AND cheque_id IS NOT NULL GROUP BY cheque_id",
+            )
+            .map_err(&m)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    (
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    ),
+                ))
+            })
+            .map_err(&m)?;
+        rows.collect::<Result<_, _>>().map_err(&m)
     }
 
     /// What every insert checks first: the operator may verify (and override, when a row does), and
@@ -973,6 +1089,57 @@ impl Store {
             return Err(StoreError::SignatureTampered { decision: id });
         }
         Ok(Some(png))
+    }
+
+    /// Every decision whose logged signature image does not match the SHA-256 in its chained row, or
+    /// whose chained row names an image that is missing. For `audit verify`.
+    pub fn signature_problems(&self) -> Result<Vec<String>, StoreError> {
+        let m = self.mapper();
+        let mut stmt = self
+            .conn()
+            .prepare(
+                "SELECT d.id, d.payload, s.png, s.decision_id FROM ledger d \
+                 LEFT JOIN decision_signatures s ON s.decision_id = d.id \
+                 WHERE d.kind = 'decision' AND (s.decision_id IS NOT NULL OR d.payload LIKE '%signature_png_sha256%')",
+            )
+            .map_err(&m)?;
+        let mut rows = stmt.query([]).map_err(&m)?;
+        let mut problems = Vec::new();
+        while let Some(r) = rows.next().map_err(&m)? {
+            let id: i64 = r.get(0).map_err(&m)?;
+            let payload: Option<String> = r.get(1).map_err(&m)?;
+            let png: Option<Vec<u8>> = r.get(2).map_err(&m)?;
+            let chained = payload
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+                .and_then(|v| v.get(SIGNATURE_SHA_KEY)?.as_str().map(str::to_string));
+            match (png, chained) {
+                (Some(png), Some(sha)) if sha256_hex(&png) == sha => {}
+                (Some(_), _) => problems.push(format!(
+                    "the signature image logged with decision {id} does not match the SHA-256 in its chained row: \
+                     it was replaced outside Countersign"
+                )),
+                (None, Some(_)) => problems.push(format!(
+                    "the signature image logged with decision {id} is missing: it was deleted outside Countersign"
+                )),
+                (None, None) => {}
+            }
+        }
+        // A signature row whose decision is not in the ledger.
+        let orphans: i64 = self
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM decision_signatures s WHERE NOT EXISTS \
+                 (SELECT 1 FROM ledger d WHERE d.id = s.decision_id AND d.kind = 'decision')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&m)?;
+        if orphans > 0 {
+            problems.push(format!(
+                "{orphans} logged signature image(s) belong to no decision: inserted outside Countersign"
+            ));
+        }
+        Ok(problems)
     }
 
     /// How many decisions match the filter.

@@ -6,7 +6,7 @@
 //! --checkpoint OUT.anchor.json` later proves the chain up to that row was not rewritten. The export
 //! itself is then logged as a chained row.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rusqlite::params_from_iter;
@@ -137,39 +137,20 @@ fn side_path(out: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Where a path points, for comparing two paths that may not exist yet: the canonical parent folder
-/// joined with the file name (so `./a/../audit.sqlite3` and a symlinked folder compare equal).
-fn resolved(p: &Path) -> Option<PathBuf> {
-    if let Ok(c) = std::fs::canonicalize(p) {
-        return Some(c);
-    }
-    let name = p.file_name()?;
-    let parent = match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    Some(std::fs::canonicalize(parent).ok()?.join(name))
-}
-
 impl Store {
-    /// Refuses an output file that is the database itself or one of SQLite's files beside it:
-    /// creating it would truncate committed decisions (`--out audit.sqlite3` is one typo away).
-    /// Every command that creates a file next to the database (exports, checkpoints, batch results)
-    /// calls this before creating it.
+    /// The files no output may replace: this database and SQLite's files beside it, by name and by
+    /// identity (hard links and symlinks included). See [`crate::output`].
+    pub fn protected_files(&self) -> crate::output::Protected {
+        crate::output::Protected::database(&self.path)
+    }
+
+    /// Refuses an output file that is the database itself, one of SQLite's files beside it, or another
+    /// name (a link) for one of them: writing it would destroy committed decisions.
     pub fn refuse_own_files(&self, outs: &[&Path]) -> Result<(), StoreError> {
-        let own: Vec<PathBuf> = ["", "-wal", "-shm", "-journal"]
-            .iter()
-            .filter_map(|suffix| resolved(&side_path(&self.path, suffix)))
-            .collect();
+        let p = self.protected_files();
         for out in outs {
-            if let Some(r) = resolved(out)
-                && own.contains(&r)
-            {
-                return Err(StoreError::Invalid(format!(
-                    "{} is the audit database or one of its files; choose another output file",
-                    out.display()
-                )));
-            }
+            p.check(out)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
         }
         Ok(())
     }
@@ -212,9 +193,9 @@ impl Store {
             // One read transaction: the head and the rows come from the same snapshot.
             let tx = self.conn().unchecked_transaction().map_err(&m)?;
             let head = self.chain_head()?;
-            let file = std::fs::File::create(out).map_err(io(out))?;
+            let file = crate::output::create(out, &self.protected_files()).map_err(output_err)?;
             let w = HashingWriter {
-                inner: BufWriter::with_capacity(1 << 20, file),
+                inner: file,
                 hasher: Sha256::new(),
             };
             let csv_err = |e: csv::Error| StoreError::Io {
@@ -268,11 +249,7 @@ impl Store {
             };
             w.flush().map_err(io(out))?;
             let digest = hex::encode(w.hasher.finalize());
-            let file = w.inner.into_inner().map_err(|e| StoreError::Io {
-                path: out.to_path_buf(),
-                source: e.into_error(),
-            })?;
-            file.sync_all().map_err(io(out))?;
+            w.inner.commit().map_err(output_err)?;
             (n, digest, head)
         };
         progress(rows);
@@ -281,8 +258,12 @@ impl Store {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let sha256_path = side_path(out, ".sha256");
-        std::fs::write(&sha256_path, format!("{file_sha256}  {name}\n"))
-            .map_err(io(&sha256_path))?;
+        crate::output::write(
+            &sha256_path,
+            &self.protected_files(),
+            format!("{file_sha256}  {name}\n").as_bytes(),
+        )
+        .map_err(output_err)?;
         let anchor_path = side_path(out, ".anchor.json");
         let filter_json = serde_json::json!({
             "from": filter.from.map(format_time),
@@ -304,7 +285,12 @@ impl Store {
         });
         let text = serde_json::to_string_pretty(&anchor)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        std::fs::write(&anchor_path, text + "\n").map_err(io(&anchor_path))?;
+        crate::output::write(
+            &anchor_path,
+            &self.protected_files(),
+            (text + "\n").as_bytes(),
+        )
+        .map_err(output_err)?;
         let mut e = Entry::event(
             "export",
             by.name(),
@@ -341,7 +327,7 @@ impl Store {
             hash: head.hash.clone(),
             time: head.time.clone(),
         };
-        cp.write(out)?;
+        cp.write_guarded(out, &self.protected_files())?;
         self.append_event(Entry::event(
             "checkpoint",
             by.name(),
@@ -383,4 +369,12 @@ pub fn csv_header() -> [&'static str; 28] {
         "action_reason",
         "hash",
     ]
+}
+
+/// An output refused or failed, as a store error (the database itself was not touched).
+fn output_err(e: crate::output::OutputError) -> StoreError {
+    match e {
+        crate::output::OutputError::Io { path, source } => StoreError::Io { path, source },
+        e @ crate::output::OutputError::Protected { .. } => StoreError::Invalid(e.to_string()),
+    }
 }

@@ -119,8 +119,60 @@ CREATE TRIGGER decision_signatures_no_delete BEFORE DELETE ON decision_signature
 BEGIN SELECT RAISE(ABORT, 'logged signatures are append-only: DELETE refused'); END;
 "#;
 
+/// Version 5: reference embeddings keyed by (image SHA-256, model id), each one's vector digest chained
+/// in the ledger (an `embedding` row) and checked on every read; the enrolled images themselves
+/// become immutable (only the retired columns may change), and the chain's reference rows get an
+/// index so that every use can check a reference against its enrolment row.
+const V5: &str = r#"
+CREATE TABLE reference_embeddings (
+    image_sha256 TEXT NOT NULL,
+    model_id     TEXT NOT NULL,
+    dim          INTEGER NOT NULL,
+    vector       BLOB NOT NULL,
+    computed_at  TEXT NOT NULL,
+    PRIMARY KEY (image_sha256, model_id)
+) STRICT, WITHOUT ROWID;
+CREATE TRIGGER reference_embeddings_no_update BEFORE UPDATE ON reference_embeddings
+BEGIN SELECT RAISE(ABORT, 'cached embeddings are replaced, never edited: UPDATE refused'); END;
+CREATE TRIGGER reference_signatures_no_delete BEFORE DELETE ON reference_signatures
+BEGIN SELECT RAISE(ABORT, 'reference signatures are retired, never deleted: DELETE refused'); END;
+CREATE TRIGGER reference_signatures_fixed
+BEFORE UPDATE OF id, account, image, sha256, width, height, enrolled_at, enrolled_by ON reference_signatures
+BEGIN SELECT RAISE(ABORT, 'an enrolled reference image cannot be changed: UPDATE refused'); END;
+CREATE INDEX ledger_account_ref ON ledger(ref_id) WHERE kind = 'account';
+CREATE INDEX ledger_embedding ON ledger(cheque_sha256, model_id) WHERE kind = 'embedding';
+"#;
+
+/// Version 6: the keyed chain. With a chain key configured (`COUNTERSIGN_CHAIN_KEY_FILE`), every
+/// ledger row gets an HMAC-SHA-256 of its hash under that key, in this append-only side table (the
+/// ledger's own columns, and so its canonical encoding, are unchanged).
+const V6: &str = r#"
+CREATE TABLE ledger_macs (
+    id  INTEGER PRIMARY KEY NOT NULL REFERENCES ledger(id),
+    mac TEXT NOT NULL
+) STRICT;
+CREATE TRIGGER ledger_macs_no_update BEFORE UPDATE ON ledger_macs
+BEGIN SELECT RAISE(ABORT, 'the chain MACs are append-only: UPDATE refused'); END;
+CREATE TRIGGER ledger_macs_no_delete BEFORE DELETE ON ledger_macs
+BEGIN SELECT RAISE(ABORT, 'the chain MACs are append-only: DELETE refused'); END;
+"#;
+
 /// All migrations, in order. Never edit a shipped entry; append.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+
+/// The triggers that make the audit tables append-only (or their images immutable). `audit verify`
+/// reports any that is missing: someone dropped it to edit the table.
+pub const PROTECTING_TRIGGERS: &[&str] = &[
+    "ledger_no_update",
+    "ledger_no_delete",
+    "decision_signatures_no_update",
+    "decision_signatures_no_delete",
+    "reference_embeddings_no_update",
+    "reference_signatures_no_delete",
+    "reference_signatures_fixed",
+    "ledger_macs_no_update",
+    "ledger_macs_no_delete",
+];
 
 /// The schema version this binary creates and understands.
 pub fn latest_version() -> i64 {

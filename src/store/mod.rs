@@ -36,8 +36,8 @@ use time::OffsetDateTime;
 pub use accounts::{Account, Reference};
 pub use chain::{ChainHead, ChainReport, Checkpoint, CheckpointReport};
 pub use decisions::{
-    CropBox, DecisionFilter, DecisionRow, FinalAction, MAX_SIGNATURE_PNG, NewDecision, Source,
-    override_rule, override_targets,
+    CropBox, DecisionFilter, DecisionRow, FinalAction, MAX_SIGNATURE_PNG, NewDecision, Recorded,
+    Source, override_rule, override_targets,
 };
 pub use export::{ExportFormat, ExportSummary};
 pub use operators::{KdfCost, Operator, Permission, Role};
@@ -80,7 +80,10 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
-    #[error("the disk holding {path} is full; free space and try again (nothing was written)")]
+    #[error(
+        "the disk holding {path} is full; free space and try again (the transaction in progress was rolled back; \
+         everything committed before it is kept)"
+    )]
     DiskFull { path: PathBuf },
     #[error("wrong operator name or PIN")]
     AuthFailed,
@@ -91,19 +94,23 @@ pub enum StoreError {
     )]
     CredentialsTampered { operator: String, detail: String },
     #[error(
+        "{detail}; Countersign will not decide with it. Keep the database as evidence and ask an auditor to run \
+         `countersign audit verify`"
+    )]
+    Tampered { detail: String },
+    #[error(
         "the signature image logged with decision {decision} does not match the SHA-256 in the audit chain: \
          it was changed outside Countersign; keep the database as evidence"
     )]
     SignatureTampered { decision: i64 },
     #[error(
-        "operator {operator} is locked out after {failures} wrong PINs; try again after {retry_after} \
-         ({seconds} s), or ask a supervisor to unlock"
+        "operator {operator} is locked out after {failures} wrong PINs (since {since}); a supervisor must unlock \
+         them with `countersign operator unlock {operator}`"
     )]
     LockedOut {
         operator: String,
         failures: i64,
-        retry_after: String,
-        seconds: i64,
+        since: String,
     },
     #[error("permission denied: operator {operator} may not {action}; it needs the {needed} role")]
     PermissionDenied {
@@ -140,9 +147,9 @@ impl StoreError {
             | StoreError::AlreadyExists { .. }
             | StoreError::Invalid(_) => exit::FAILURE,
             StoreError::NoOperators => exit::DENIED,
-            StoreError::CredentialsTampered { .. } | StoreError::SignatureTampered { .. } => {
-                exit::CHAIN_BROKEN
-            }
+            StoreError::CredentialsTampered { .. }
+            | StoreError::SignatureTampered { .. }
+            | StoreError::Tampered { .. } => exit::CHAIN_BROKEN,
             StoreError::Sqlite(_)
             | StoreError::Io { .. }
             | StoreError::Busy { .. }
@@ -184,6 +191,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     read_only: bool,
+    /// Opened with SQLite's `immutable=1` (read-only media): no locks, no WAL.
+    immutable: bool,
     busy_timeout: Duration,
     kdf: KdfCost,
 }
@@ -232,6 +241,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             read_only: false,
+            immutable: false,
             busy_timeout: opts.busy_timeout,
             kdf: opts.kdf,
         };
@@ -245,7 +255,10 @@ impl Store {
         Self::open_read_only_with(path, &OpenOptions::default())
     }
 
-    /// [`Store::open_read_only`] with explicit options.
+    /// [`Store::open_read_only`] with explicit options. A file on read-only media (a mount, a
+    /// write-protected medium), where SQLite cannot even create the shared-memory file a WAL database
+    /// needs, is opened again with `immutable=1`: nothing is locked or written, and a `-wal` file
+    /// beside it is not read ([`Store::is_immutable`] says so).
     pub fn open_read_only_with(path: &Path, opts: &OpenOptions) -> Result<Store, StoreError> {
         if !path.is_file() {
             return Err(StoreError::NotFound {
@@ -253,20 +266,47 @@ impl Store {
                 id: path.display().to_string(),
             });
         }
+        match Self::open_read_only_mode(path, opts, false) {
+            Ok(s) => Ok(s),
+            Err(
+                e @ (StoreError::NewerSchema { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::NotFound { .. }),
+            ) => Err(e),
+            Err(first) => Self::open_read_only_mode(path, opts, true).map_err(|_| first),
+        }
+    }
+
+    /// Opens read-only, as immutable when asked (see [`Store::open_read_only_with`]).
+    pub fn open_read_only_mode(
+        path: &Path,
+        opts: &OpenOptions,
+        immutable: bool,
+    ) -> Result<Store, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags)
-            .map_err(|e| map_err(path, opts.busy_timeout, e))?;
+        let conn = if immutable {
+            Connection::open_with_flags(immutable_uri(path), flags)
+        } else {
+            Connection::open_with_flags(path, flags)
+        }
+        .map_err(|e| map_err(path, opts.busy_timeout, e))?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
             read_only: true,
+            immutable,
             busy_timeout: opts.busy_timeout,
             kdf: opts.kdf,
         };
         store.configure(opts)?;
         Ok(store)
+    }
+
+    /// Whether this handle was opened with `immutable=1` (read-only media).
+    pub fn is_immutable(&self) -> bool {
+        self.immutable
     }
 
     fn configure(&mut self, opts: &OpenOptions) -> Result<(), StoreError> {
@@ -415,6 +455,21 @@ impl Store {
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// A `file:` URI for `path` with `immutable=1`, escaping the characters a URI gives meaning to.
+fn immutable_uri(path: &Path) -> String {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for b in abs.as_os_str().as_encoded_bytes() {
+        match *b {
+            b'%' | b'?' | b'#' => uri.push_str(&format!("%{b:02X}")),
+            b if b.is_ascii_graphic() => uri.push(char::from(b)),
+            b => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 /// Maps SQLite's error codes to the store's kinds so callers (and exit codes) can tell them apart.

@@ -1,10 +1,12 @@
 //! Operators, roles, PINs (argon2id) and permission checks.
 //!
-//! PINs are stored only as argon2id PHC strings; the clear PIN is never written or logged. Wrong
-//! PINs are counted per operator in the database: after [`FREE_FAILURES`] consecutive failures the
-//! operator is locked out for a window that doubles with each further failure (capped at
-//! [`MAX_LOCKOUT_SECS`]). Every failed or refused sign-in and every refused action is a chained
-//! ledger row.
+//! PINs are stored only as argon2id PHC strings; the clear PIN is never written or logged. A PIN has
+//! at least [`MIN_PIN_CHARS`] characters (six digits, or a passphrase): anyone who can read the
+//! database file can try PINs offline at argon2's pace, and a 4-digit PIN falls in minutes. Wrong PINs
+//! are counted per operator in the database: after [`FREE_FAILURES`] consecutive failures the operator
+//! is locked out until a supervisor unlocks them (no lockout expires by itself, so online guessing
+//! stops at [`FREE_FAILURES`] tries). Every failed or refused sign-in and every refused action is a
+//! chained ledger row.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -15,14 +17,12 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::chain::{Entry, append};
-use super::{Store, StoreError, format_time, now_utc, parse_time};
+use super::{Store, StoreError, format_time, now_utc};
 
-/// Wrong PINs allowed before the first lockout.
+/// Consecutive wrong PINs that lock an operator out until a supervisor unlocks them.
 pub const FREE_FAILURES: i64 = 5;
-/// The first lockout window; it doubles with each further failure.
-pub const BASE_LOCKOUT_SECS: i64 = 30;
-/// The longest lockout window.
-pub const MAX_LOCKOUT_SECS: i64 = 15 * 60;
+/// The shortest PIN or passphrase, in characters.
+pub const MIN_PIN_CHARS: usize = 6;
 
 /// A role decides what an operator may do (see [`Permission::roles`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -234,10 +234,11 @@ pub(crate) fn check_name(what: &str, s: &str) -> Result<(), StoreError> {
 }
 
 fn check_pin(pin: &str) -> Result<(), StoreError> {
-    if pin.chars().count() < 4 || pin.len() > 128 {
-        return Err(StoreError::Invalid(
-            "a PIN must be 4 to 128 characters".into(),
-        ));
+    if pin.chars().count() < MIN_PIN_CHARS || pin.len() > 128 {
+        return Err(StoreError::Invalid(format!(
+            "a PIN must be {MIN_PIN_CHARS} to 128 characters (at least {MIN_PIN_CHARS} digits, or a passphrase): \
+             a shorter one is guessed offline in minutes by anyone who can read the database file"
+        )));
     }
     Ok(())
 }
@@ -256,14 +257,6 @@ pub struct OperatorInfo {
 /// Truncates attacker-supplied text before it goes into the ledger.
 fn bounded(s: &str) -> String {
     s.chars().take(64).collect()
-}
-
-fn lockout_secs(failures: i64) -> i64 {
-    if failures < FREE_FAILURES {
-        return 0;
-    }
-    let doublings = (failures - FREE_FAILURES).min(20) as u32;
-    (BASE_LOCKOUT_SECS.saturating_mul(1i64 << doublings)).min(MAX_LOCKOUT_SECS)
 }
 
 impl Store {
@@ -401,18 +394,17 @@ impl Store {
             });
         }
         let now = OffsetDateTime::now_utc();
-        if let Some(until) = locked_until.as_deref().and_then(|u| parse_time(u).ok())
-            && until > now
-        {
+        // Locked until a supervisor unlocks: the lock never expires by itself. (`locked_until` holds
+        // when the lock began; older files kept an end time there, which no longer matters.)
+        if failures >= FREE_FAILURES {
             self.log_security(
                 name,
-                json!({"event": "sign_in_refused", "cause": "locked out", "until": locked_until}),
+                json!({"event": "sign_in_refused", "cause": "locked out", "since": locked_until}),
             )?;
             return Err(StoreError::LockedOut {
                 operator: name.to_string(),
                 failures,
-                retry_after: locked_until.unwrap_or_default(),
-                seconds: (until - now).whole_seconds().max(1),
+                since: locked_until.unwrap_or_default(),
             });
         }
         if verify_pin(pin, &pin_hash) {
@@ -441,22 +433,23 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(&m)?;
-        let lock = lockout_secs(failures);
-        let until = (lock > 0).then(|| format_time(now + time::Duration::seconds(lock)));
-        tx.execute(
-            "UPDATE operators SET locked_until = ?2 WHERE name = ?1",
-            params![name, until],
-        )
-        .map_err(&m)?;
-        let event = json!({"event": "sign_in_failed", "cause": "wrong PIN", "failures": failures, "locked_until": until});
+        let locked = failures >= FREE_FAILURES;
+        let since = locked.then(|| format_time(now));
+        if locked {
+            tx.execute(
+                "UPDATE operators SET locked_until = ?2 WHERE name = ?1 AND locked_until IS NULL",
+                params![name, since],
+            )
+            .map_err(&m)?;
+        }
+        let event = json!({"event": "sign_in_failed", "cause": "wrong PIN", "failures": failures, "locked": locked});
         append(&tx, &[Entry::event("security", &bounded(name), event)]).map_err(&m)?;
         tx.commit().map_err(&m)?;
-        match until {
-            Some(retry_after) => Err(StoreError::LockedOut {
+        match since {
+            Some(since) => Err(StoreError::LockedOut {
                 operator: name.to_string(),
                 failures,
-                retry_after,
-                seconds: lock,
+                since,
             }),
             None => Err(StoreError::AuthFailed),
         }
@@ -655,14 +648,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lockout_grows_then_caps() {
-        assert_eq!(lockout_secs(FREE_FAILURES - 1), 0);
-        assert_eq!(lockout_secs(FREE_FAILURES), BASE_LOCKOUT_SECS);
-        assert_eq!(lockout_secs(FREE_FAILURES + 1), 2 * BASE_LOCKOUT_SECS);
-        assert_eq!(lockout_secs(FREE_FAILURES + 40), MAX_LOCKOUT_SECS);
-    }
 
     #[test]
     fn pin_hash_is_phc_and_verifies() {

@@ -546,20 +546,23 @@ pub fn write_cheque<R: Rng>(
     let (img, truth) = render_cheque(&signature, rng, &opts);
     let cdir = dir.join("cheques");
     let png = cdir.join(format!("{}.png", truth.cheque_id));
-    img.save_with_format(&png, image::ImageFormat::Png)
-        .map_err(|source| SynthError::Image {
+    crate::output::write_png(&png, &crate::output::Protected::none(), &img).map_err(|e| {
+        SynthError::Io {
             path: png.clone(),
-            source,
-        })?;
+            source: e.into(),
+        }
+    })?;
     let json_path = cdir.join(format!("{}.json", truth.cheque_id));
     let json = serde_json::to_vec_pretty(&truth).map_err(|source| SynthError::Json {
         path: json_path.clone(),
         source,
     })?;
-    std::fs::write(&json_path, json).map_err(|source| SynthError::Io {
-        path: json_path.clone(),
-        source,
-    })?;
+    crate::output::write_unsynced(&json_path, &crate::output::Protected::none(), &json).map_err(
+        |e| SynthError::Io {
+            path: json_path.clone(),
+            source: e.into(),
+        },
+    )?;
     Ok(truth)
 }
 

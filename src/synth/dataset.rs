@@ -102,11 +102,13 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SynthError + '_ {
 }
 
 fn save_png(img: &GrayImage, path: &Path) -> Result<(), SynthError> {
-    img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|source| SynthError::Image {
+    // Through the one output function: never over the audit database, never half a file.
+    crate::output::write_png(path, &crate::output::Protected::none(), img).map_err(|e| {
+        SynthError::Io {
             path: path.to_path_buf(),
-            source,
-        })
+            source: e.into(),
+        }
+    })
 }
 
 /// Writes `DIR/<w>/NN.png`, `DIR/<w>_forg/NN.png`, `DIR/manifest.csv` and, with cheques,
@@ -182,7 +184,12 @@ pub fn generate_dataset(dir: &Path, opts: &DatasetOptions) -> Result<DatasetSumm
         }
     }
     summary.cheques = u64::from(opts.writers) * u64::from(opts.cheques);
-    fs::write(&manifest, out).map_err(io_err(&manifest))?;
+    crate::output::write_unsynced(&manifest, &crate::output::Protected::none(), &out).map_err(
+        |e| SynthError::Io {
+            path: manifest.clone(),
+            source: e.into(),
+        },
+    )?;
     Ok(summary)
 }
 

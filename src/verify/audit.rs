@@ -8,6 +8,9 @@ use crate::store::{NewDecision, Operator, Source, Store};
 
 /// The embeddings of an account's enrolled references under the verifier's model: taken from the
 /// store's cache, or computed once (decoded and normalised in parallel, embedded together) and cached.
+/// Every reference is checked against the audit chain first (its image re-hashed, its enrolment and
+/// retirement read from the chain) and every cached vector against the digest chained with it, so
+/// nothing edited outside Countersign reaches a decision.
 pub fn account_references(
     store: &mut Store,
     verifier: &super::Verifier,
@@ -16,7 +19,8 @@ pub fn account_references(
     if store.account(account)?.is_none() {
         return Err(VerifyError::UnknownAccount(account.to_string()));
     }
-    let refs = store.references(account, false)?;
+    let checked = store.checked_references(account)?;
+    let (refs, images): (Vec<_>, Vec<_>) = checked.into_iter().unzip();
     if refs.is_empty() {
         return Err(VerifyError::NoReferences {
             account: Some(account.to_string()),
@@ -41,14 +45,11 @@ pub fn account_references(
         let params = verifier.params();
         let sources = missing
             .iter()
-            .map(|&i| {
-                let r = &refs[i];
-                Ok(ImageSource::Bytes {
-                    name: format!("reference #{} of account {account}", r.id),
-                    bytes: store.reference_image(r.id)?.into(),
-                })
+            .map(|&i| ImageSource::Bytes {
+                name: format!("reference #{} of account {account}", refs[i].id),
+                bytes: images[i].clone().into(),
             })
-            .collect::<Result<Vec<_>, VerifyError>>()?;
+            .collect::<Vec<_>>();
         let prepared = sources
             .par_iter()
             .map(|source| prepare_reference(params, source))

@@ -170,22 +170,25 @@ fn calibrate_chooses_thresholds_and_saves_them_only_for_a_supervisor_with_a_reas
         &db,
         &weights,
         &["operator", "add", "sue", "--role", "supervisor"],
-        &[("COUNTERSIGN_NEW_PIN", "4821")],
+        &[("COUNTERSIGN_NEW_PIN", "482100")],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let sup = [("COUNTERSIGN_OPERATOR", "sue"), ("COUNTERSIGN_PIN", "4821")];
+    let sup = [
+        ("COUNTERSIGN_OPERATOR", "sue"),
+        ("COUNTERSIGN_PIN", "482100"),
+    ];
     let o = cs(
         &db,
         &weights,
         &["operator", "add", "carl", "--role", "clerk"],
-        &[sup[0], sup[1], ("COUNTERSIGN_NEW_PIN", "1593")],
+        &[sup[0], sup[1], ("COUNTERSIGN_NEW_PIN", "159300")],
     );
     assert!(o.status.success(), "{}", text(&o));
 
     // A clerk is refused with the documented exit code.
     let clerk = [
         ("COUNTERSIGN_OPERATOR", "carl"),
-        ("COUNTERSIGN_PIN", "1593"),
+        ("COUNTERSIGN_PIN", "159300"),
     ];
     let o = cs(
         &db,

@@ -19,7 +19,7 @@ fn batch_refuses_to_write_its_results_over_the_audit_database() {
     };
     let o = run(
         &["operator", "add", "sue", "--role", "supervisor"],
-        &[("COUNTERSIGN_NEW_PIN", "7391")],
+        &[("COUNTERSIGN_NEW_PIN", "739100")],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let before = std::fs::read(&db).unwrap();
@@ -35,7 +35,7 @@ fn batch_refuses_to_write_its_results_over_the_audit_database() {
                 "--operator",
                 "sue",
                 "--pin",
-                "7391",
+                "739100",
                 "batch",
                 "--manifest",
                 manifest.to_str().unwrap(),

@@ -41,7 +41,6 @@ impl Fixture {
                 .add_operator(Some(&sup), name, *role, pin)
                 .expect("operator");
         }
-        drop(store);
         let model = dir.path().join("model.safetensors");
         tch::manual_seed(11);
         let mut m = countersign::model::SignatureModel::new(
@@ -49,6 +48,18 @@ impl Fixture {
             tch::Device::Cpu,
         );
         m.save(&model).expect("save model");
+        // The store's active model: only the active model decides recorded decisions.
+        store
+            .change_settings(
+                &sup,
+                &countersign::store::SettingsChange::Model {
+                    id: m.id(),
+                    path: Some(model.display().to_string()),
+                },
+                "the test model",
+            )
+            .expect("activate the test model");
+        drop(store);
         Fixture { dir, db, model }
     }
 

@@ -38,7 +38,7 @@ fn cli_writer(db: PathBuf, prefix: &'static str, stop: Arc<AtomicBool>) -> (u64,
                 "--operator",
                 "carla",
                 "--pin",
-                "2222",
+                "222200",
                 "account",
                 "add",
                 &id,
@@ -98,7 +98,7 @@ fn two_cli_processes_and_this_process_write_at_once_with_exact_counts() {
     let gui_stop = Arc::clone(&stop);
     let gui = std::thread::spawn(move || {
         let mut store = open(&gui_db);
-        let clerk = store.authenticate("carla", "2222").expect("sign in");
+        let clerk = store.authenticate("carla", "222200").expect("sign in");
         let mut n = 0usize;
         let mut errors = Vec::new();
         while !gui_stop.load(Ordering::Relaxed) {

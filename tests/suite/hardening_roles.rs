@@ -102,7 +102,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_on_the_cli_and_logged() {
                 "--role",
                 "clerk",
                 "--new-pin",
-                "5555",
+                "555500",
             ],
             "manage_operators",
         ),
@@ -115,7 +115,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_on_the_cli_and_logged() {
                 "--role",
                 "supervisor",
                 "--new-pin",
-                "5555",
+                "555500",
             ],
             "manage_operators",
         ),
@@ -126,7 +126,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_on_the_cli_and_logged() {
         ),
         (
             "reset the supervisor's PIN",
-            vec!["operator", "set-pin", "sam", "--new-pin", "9999"],
+            vec!["operator", "set-pin", "sam", "--new-pin", "999900"],
             "manage_operators",
         ),
         (
@@ -197,7 +197,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_on_the_cli_and_logged() {
     ];
     let before = security_events(&db).len();
     for (what, args, action) in &attempts {
-        let o = cli(&db, Some(("carla", "2222")), args);
+        let o = cli(&db, Some(("carla", "222200")), args);
         assert_eq!(o.status.code(), Some(6), "{what}: {}", text(&o));
         assert!(
             text(&o).contains("permission denied"),
@@ -223,7 +223,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_on_the_cli_and_logged() {
     let mut store = Store::open_with(&db, &common::opts()).expect("open");
     assert_eq!(store.operator_count().expect("count"), 3);
     store
-        .authenticate("sam", "1111")
+        .authenticate("sam", "111100")
         .expect("the supervisor's PIN is unchanged");
     let s = store.current_settings().expect("settings");
     assert_eq!(s.version, 0, "no settings change was recorded");
@@ -278,7 +278,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_on_the_cli_and_logged() {
             "faded scan",
         ],
     ] {
-        let o = cli(&db, Some(("sam", "1111")), &args);
+        let o = cli(&db, Some(("sam", "111100")), &args);
         assert_eq!(
             o.status.code(),
             Some(0),
@@ -306,7 +306,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_on_the_cli_and_logged() {
     std::fs::write(&model, b"not weights").expect("damage model");
     let o = cli(
         &db,
-        Some(("sam", "1111")),
+        Some(("sam", "111100")),
         &["settings", "activate-model", model_s, "--reason", "bad"],
     );
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
@@ -402,10 +402,14 @@ fn pins_never_appear_in_clear_and_wrong_pins_lock_out() {
         );
     }
     println!("wrong-PIN attempts took {timings:?} each (argon2 verification plus start-up)");
-    // Locked out: even the right PIN is refused, with a retry time.
+    // Locked out: even the right PIN is refused until a supervisor unlocks.
     let o = run(Some(("clara", clerk_pin)), &["account", "list"]);
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("try again after"), "{}", text(&o));
+    assert!(
+        text(&o).contains("a supervisor must unlock"),
+        "{}",
+        text(&o)
+    );
     // A supervisor unlocks; the right PIN works again; the clerk changes it.
     let o = run(boss, &["operator", "unlock", "clara"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -105,7 +105,7 @@ fn a_lock_held_by_another_process_waits_then_fails_clearly_and_loses_nothing() {
         },
     )
     .expect("open");
-    let clerk = store.authenticate("carla", "2222").expect("sign in");
+    let clerk = store.authenticate("carla", "222200").expect("sign in");
 
     let child = hold_lock(&db);
     // The library: waits for the busy timeout, then a typed, explained error.
@@ -138,7 +138,7 @@ fn a_lock_held_by_another_process_waits_then_fails_clearly_and_loses_nothing() {
             "--operator",
             "carla",
             "--pin",
-            "2222",
+            "222200",
             "account",
             "add",
             "ACC-CLI",
@@ -293,7 +293,7 @@ fn a_really_full_disk_fails_writes_clearly_and_loses_no_committed_decision() {
             "--operator",
             "carla",
             "--pin",
-            "2222",
+            "222200",
             "account",
             "add",
             "ACC-FULL",
@@ -322,7 +322,7 @@ fn a_really_full_disk_fails_writes_clearly_and_loses_no_committed_decision() {
     std::fs::remove_file(fs.path().join("filler")).ok();
     fs.resize("4m");
     let mut store = open(&db);
-    let clerk = store.authenticate("carla", "2222").expect("sign in");
+    let clerk = store.authenticate("carla", "222200").expect("sign in");
     store
         .insert_decision(&clerk, &decision(&clerk, committed))
         .expect("write after freeing space");
@@ -374,7 +374,7 @@ fn an_export_or_checkpoint_aimed_at_the_database_itself_is_refused_and_loses_not
             "--operator",
             "aude",
             "--pin",
-            "3333",
+            "333300",
             "audit",
             "export",
             "--out",

@@ -110,6 +110,14 @@ fn a_rewrite_from_a_row_on_passes_the_chain_but_not_the_export_anchor() {
         .expect("edit");
     assert_eq!(n, 1);
     let rewritten = rehash_from(&c, victim);
+    // A careful attacker puts the triggers back: `audit verify` reports a missing one.
+    c.execute_batch(
+        "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger \
+         BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only: UPDATE refused'); END; \
+         CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger \
+         BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only: DELETE refused'); END;",
+    )
+    .expect("restore triggers");
     drop(c);
 
     // The chain alone cannot tell: it is internally consistent (this is the documented limit).
@@ -235,7 +243,7 @@ fn roles_and_pins_changed_outside_countersign_are_refused_at_sign_in_and_reporte
         let mut f = fixture(&db);
         // A PIN changed the proper way stays valid: its digest is in the chain.
         let sam = f.sup.clone();
-        f.store.set_pin(&sam, "aude", "3434").expect("new PIN");
+        f.store.set_pin(&sam, "aude", "343400").expect("new PIN");
     }
     let refused = |name: &str, pin: &str| {
         let mut store = Store::open_with(&db, &common::opts()).expect("open");
@@ -247,7 +255,7 @@ fn roles_and_pins_changed_outside_countersign_are_refused_at_sign_in_and_reporte
     {
         let mut store = Store::open_with(&db, &common::opts()).expect("open");
         store
-            .authenticate("aude", "3434")
+            .authenticate("aude", "343400")
             .expect("a proper PIN change works");
         assert!(
             store
@@ -275,19 +283,19 @@ fn roles_and_pins_changed_outside_countersign_are_refused_at_sign_in_and_reporte
     .expect("edit the operators table");
     drop(c);
 
-    let why = refused("carla", "2222");
+    let why = refused("carla", "222200");
     assert!(
         why.contains("role supervisor") && why.contains("as clerk"),
         "{why}"
     );
-    let why = refused("sam", "2222");
+    let why = refused("sam", "222200");
     assert!(why.contains("PIN hash of sam"), "{why}");
-    let why = refused("mallory", "2222");
+    let why = refused("mallory", "222200");
     assert!(why.contains("no record of operator mallory"), "{why}");
     // The untouched auditor still signs in, and each refusal is in the chain, which stays intact.
     let mut store = Store::open_with(&db, &common::opts()).expect("open");
     store
-        .authenticate("aude", "3434")
+        .authenticate("aude", "343400")
         .expect("untouched operator");
     assert!(store.verify_chain().expect("verify").is_intact());
     let refusals: i64 = rusqlite::Connection::open(&db)
@@ -319,7 +327,7 @@ fn roles_and_pins_changed_outside_countersign_are_refused_at_sign_in_and_reporte
     let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
         .arg("--db")
         .arg(&db)
-        .args(["--operator", "carla", "--pin", "2222", "account", "list"])
+        .args(["--operator", "carla", "--pin", "222200", "account", "list"])
         .env_remove("COUNTERSIGN_OPERATOR")
         .env_remove("COUNTERSIGN_PIN")
         .output()

@@ -11,6 +11,7 @@ mod train_shapes;
 // One module per area, named as the README and docs/HARDENING.md refer to them.
 mod accuracy_protocol;
 mod assess_cli;
+mod audit_integrity;
 mod batch_output_safety;
 mod batch_pipeline;
 mod controls_cli;

@@ -162,7 +162,7 @@ fn rewritten_chain_is_caught_by_the_checkpoint_only() {
     let cp_path = dir.path().join("checkpoint.json");
     let first = populated(&path);
     let mut f_store = open(&path);
-    let sup = f_store.authenticate("sam", "1111").unwrap();
+    let sup = f_store.authenticate("sam", "111100").unwrap();
     let cp = f_store.write_checkpoint(&sup, &cp_path).unwrap();
     assert_eq!(Checkpoint::read(&cp_path).unwrap(), cp);
     assert!(f_store.verify_checkpoint(&cp).unwrap().matches);
@@ -241,7 +241,7 @@ fn appends_continue_after_reopen() {
     let path = dir.path().join("a.sqlite3");
     populated(&path);
     let mut store = open(&path);
-    let clerk = store.authenticate("carla", "2222").unwrap();
+    let clerk = store.authenticate("carla", "222200").unwrap();
     store
         .insert_decision(&clerk, &decision(&clerk, 99))
         .unwrap();

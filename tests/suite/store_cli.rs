@@ -42,8 +42,8 @@ fn operators_accounts_verify_export_and_exit_codes() {
     let cli = Cli {
         db: dir.path().join("audit.sqlite3"),
     };
-    let sup = Some(("sam", "1111"));
-    let clerk = Some(("carla", "2222"));
+    let sup = Some(("sam", "111100"));
+    let clerk = Some(("carla", "222200"));
 
     // Bootstrap without sign-in, then a clerk by the supervisor.
     let o = cli.run(
@@ -55,7 +55,7 @@ fn operators_accounts_verify_export_and_exit_codes() {
             "--role",
             "supervisor",
             "--new-pin",
-            "1111",
+            "111100",
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
@@ -68,7 +68,7 @@ fn operators_accounts_verify_export_and_exit_codes() {
             "--role",
             "supervisor",
             "--new-pin",
-            "6666",
+            "666600",
         ],
     );
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
@@ -82,7 +82,7 @@ fn operators_accounts_verify_export_and_exit_codes() {
             "--role",
             "clerk",
             "--new-pin",
-            "2222",
+            "222200",
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
@@ -95,12 +95,12 @@ fn operators_accounts_verify_export_and_exit_codes() {
             "--role",
             "supervisor",
             "--new-pin",
-            "6666",
+            "666600",
         ],
     );
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
     assert!(text(&o).contains("permission denied"), "{}", text(&o));
-    let o = cli.run(Some(("carla", "9999")), &["account", "list"]);
+    let o = cli.run(Some(("carla", "999900")), &["account", "list"]);
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
 
     // Accounts and references.

@@ -56,7 +56,7 @@ pub fn open(path: &Path) -> Store {
     Store::open_with(path, &opts()).expect("open store")
 }
 
-/// A store with a supervisor, a clerk and an auditor (PINs "1111", "2222", "3333").
+/// A store with a supervisor, a clerk and an auditor (PINs "111100", "222200", "333300").
 pub struct Fixture {
     pub store: Store,
     pub sup: Operator,
@@ -67,17 +67,19 @@ pub struct Fixture {
 pub fn fixture(path: &Path) -> Fixture {
     let mut store = open(path);
     let sup = store
-        .add_operator(None, "sam", Role::Supervisor, "1111")
+        .add_operator(None, "sam", Role::Supervisor, "111100")
         .expect("bootstrap");
     store
-        .add_operator(Some(&sup), "carla", Role::Clerk, "2222")
+        .add_operator(Some(&sup), "carla", Role::Clerk, "222200")
         .expect("clerk");
     store
-        .add_operator(Some(&sup), "aude", Role::Auditor, "3333")
+        .add_operator(Some(&sup), "aude", Role::Auditor, "333300")
         .expect("auditor");
-    let clerk = store.authenticate("carla", "2222").expect("clerk signs in");
+    let clerk = store
+        .authenticate("carla", "222200")
+        .expect("clerk signs in");
     let auditor = store
-        .authenticate("aude", "3333")
+        .authenticate("aude", "333300")
         .expect("auditor signs in");
     Fixture {
         store,

@@ -32,7 +32,7 @@ fn crash_child() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(usize::MAX);
     let mut store = open(std::path::Path::new(&db));
-    let clerk = store.authenticate("carla", "2222").unwrap();
+    let clerk = store.authenticate("carla", "222200").unwrap();
     let done = store.decided_cheque_ids().unwrap();
     let mut next = done.len();
     assert!(
@@ -66,7 +66,7 @@ fn load_child() {
 
 fn write_load(db: &std::path::Path, prefix: &str) {
     let mut store = open(db);
-    let clerk = store.authenticate("carla", "2222").unwrap();
+    let clerk = store.authenticate("carla", "222200").unwrap();
     for b in 0..LOAD_BATCHES {
         let ds: Vec<_> = (0..LOAD_BATCH)
             .map(|k| {

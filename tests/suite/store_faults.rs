@@ -156,7 +156,7 @@ fn read_only_file_is_refused_for_writing_and_readable_read_only() {
 
     let mut ro = Store::open_read_only_with(&path, &opts()).unwrap();
     assert!(ro.verify_chain().unwrap().is_intact());
-    let clerk = ro.authenticate("carla", "2222").unwrap();
+    let clerk = ro.authenticate("carla", "222200").unwrap();
     let err = ro
         .insert_decision(&clerk, &decision(&clerk, 1))
         .unwrap_err();
@@ -177,7 +177,7 @@ fn held_write_lock_waits_then_gives_a_clear_error() {
         },
     )
     .unwrap();
-    let clerk = store.authenticate("carla", "2222").unwrap();
+    let clerk = store.authenticate("carla", "222200").unwrap();
 
     let other = rusqlite::Connection::open(&path).unwrap();
     other
@@ -251,7 +251,7 @@ fn full_disk_refuses_the_batch_and_keeps_every_committed_row() {
         ..opts()
     };
     let mut store = Store::open_with(&path, &capped).unwrap();
-    let clerk = store.authenticate("carla", "2222").unwrap();
+    let clerk = store.authenticate("carla", "222200").unwrap();
     let mut committed = 0usize;
     let err = loop {
         let ds: Vec<_> = (committed..committed + 25)
@@ -276,7 +276,7 @@ fn full_disk_refuses_the_batch_and_keeps_every_committed_row() {
         "no partial batch, nothing lost"
     );
     assert!(store.verify_chain().unwrap().is_intact());
-    let clerk = store.authenticate("carla", "2222").unwrap();
+    let clerk = store.authenticate("carla", "222200").unwrap();
     store
         .insert_decision(&clerk, &decision(&clerk, committed))
         .unwrap();

@@ -29,11 +29,11 @@ fn bootstrap_needs_a_supervisor_then_only_supervisors_add() {
     let path = dir.path().join("a.sqlite3");
     let mut store = open(&path);
     assert!(matches!(
-        store.authenticate("sam", "1111").unwrap_err(),
+        store.authenticate("sam", "111100").unwrap_err(),
         StoreError::NoOperators
     ));
     let err = store
-        .add_operator(None, "carla", Role::Clerk, "2222")
+        .add_operator(None, "carla", Role::Clerk, "222200")
         .unwrap_err();
     assert!(
         err.to_string()
@@ -41,27 +41,27 @@ fn bootstrap_needs_a_supervisor_then_only_supervisors_add() {
         "{err}"
     );
     let sup = store
-        .add_operator(None, "sam", Role::Supervisor, "1111")
+        .add_operator(None, "sam", Role::Supervisor, "111100")
         .unwrap();
     assert_eq!(sup.role(), Role::Supervisor);
     // Afterwards, no anonymous additions.
     assert!(matches!(
         store
-            .add_operator(None, "eve", Role::Supervisor, "9999")
+            .add_operator(None, "eve", Role::Supervisor, "999900")
             .unwrap_err(),
         StoreError::MissingCredentials
     ));
     let clerk = store
-        .add_operator(Some(&sup), "carla", Role::Clerk, "2222")
+        .add_operator(Some(&sup), "carla", Role::Clerk, "222200")
         .unwrap();
     let err = store
-        .add_operator(Some(&clerk), "eve", Role::Supervisor, "9999")
+        .add_operator(Some(&clerk), "eve", Role::Supervisor, "999900")
         .unwrap_err();
     assert!(matches!(err, StoreError::PermissionDenied { .. }), "{err}");
     assert_eq!(err.exit_code(), countersign::cli::exit::DENIED);
     assert!(matches!(
         store
-            .add_operator(Some(&sup), "carla", Role::Clerk, "2222")
+            .add_operator(Some(&sup), "carla", Role::Clerk, "222200")
             .unwrap_err(),
         StoreError::AlreadyExists { .. }
     ));
@@ -122,7 +122,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_and_logged() {
         ),
         (
             "manage_operators",
-            s.add_operator(Some(&clerk), "x", Role::Clerk, "1234")
+            s.add_operator(Some(&clerk), "x", Role::Clerk, "123400")
                 .unwrap_err(),
         ),
         (
@@ -284,37 +284,38 @@ fn clerk_confirms_and_overrides_with_a_reason() {
 }
 
 #[test]
-fn wrong_pins_are_logged_then_lock_out_with_a_retry_time() {
+fn wrong_pins_are_logged_then_lock_out_until_a_supervisor_unlocks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.sqlite3");
     let mut f = fixture(&path);
     let free = countersign::store::operators::FREE_FAILURES;
     for _ in 0..free - 1 {
         assert!(matches!(
-            f.store.authenticate("carla", "0000").unwrap_err(),
+            f.store.authenticate("carla", "000000").unwrap_err(),
             StoreError::AuthFailed
         ));
     }
-    let err = f.store.authenticate("carla", "0000").unwrap_err();
+    let err = f.store.authenticate("carla", "000000").unwrap_err();
     let StoreError::LockedOut {
-        retry_after,
-        seconds,
-        ..
+        since, failures, ..
     } = &err
     else {
         panic!("expected a lockout, got {err}")
     };
-    assert!(*seconds > 0 && retry_after.ends_with('Z'));
-    assert!(err.to_string().contains("try again after"), "{err}");
+    assert!(since.ends_with('Z') && *failures == free);
+    assert!(
+        err.to_string().contains("a supervisor must unlock"),
+        "{err}"
+    );
     assert_eq!(err.exit_code(), countersign::cli::exit::DENIED);
     // Even the right PIN is refused during the window.
     assert!(matches!(
-        f.store.authenticate("carla", "2222").unwrap_err(),
+        f.store.authenticate("carla", "222200").unwrap_err(),
         StoreError::LockedOut { .. }
     ));
     // Unknown names fail the same way and are logged.
     assert!(matches!(
-        f.store.authenticate("mallory", "2222").unwrap_err(),
+        f.store.authenticate("mallory", "222200").unwrap_err(),
         StoreError::AuthFailed
     ));
     let events = security_events(&path);
@@ -336,7 +337,7 @@ fn wrong_pins_are_logged_then_lock_out_with_a_retry_time() {
     // A supervisor unlocks; the right PIN works again.
     let sup = f.sup.clone();
     f.store.unlock_operator(&sup, "carla").unwrap();
-    f.store.authenticate("carla", "2222").unwrap();
+    f.store.authenticate("carla", "222200").unwrap();
     assert!(f.store.verify_chain().unwrap().is_intact());
 }
 
