@@ -83,8 +83,10 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     let mut store = Store::open(&db)?;
     // Every file the batch writes is checked before any work: never the database, never the manifest.
     let mut protected = store.protected_files();
-    protected.add(&args.manifest, "the batch's manifest");
-    for p in args.out.iter().chain(&args.summary_json) {
+    for input in args.manifest.iter().chain(&args.x9) {
+        protected.add(input, "the batch's input");
+    }
+    for p in args.out.iter().chain(&args.summary_json).chain(&args.returns) {
         protected.check(p)?;
     }
     let operator = authenticate(global, &mut store)?;
@@ -178,7 +180,8 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
             .returns
             .clone()
             .unwrap_or_else(|| crate::x9::batch::default_returns(&summary.out));
-        let n = crate::x9::batch::write_returns(&input, x9, &summary.out, &returns)?;
+        let n =
+            crate::x9::batch::write_returns(&input, x9, &summary.out, &returns, &protected)?;
         out(&format!(
             "returns      {} ({n} item(s) to refer, reject or fix)\n",
             returns.display()

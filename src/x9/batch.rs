@@ -150,6 +150,7 @@ pub fn write_returns(
     summary: &X9Summary,
     results: &Path,
     out: &Path,
+    protected: &crate::output::Protected,
 ) -> anyhow::Result<u64> {
     let mut wanted: HashMap<String, (String, Option<String>, String)> = HashMap::new();
     let mut r = csv::Reader::from_path(results)?;
@@ -168,7 +169,8 @@ pub fn write_returns(
             );
         }
     }
-    let mut w = csv::Writer::from_path(out)?;
+    // Through the one output function: never the database, written whole or not at all.
+    let mut w = csv::Writer::from_writer(crate::output::create(out, protected)?);
     let mut items = ItemReader::new(
         BufReader::with_capacity(1 << 16, std::fs::File::open(x9)?),
         false,
@@ -192,5 +194,8 @@ pub fn write_returns(
         }
     }
     w.flush()?;
+    w.into_inner()
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?
+        .commit()?;
     Ok(n)
 }
