@@ -1014,10 +1014,14 @@ impl Backend {
         };
         // The same scoring and decision code as `countersign verify` and `batch`.
         let ref_embeddings: Vec<&crate::scoring::Embedding> = refs.iter().collect();
+        let not_found = self.images.get(&Slot::Cheque).and_then(|d| {
+            (questioned.is_none() && crop.is_none() && !d.bare)
+                .then(|| box_uncertain_reason(&d.gray, &d.sha256))?
+        });
         let scored = policy
             .decide(
                 questioned.as_ref(),
-                Some(NO_SIGNATURE_REASON),
+                Some(not_found.as_deref().unwrap_or(NO_SIGNATURE_REASON)),
                 &ref_embeddings,
                 account.as_deref(),
                 amount_cents,
@@ -1436,6 +1440,31 @@ enum ChequeKind {
 
 /// Why a cheque without a signature box is referred.
 const NO_SIGNATURE_REASON: &str = "No signature was found on the cheque, so it is referred. Draw the box around the signature by hand to score it.";
+
+/// Why a cheque without a found box is referred, from the shared step of `verify` and `batch`
+/// ([`crate::verify::prepare_questioned`]), when that step says the box is uncertain
+/// ([`crate::verify::BOX_UNCERTAIN`]); `None` for any other reason.
+fn box_uncertain_reason(gray: &image::GrayImage, sha256: &str) -> Option<String> {
+    let params = crate::verify::PrepareParams {
+        limits: crate::imaging::decode::DecodeLimits::default(),
+        layout: crate::imaging::cheque::ChequeLayout::default(),
+        normalise: crate::imaging::normalise::NormaliseParams::default(),
+    };
+    let questioned = crate::verify::Questioned {
+        kind: crate::verify::QuestionedKind::Cheque,
+        image: crate::verify::ImageSource::Decoded {
+            name: "cheque".into(),
+            image: Arc::new(gray.clone()),
+            sha256: Some(sha256.to_string()),
+        },
+    };
+    let reason = crate::verify::prepare_questioned(&params, &questioned, None)
+        .ok()?
+        .not_found_reason?;
+    reason
+        .starts_with(crate::verify::BOX_UNCERTAIN)
+        .then(|| format!("{reason}. Draw the box around the whole signature by hand to score it."))
+}
 
 /// Images no taller than this (in pixels) are taken as a bare signature when the finder finds no
 /// signature zone in them; a cheque scanned at 200 dpi is about 550-800 pixels tall.

@@ -954,3 +954,58 @@ fn the_batch_screen_accepts_an_x9_cash_letter_and_shows_the_account_rule() {
         outcome.score
     );
 }
+
+#[test]
+fn a_cheque_whose_signature_runs_out_of_the_zone_is_referred_as_box_uncertain() {
+    use countersign::imaging::cheque::{ChequeLayout, find_signature};
+    let f = Fixture::new();
+    // A generated bitonal cheque whose signature is moved to straddle the left edge of the default
+    // signature zone: the finder's box would hold only its right half.
+    let opts = countersign::x9::synth::X9SynthOptions {
+        writers: 2,
+        seed: 5,
+        scan: false,
+        ..Default::default()
+    };
+    let (front, t) = countersign::x9::synth::render_item(&opts, 0);
+    let mut img = countersign::x9::synth::bitonal(&front, 128);
+    let sig = image::imageops::crop_imm(&img, t.sig_x, t.sig_y, t.sig_w, t.sig_h).to_image();
+    for y in t.sig_y..t.sig_y + t.sig_h {
+        for x in t.sig_x..t.sig_x + t.sig_w {
+            img.put_pixel(x, y, image::Luma([255]));
+        }
+    }
+    let zone = ChequeLayout::default().zone_box(img.width(), img.height());
+    image::imageops::replace(
+        &mut img,
+        &sig,
+        i64::from(zone.x) - i64::from(t.sig_w / 2),
+        i64::from(t.sig_y),
+    );
+    let found = find_signature(&img, &ChequeLayout::default()).expect("find");
+    assert!(found.box_uncertain && !found.found, "{found:?}");
+    let cheque = f.path("straddling-cheque.png");
+    img.save(&cheque).expect("write");
+
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    load(&mut h, Slot::Reference(0), &f.signature(3, 0));
+    load(&mut h, Slot::Cheque, &cheque);
+    wait_for(&mut h, "the result", |a| a.verify.outcome.is_some());
+    let o = h
+        .state()
+        .verify
+        .outcome
+        .as_ref()
+        .map(|o| o.outcome.clone())
+        .expect("outcome");
+    assert!(!o.signature_found);
+    assert_eq!(o.decision, countersign::scoring::Decision::Refer);
+    // The same reason as `countersign verify` and `batch` give, shown to the clerk.
+    assert!(
+        o.reason.starts_with(countersign::verify::BOX_UNCERTAIN),
+        "{}",
+        o.reason
+    );
+    assert!(has_text(&h, countersign::verify::BOX_UNCERTAIN));
+}
