@@ -240,10 +240,15 @@ pub fn operating_point(
     model: &SignatureModel,
     settings: Option<&crate::store::Settings>,
 ) -> Option<OperatingPoint> {
+    // Both kinds of calibration are fitted on the model's own scores: the card's with its stage, a
+    // supervisor's through `protocol_for`.
+    let znorm =
+        model.card().score_normalisation == crate::scoring::ScoreNormalisation::ReferenceZnorm;
     if let Some(s) = settings.filter(|s| s.version > 0) {
         return Some(OperatingPoint {
             calibration: s.calibration,
             thresholds: s.thresholds,
+            znorm,
         });
     }
     let card = model.card();
@@ -251,6 +256,7 @@ pub fn operating_point(
         (Some(calibration), Some(thresholds)) => Some(OperatingPoint {
             calibration,
             thresholds,
+            znorm,
         }),
         _ => None,
     }

@@ -409,6 +409,7 @@ pub fn run(
                             Work::Repeat { earlier, sha256 } => Some(repeat_check(
                                 params,
                                 &item.row,
+                                item.image.as_ref(),
                                 *earlier,
                                 sha256,
                             )),
@@ -877,12 +878,19 @@ fn process_chunk(
 fn repeat_check(
     params: &crate::verify::PrepareParams,
     row: &ManifestRow,
+    image: Option<&ImageSource>,
     earlier: i64,
     earlier_sha256: &str,
 ) -> Result<Work, String> {
-    let bytes = crate::verify::input::read_bounded(&row.cheque_path, &params.limits)
-        .map_err(|e| format!("the cheque image cannot be used: {e}"))?;
-    let sha = crate::verify::sha256_hex(&bytes);
+    // An X9 item's image is in memory; a manifest row's is a file.
+    let sha = match image {
+        Some(ImageSource::Bytes { bytes, .. }) => crate::verify::sha256_hex(bytes),
+        _ => {
+            let bytes = crate::verify::input::read_bounded(&row.cheque_path, &params.limits)
+                .map_err(|e| format!("the cheque image cannot be used: {e}"))?;
+            crate::verify::sha256_hex(&bytes)
+        }
+    };
     if sha == earlier_sha256 {
         Ok(Work::Earlier(earlier))
     } else {

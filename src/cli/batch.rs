@@ -86,7 +86,12 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
     for input in args.manifest.iter().chain(&args.x9) {
         protected.add(input, "the batch's input");
     }
-    for p in args.out.iter().chain(&args.summary_json).chain(&args.returns) {
+    for p in args
+        .out
+        .iter()
+        .chain(&args.summary_json)
+        .chain(&args.returns)
+    {
         protected.check(p)?;
     }
     let operator = authenticate(global, &mut store)?;
@@ -180,8 +185,7 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
             .returns
             .clone()
             .unwrap_or_else(|| crate::x9::batch::default_returns(&summary.out));
-        let n =
-            crate::x9::batch::write_returns(&input, x9, &summary.out, &returns, &protected)?;
+        let n = crate::x9::batch::write_returns(&input, x9, &summary.out, &returns, &protected)?;
         out(&format!(
             "returns      {} ({n} item(s) to refer, reject or fix)\n",
             returns.display()

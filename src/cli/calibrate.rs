@@ -120,6 +120,7 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
         let op = crate::scoring::OperatingPoint {
             calibration: result.calibration,
             thresholds: c.thresholds,
+            znorm: cfg.znorm,
         };
         let with_op = crate::scoring::EvalConfig {
             operating: Some(op),

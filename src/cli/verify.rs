@@ -242,12 +242,8 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
     // cheques that share a file name in different folders are then two ids, and verifying the same
     // image again is a repeat of its earlier decision (a cheque id names one image).
     if result.cheque_id.is_none() {
-        result.cheque_id = default_cheque_id(args).map(|name| {
-            format!(
-                "{name}@sha256:{}",
-                result.questioned_sha256.get(..12).unwrap_or_default()
-            )
-        });
+        result.cheque_id = default_cheque_id(args)
+            .map(|name| crate::verify::default_cheque_id(&name, &result.questioned_sha256));
     }
 
     let recorded = match (&mut store, &operator) {

@@ -1140,11 +1140,14 @@ impl Backend {
             time: time::OffsetDateTime::now_utc(),
             operator: op.name().to_string(),
             account: outcome.account.clone(),
+            // The id names the file and its image, as `countersign verify` does: one id never names
+            // two images, and every attempt on the same cheque (abandoned, redrawn) keeps its id.
             cheque_id: cheque_id.map(|p| {
-                Path::new(&p)
+                let name = Path::new(&p)
                     .file_name()
                     .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or(p)
+                    .unwrap_or(p);
+                crate::verify::default_cheque_id(&name, &outcome.cheque_sha256)
             }),
             amount_cents: outcome.amount_cents,
             cheque_sha256: outcome.cheque_sha256.clone(),

@@ -78,6 +78,10 @@ pub struct CollectionFigures {
 pub struct OperatingPoint {
     pub calibration: Calibration,
     pub thresholds: Thresholds,
+    /// The calibration was fitted on z-normalised scores (the model's per-account stage). Deployment
+    /// rates are reported only when the evaluation scores the same way.
+    #[serde(default)]
+    pub znorm: bool,
 }
 
 /// The parameters of the evaluation protocol (see the module documentation).
@@ -626,12 +630,12 @@ impl EvaluationReport {
             skipped_writers,
             skilled: skilled_metrics,
             random: random_metrics,
-            // The calibration in force maps raw scores; z-normalised scores live on another scale,
-            // and verification never z-normalises, so deployment rates would be fiction.
+            // A calibration maps the scores it was fitted on; on scores of the other kind (raw vs
+            // z-normalised) deployment rates would be fiction.
             operating: cfg
                 .operating
                 .as_ref()
-                .filter(|_| !cfg.znorm)
+                .filter(|op| op.znorm == cfg.znorm)
                 .map(|op| OperatingRates::compute(pairs, op)),
             histograms,
             per_writer,

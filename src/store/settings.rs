@@ -166,7 +166,9 @@ impl SettingsRequest {
                 o.x9_account_rule
                     .as_deref()
                     .unwrap_or(crate::x9::AccountRule::DEFAULT),
-                pattern.as_deref().unwrap_or(crate::x9::AccountRule::DEFAULT)
+                pattern
+                    .as_deref()
+                    .unwrap_or(crate::x9::AccountRule::DEFAULT)
             ),
         }
     }

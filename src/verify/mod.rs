@@ -833,6 +833,17 @@ fn score_refs(q: &Embedding, refs: &[&Embedding], agg: Aggregation) -> Result<f6
     crate::scoring::score_against_references(q, &owned, agg)
 }
 
+/// The cheque id a decision is recorded under when none was given: the file's name and the start of
+/// the image's SHA-256 (`04.png@sha256:1a2b3c4d5e6f`). Two cheques that share a file name in
+/// different folders are two ids, and one id can never name two images; the same image verified
+/// again keeps its id. `verify` and the GUI both name cheques this way.
+pub fn default_cheque_id(file_name: &str, image_sha256: &str) -> String {
+    format!(
+        "{file_name}@sha256:{}",
+        image_sha256.get(..12).unwrap_or(image_sha256)
+    )
+}
+
 /// Parses an amount in currency units into cents, as clerks type what the cheque prints: `1234.56`,
 /// `1234.5`, `1234`, and with grouping separators in the usual forms: `1,234.56`, `1 234.56`,
 /// `1'234.56`, `1.234,56` and `1234,56` (a comma followed by one or two digits is the decimal

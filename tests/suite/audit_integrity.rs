@@ -408,6 +408,12 @@ fn the_gui_backend_verifies_with_the_model_a_supervisor_activated() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
+    // Four eyes: a second supervisor approves the activation.
+    {
+        let mut store = Store::open(&fx.db).unwrap();
+        let boss = store.authenticate(BOSS.0, BOSS.1).unwrap();
+        assert_eq!(crate::store_common::approve_all(&mut store, &boss), 1);
+    }
     // The GUI's command line, as `countersign` with no subcommand parses it.
     let cli = countersign::cli::Cli::try_parse_from([
         "countersign",
@@ -902,4 +908,63 @@ fn the_keyed_chain_catches_an_appended_row_with_a_valid_hash() {
     let o = cs_env(&fx.db, None, &["audit", "verify"], &keyed);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
     assert!(text(&o).contains("no MAC"), "{}", text(&o));
+}
+
+/// The GUI names a cheque as `verify` does (file name and the start of the image's SHA-256): the
+/// same cheque gets the same id on both, so `verify` afterwards shows the GUI's decision instead of
+/// recording a second, possibly contradicting one, and two images that share a file name are two ids.
+#[test]
+fn the_gui_names_a_cheque_by_its_image_as_verify_does() {
+    use countersign::gui::Slot;
+    use countersign::gui::backend::{Backend, BackendConfig, FinalAction};
+    let dir = tempfile::tempdir().unwrap();
+    let (fx, _) = setup(dir.path());
+    let cheque = &fx.writers[0].cheques[0];
+    // A different cheque image under the same file name, in another folder.
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let twin = other_dir.join(cheque.file_name().unwrap());
+    std::fs::copy(&fx.writers[0].cheques[1], &twin).unwrap();
+
+    let mut b = Backend::new(BackendConfig {
+        db_path: fx.db.clone(),
+        model_path: None,
+        device: countersign::device::DeviceChoice::Cpu,
+    });
+    b.sign_in(BOSS.0, BOSS.1).unwrap();
+    b.load_account("ACC-000").unwrap();
+    let mut ids = Vec::new();
+    let mut rows = Vec::new();
+    for path in [cheque, &twin] {
+        b.load_image(Slot::Cheque, path).unwrap();
+        let outcome = b.verify(None, Some("ACC-000".into()), None).unwrap();
+        let row = b.record(&outcome, &FinalAction::Confirm).unwrap();
+        let sha = countersign::digest::sha256_hex(&std::fs::read(path).unwrap());
+        let id = row.cheque_id.clone();
+        assert_eq!(
+            id,
+            countersign::verify::default_cheque_id(
+                &path.file_name().unwrap().to_string_lossy(),
+                &sha
+            )
+        );
+        ids.push(id);
+        rows.push(row.id);
+    }
+    assert_ne!(ids[0], ids[1], "two images under one file name are two ids");
+
+    // `verify` of the same cheque names it the same way and shows the GUI's decision.
+    let before = decisions(&fx.db);
+    let o = cs(
+        &fx.db,
+        Some(BOSS),
+        &["verify", "--account", "ACC-000", "--cheque", s(cheque)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(decisions(&fx.db), before, "a repeat records nothing");
+    assert!(
+        text(&o).contains(&format!("audit row {}", rows[0])),
+        "{}",
+        text(&o)
+    );
 }

@@ -32,8 +32,8 @@ fn text(o: &Output) -> String {
     )
 }
 
-const SAM: (&str, &str) = ("sam", "1111");
-const CARLA: (&str, &str) = ("carla", "2222");
+const SAM: (&str, &str) = ("sam", "111100");
+const CARLA: (&str, &str) = ("carla", "222200");
 const SID: (&str, &str) = common::SECOND_SUPERVISOR;
 
 #[test]

@@ -49,16 +49,17 @@ impl Fixture {
         );
         m.save(&model).expect("save model");
         // The store's active model: only the active model decides recorded decisions.
-        store
-            .change_settings(
-                &sup,
-                &countersign::store::SettingsChange::Model {
-                    id: m.id(),
-                    path: Some(model.display().to_string()),
-                },
-                "the test model",
-            )
-            .expect("activate the test model");
+        // (Four eyes: "sam" asks, the second supervisor "sid" approves.)
+        crate::store_common::change_settings(
+            &mut store,
+            &sup,
+            &countersign::store::SettingsChange::Model {
+                id: m.id(),
+                path: Some(model.display().to_string()),
+            },
+            "the test model",
+        )
+        .expect("activate the test model");
         drop(store);
         Fixture { dir, db, model }
     }
@@ -473,7 +474,11 @@ fn supervisor_trains_a_model_and_activates_it_from_the_train_screen() {
     // Four eyes: the activation waits for a second supervisor; once approved it is in force.
     let mut store = Store::open(&f.db).expect("open");
     store.set_kdf_cost(KdfCost::Test);
-    assert_eq!(store.current_settings().expect("settings").model_path, None);
+    // Still the fixture's model until then.
+    assert_eq!(
+        store.current_settings().expect("settings").model_path,
+        Some(f.model.display().to_string())
+    );
     let pending = store.pending_settings_requests().expect("pending");
     assert_eq!(pending.len(), 1);
     let sid = store.authenticate("sid", "730214").expect("sid");

@@ -293,19 +293,23 @@ fn the_reference_slots_never_mix_accounts() {
 #[test]
 fn a_settings_change_waits_for_a_second_supervisor() {
     let f = Fixture::new();
-    let id = {
+    let (id, version_before) = {
         let mut s = store(&f);
         let sam = s.authenticate("sam", "sam-pin-1").unwrap();
-        s.request_settings_change(
-            &sam,
-            &SettingsChange::Thresholds(Thresholds {
-                accept: 0.9,
-                reject: 0.2,
-            }),
-            "quarterly review",
-        )
-        .unwrap()
-        .id
+        // The fixture's own model activation is already in force.
+        let before = s.current_settings().unwrap().version;
+        let id = s
+            .request_settings_change(
+                &sam,
+                &SettingsChange::Thresholds(Thresholds {
+                    accept: 0.9,
+                    reject: 0.2,
+                }),
+                "quarterly review",
+            )
+            .unwrap()
+            .id;
+        (id, before)
     };
     let mut h = harness(f.app());
     sign_in(&mut h, "sam");
@@ -321,7 +325,11 @@ fn a_settings_change_waits_for_a_second_supervisor() {
     let mut s = store(&f);
     let sam = s.authenticate("sam", "sam-pin-1").unwrap();
     assert!(s.approve_settings_change(&sam, id, "").is_err());
-    assert_eq!(s.current_settings().unwrap().version, 0, "nothing changed");
+    assert_eq!(
+        s.current_settings().unwrap().version,
+        version_before,
+        "nothing changed"
+    );
     drop(s);
 
     h.get_by_label("Sign out").click();
@@ -355,9 +363,12 @@ fn a_settings_change_waits_for_a_second_supervisor() {
         }
     );
     // Both the request and the approval are chained rows, naming who asked and who approved.
+    // (The fixture's own model activation is the first settings row.)
     let history = s.settings_history().unwrap();
-    assert_eq!(history.len(), 1);
-    assert_eq!(history[0].operator, "sid");
+    assert_eq!(history.len(), 2);
+    let last = history.last().unwrap();
+    assert_eq!(last.operator, "sid");
+    assert_eq!(last.reason, "quarterly review");
     assert!(s.pending_settings_requests().unwrap().is_empty());
     assert!(s.verify_chain().unwrap().is_intact());
 }
@@ -594,6 +605,7 @@ fn the_audit_screen_shows_every_other_ledger_row_by_kind() {
                 .iter()
                 .all(|r| r.kind == "settings_request")
     });
-    assert_eq!(h.state().audit.events.rows.len(), 1);
+    // The fixture's own model activation was asked for too (four eyes), then this change.
+    assert_eq!(h.state().audit.events.rows.len(), 2);
     assert!(has_text(&h, "quarterly review"));
 }

@@ -289,7 +289,7 @@ fn every_supervisor_only_action_is_refused_for_a_clerk_on_the_cli_and_logged() {
     let mut store = Store::open_with(&db, &common::opts()).expect("open");
     // Four eyes: the threshold and model changes wait for a second supervisor.
     assert_eq!(store.current_settings().expect("settings").version, 0);
-    let sam = store.authenticate("sam", "1111").expect("sam");
+    let sam = store.authenticate("sam", "111100").expect("sam");
     assert_eq!(common::approve_all(&mut store, &sam), 2);
     let s = store.current_settings().expect("settings");
     assert_eq!((s.thresholds.accept, s.thresholds.reject), (0.85, 0.25));

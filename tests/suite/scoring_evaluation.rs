@@ -288,16 +288,33 @@ fn operating_rates_match_a_direct_count() {
         operating: Some(OperatingPoint {
             calibration,
             thresholds,
+            znorm: false,
         }),
         ..EvalConfig::default()
     };
     let r = evaluate(&samples, &cfg).unwrap();
-    // With z-norm the scores are on another scale than the calibration: no deployment rates.
+    // With z-norm the scores are on another scale than a raw calibration: no deployment rates; a
+    // calibration fitted on z-scores gives them, and a z-score calibration says nothing of raw scores.
     let z = EvalConfig {
         znorm: true,
         ..cfg.clone()
     };
     assert!(evaluate(&samples, &z).unwrap().operating.is_none());
+    let z_fitted = EvalConfig {
+        operating: cfg.operating.map(|op| OperatingPoint { znorm: true, ..op }),
+        ..z.clone()
+    };
+    assert!(evaluate(&samples, &z_fitted).unwrap().operating.is_some());
+    let raw_with_z_cal = EvalConfig {
+        znorm: false,
+        ..z_fitted.clone()
+    };
+    assert!(
+        evaluate(&samples, &raw_with_z_cal)
+            .unwrap()
+            .operating
+            .is_none()
+    );
     let op = r.operating.as_ref().unwrap();
     let pairs = evaluation_scores(&samples, &cfg).unwrap();
     let rate = |f: &dyn Fn(&countersign::scoring::ScoredPair) -> bool,
