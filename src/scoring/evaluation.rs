@@ -760,23 +760,6 @@ pub fn compare_aggregations(
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::natural_cmp;
-    use std::cmp::Ordering;
-
-    #[test]
-    fn natural_order_compares_digit_runs_by_value() {
-        assert_eq!(natural_cmp("001_2", "001_10"), Ordering::Less);
-        assert_eq!(natural_cmp("a10", "a9"), Ordering::Greater);
-        assert_eq!(natural_cmp("a", "a1"), Ordering::Less);
-        assert_eq!(natural_cmp("b1", "a2"), Ordering::Greater);
-        // Equal values with different zero padding still get a total, deterministic order.
-        assert_ne!(natural_cmp("x01", "x1"), Ordering::Equal);
-        assert_eq!(natural_cmp("x1", "x1"), Ordering::Equal);
-    }
-}
-
 /// The samples of collection `name` among pooled samples whose writers are named `name:WRITER`.
 pub fn collection_samples(samples: &[LabelledEmbedding], name: &str) -> Vec<LabelledEmbedding> {
     let prefix = format!("{name}:");
@@ -849,4 +832,21 @@ pub fn figures_table(rows: &[CollectionFigures]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn natural_order_compares_digit_runs_by_value() {
+        assert_eq!(natural_cmp("001_2", "001_10"), Ordering::Less);
+        assert_eq!(natural_cmp("a10", "a9"), Ordering::Greater);
+        assert_eq!(natural_cmp("a", "a1"), Ordering::Less);
+        assert_eq!(natural_cmp("b1", "a2"), Ordering::Greater);
+        // Equal values with different zero padding still get a total, deterministic order.
+        assert_ne!(natural_cmp("x01", "x1"), Ordering::Equal);
+        assert_eq!(natural_cmp("x1", "x1"), Ordering::Equal);
+    }
 }
