@@ -1,5 +1,6 @@
-//! Model-only speed: embeddings per second at batch 1 and batch 64, on random inputs of the default
-//! size. Figures are printed, never asserted (the machine may be shared).
+//! Model-only speed: embeddings per second at batch 1 and batch 64, on random inputs of the bundled
+//! model's input size (the shipped model is what a bank runs). Figures are printed, never asserted
+//! (the machine may be shared).
 
 use std::time::Instant;
 
@@ -10,7 +11,10 @@ use crate::imaging::normalise::NormaliseParams;
 
 /// Runs the benchmark and returns `(name, figure)` rows.
 pub fn bench(device: Device) -> anyhow::Result<Vec<(String, String)>> {
-    let params = NormaliseParams::default();
+    // The bundled model's card says its input size; without one, the default parameters.
+    let params = crate::paths::default_model()
+        .and_then(|p| super::read_card(&super::card_path(&p)).ok())
+        .map_or_else(NormaliseParams::default, |c| c.preprocessing.params);
     let (h, w) = (i64::from(params.height), i64::from(params.width));
     let vs = tch::nn::VarStore::new(device);
     let model = EmbeddingNet::new(&vs.root());
