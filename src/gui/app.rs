@@ -813,7 +813,17 @@ impl CountersignApp {
         match (screen, demo) {
             (Screen::Verify, Some(dir)) => {
                 if let Some((reference, cheque)) = super::demo_pair(&dir) {
-                    self.load_file(Slot::Reference(0), &reference);
+                    // Up to three of the writer's signatures, as an enrolled account has: the
+                    // bundled model's per-account stage needs at least two.
+                    let mut refs: Vec<std::path::PathBuf> = reference
+                        .parent()
+                        .map(super::image_files)
+                        .unwrap_or_default();
+                    refs.retain(|p| p != &reference);
+                    refs.insert(0, reference);
+                    for (i, r) in refs.iter().take(3).enumerate() {
+                        self.load_file(Slot::Reference(i), r);
+                    }
                     self.load_file(Slot::Cheque, &cheque);
                 }
             }

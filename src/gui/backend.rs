@@ -1035,7 +1035,9 @@ impl Backend {
         let score = scored.raw_score.unwrap_or(f64::NAN);
         let probability = scored.probability;
         let mut outcome = scored.outcome;
-        if questioned.is_some() && probability.is_none() {
+        // Only when there really is no calibration: a probability can also be missing because the
+        // model's per-account stage needs more references, and the policy's reason says so.
+        if questioned.is_some() && probability.is_none() && policy.calibration.is_none() {
             outcome.reason = "No calibration is configured (neither saved by a supervisor nor in the model card), so \
                               every cheque is referred. A supervisor can calibrate on the Calibrate screen."
                 .into();

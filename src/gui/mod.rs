@@ -128,7 +128,7 @@ pub fn demo_dir() -> Option<PathBuf> {
         .or_else(crate::paths::demo_assets)
 }
 
-fn image_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn image_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)

@@ -859,7 +859,7 @@ impl VerifyState {
                         o.score
                     ));
                 } else if o.score.is_finite() {
-                    ui.label(format!("Score {:.3} (no calibration)", o.score));
+                    ui.label(format!("Score {:.3} (no probability)", o.score));
                 }
                 if let Some(cents) = o.amount_cents {
                     ui.label(format!("Amount {}", crate::verify::format_amount(cents)));

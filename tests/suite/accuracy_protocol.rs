@@ -505,6 +505,20 @@ fn calibrate_records_the_stage_in_the_card_and_the_gui_and_library_decide_with_i
     // And that probability is the calibration of the z-score, not of the raw similarity.
     let raw = lib.raw_score.unwrap();
     assert!((cal.probability(raw) - lib_p).abs() > 1e-6);
+
+    // With one reference the stage cannot score: the GUI refers and says why (not "no calibration").
+    for i in 1..w.references.len() {
+        gui.clear_slot(countersign::gui::Slot::Reference(i));
+    }
+    let one = gui.verify(None, None, None).unwrap();
+    assert!(!one.calibrated);
+    assert_eq!(one.decision, Decision::Refer);
+    assert!(
+        one.reason.contains("at least 2 references"),
+        "{}",
+        one.reason
+    );
+    assert!(!one.reason.contains("No calibration"), "{}", one.reason);
 }
 
 /// Embeddings of a labelled collection: each writer a random direction, genuine samples close to it,

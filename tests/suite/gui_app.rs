@@ -270,7 +270,7 @@ fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
     // and the cheque is referred.
     assert!(!outcome.calibrated);
     assert!(outcome.score.is_finite());
-    assert!(has_text(&h, "(no calibration)"));
+    assert!(has_text(&h, "(no probability)"));
     assert_eq!(outcome.decision, countersign::scoring::Decision::Refer);
     assert!(
         h.query_by_label(outcome.decision.as_str()).is_some(),
