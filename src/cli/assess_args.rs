@@ -49,6 +49,14 @@ pub struct Collection {
 }
 
 impl DataArgs {
+    /// The name of each --data collection (its folder's name), in order.
+    pub fn collection_names(&self) -> Vec<String> {
+        self.data
+            .iter()
+            .map(|p| dataset::collection_name(p))
+            .collect()
+    }
+
     /// Scans every --data and restricts each to the chosen writers. Writer names are prefixed with
     /// `COLLECTION:` when there are several collections, so writers of two collections never merge.
     pub fn collections(&self) -> anyhow::Result<Vec<Collection>> {

@@ -68,12 +68,7 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
         );
     }
     // With several collections the thresholds are the strictest any collection needs.
-    let names: Vec<String> = args
-        .data
-        .data
-        .iter()
-        .map(|p| crate::train::dataset::collection_name(p))
-        .collect();
+    let names = args.data.collection_names();
     let (result, _) = crate::assess::calibrate_collections(
         &set.samples,
         &names,

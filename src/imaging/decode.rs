@@ -266,7 +266,12 @@ fn png_header_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
     Some((w, h))
 }
 
-fn check_dimensions(name: &str, w: u32, h: u32, limits: &DecodeLimits) -> Result<(), ImagingError> {
+pub(crate) fn check_dimensions(
+    name: &str,
+    w: u32,
+    h: u32,
+    limits: &DecodeLimits,
+) -> Result<(), ImagingError> {
     if w == 0 || h == 0 {
         return Err(ImagingError::ZeroSize {
             name: name.to_string(),

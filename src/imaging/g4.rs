@@ -127,16 +127,7 @@ pub fn decode(
         return Ok(None);
     }
     // The same size check as every other format, before the pixel buffer exists.
-    if w > limits.max_side || h > limits.max_side || u64::from(w) * u64::from(h) > limits.max_pixels
-    {
-        return Err(ImagingError::TooManyPixels {
-            name: name.to_string(),
-            width: w,
-            height: h,
-            max_side: limits.max_side,
-            max_pixels: limits.max_pixels,
-        });
-    }
+    super::decode::check_dimensions(name, w, h, limits)?;
     let rps = rows_per_strip.unwrap_or(h).clamp(1, h) as usize;
     let (wu, hu) = (w as usize, h as usize);
     if offsets.len() != hu.div_ceil(rps) {

@@ -490,6 +490,8 @@ impl Policy {
         amount_cents: Option<i64>,
     ) -> Result<Scored, VerifyError> {
         let t0 = Instant::now();
+        // The scoring layer takes the references as one slice: copied once, for both stages.
+        let owned: Vec<Embedding> = references.iter().map(|r| (*r).clone()).collect();
         let raw_score = match questioned {
             Some(q) => {
                 if references.is_empty() {
@@ -497,17 +499,18 @@ impl Policy {
                         account: account.map(str::to_string),
                     });
                 }
-                Some(score_refs(q, references, self.aggregation)?)
+                Some(crate::scoring::score_against_references(
+                    q,
+                    &owned,
+                    self.aggregation,
+                )?)
             }
             None => None,
         };
         // The per-account stage: too few references for it means no probability, so REFER.
         let too_few_references = references.len() < self.normalisation.min_references();
         let normalised_score = match raw_score {
-            Some(s) if !too_few_references => {
-                let owned: Vec<Embedding> = references.iter().map(|r| (*r).clone()).collect();
-                Some(self.normalisation.apply(s, &owned)?)
-            }
+            Some(s) if !too_few_references => Some(self.normalisation.apply(s, &owned)?),
             _ => None,
         };
         let probability = match (normalised_score, &self.calibration) {
@@ -826,11 +829,6 @@ impl Verifier {
             latency_ms,
         }
     }
-}
-
-fn score_refs(q: &Embedding, refs: &[&Embedding], agg: Aggregation) -> Result<f64, ScoringError> {
-    let owned: Vec<Embedding> = refs.iter().map(|r| (*r).clone()).collect();
-    crate::scoring::score_against_references(q, &owned, agg)
 }
 
 /// The cheque id a decision is recorded under when none was given: the file's name and the start of
