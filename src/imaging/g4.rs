@@ -3,9 +3,12 @@
 //! colour conversion.
 //!
 //! Only the plain layout is taken (one sample of 1 bit, compression 4, photometric 0 or 1, fill
-//! order 1, orientation 1, strips of whole rows); anything else, and any file this path cannot decode
-//! completely, goes to the general decoder, which then gives the image or its own error. So this
-//! path only ever changes how fast a file decodes, never whether or to what.
+//! order 1 or 2, orientation 1, strips of whole rows); anything else, and any file this path cannot
+//! decode completely, goes to the general decoder, which then gives the image or its own error.
+//!
+//! Fill order 2 (the least significant bit first, written by some scanners and fax software) is
+//! the one case the general decoder refuses ("Decode Error"), so for it this path also decides
+//! whether the file can be read at all. For every other file it only changes how fast it decodes.
 
 use image::GrayImage;
 
@@ -115,7 +118,13 @@ pub fn decode(
     let (Some(w), Some(h), Some(offsets), Some(counts)) = (width, height, offsets, counts) else {
         return Ok(None);
     };
-    if compression != 4 || bits != 1 || spp != 1 || fill != 1 || orientation != 1 || t6 != 0 {
+    if compression != 4
+        || bits != 1
+        || spp != 1
+        || !matches!(fill, 1 | 2)
+        || orientation != 1
+        || t6 != 0
+    {
         return Ok(None);
     }
     let white = match photometric {
@@ -142,7 +151,13 @@ pub fn decode(
             return Ok(None);
         };
         let rows = rps.min(hu - row);
-        let reader = data.iter().copied().map(Ok::<u8, std::convert::Infallible>);
+        // Fill order 2 stores each byte's bits in reverse; the decoder reads the most significant
+        // bit first.
+        let lsb_first = fill == 2;
+        let reader = data
+            .iter()
+            .map(move |&b| if lsb_first { b.reverse_bits() } else { b })
+            .map(Ok::<u8, std::convert::Infallible>);
         // Reading from a slice cannot fail: the error type is `Infallible`.
         let Ok(mut dec) = fax::decoder::Group4Decoder::new(reader, w as u16);
         for _ in 0..rows {
@@ -221,6 +236,39 @@ mod tests {
                 .zip(img.pixels())
                 .all(|(a, b)| a.0[0] == 255 - b.0[0])
         );
+    }
+
+    #[test]
+    fn fill_order_two_decodes_to_the_same_pixels() {
+        let (img, tiff) = sample();
+        // Rewrite the file as a scanner with FillOrder = 2 would: every byte of the strip
+        // bit-reversed, and tag 266 = 2 (in place of the Orientation entry, which defaults to 1).
+        let mut lsb = tiff.clone();
+        let n = usize::from(u16::from_le_bytes([lsb[8], lsb[9]]));
+        let entry = |b: &[u8], tag: u16| {
+            (0..n)
+                .map(|i| 10 + 12 * i)
+                .find(|&e| u16::from_le_bytes([b[e], b[e + 1]]) == tag)
+                .unwrap()
+        };
+        let value =
+            |b: &[u8], e: usize| u32::from_le_bytes([b[e + 8], b[e + 9], b[e + 10], b[e + 11]]);
+        let offset = value(&lsb, entry(&lsb, 273)) as usize;
+        let count = value(&lsb, entry(&lsb, 279)) as usize;
+        for b in &mut lsb[offset..offset + count] {
+            *b = b.reverse_bits();
+        }
+        let e = entry(&lsb, 274);
+        lsb[e..e + 2].copy_from_slice(&266u16.to_le_bytes());
+        lsb[e + 8..e + 12].copy_from_slice(&2u32.to_le_bytes());
+        let fast = decode(&lsb, "t", &DecodeLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(fast, img);
+        // Through the public entry point too, which every command and the GUI use.
+        let decoded =
+            crate::imaging::decode::decode_bytes(&lsb, "t", &DecodeLimits::default()).unwrap();
+        assert_eq!(decoded, img);
     }
 
     #[test]
