@@ -113,6 +113,14 @@ pub fn normalise(
     img: &GrayImage,
     params: &NormaliseParams,
 ) -> Result<NormalisedSignature, ImagingError> {
+    normalise_polarity(img, params, true)
+}
+
+fn normalise_polarity(
+    img: &GrayImage,
+    params: &NormaliseParams,
+    may_invert: bool,
+) -> Result<NormalisedSignature, ImagingError> {
     params.validate()?;
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
@@ -133,6 +141,13 @@ pub fn normalise(
             params.min_contrast
         )));
     }
+    // A negative scan (light ink on a dark ground, as microfilm and some archive exports give) would
+    // have its ground taken for ink and be scored as a black slab. Read it as the positive it shows.
+    if may_invert && looks_negative(img, &hist, otsu.threshold) {
+        let mut positive = img.clone();
+        image::imageops::invert(&mut positive);
+        return normalise_polarity(&positive, params, false);
+    }
     let ink = InkMap::extract(img, otsu.threshold, params.min_speck_area);
     if ink.pixels < params.min_ink_pixels {
         return Err(ImagingError::NoSignature(format!(
@@ -151,6 +166,32 @@ pub fn normalise(
         }
     }
     Ok(fit_to_canvas(&crop, params))
+}
+
+/// True when the dark class (below the Otsu `threshold`) covers most of the image *and* nearly all of
+/// its border: the ground is dark, so the image is a negative. Both are required, so a dark scanner
+/// frame around a positive signature, or a dense signature cropped tight, is not inverted.
+fn looks_negative(img: &GrayImage, hist: &[u32; 256], threshold: u8) -> bool {
+    let total: u64 = hist.iter().map(|&c| u64::from(c)).sum();
+    let dark: u64 = hist[..usize::from(threshold)]
+        .iter()
+        .map(|&c| u64::from(c))
+        .sum();
+    if total == 0 || dark * 2 <= total {
+        return false;
+    }
+    let (w, h) = img.dimensions();
+    let border = (0..w)
+        .flat_map(|x| [(x, 0), (x, h - 1)])
+        .chain((0..h).flat_map(|y| [(0, y), (w - 1, y)]));
+    let (mut n, mut dark_border) = (0u64, 0u64);
+    for (x, y) in border {
+        n += 1;
+        if img.get_pixel(x, y).0[0] < threshold {
+            dark_border += 1;
+        }
+    }
+    dark_border * 10 >= n * 9
 }
 
 /// Renders a normalised signature as a grayscale picture a person reads naturally: dark ink on white.
@@ -334,6 +375,53 @@ mod tests {
         img.put_pixel(290, 140, image::Luma([0]));
         img.put_pixel(10, 140, image::Luma([10]));
         img
+    }
+
+    #[test]
+    fn a_negative_scan_normalises_like_its_positive() {
+        let positive = sample();
+        let mut negative = positive.clone();
+        image::imageops::invert(&mut negative);
+        for ink in [InkMode::Grey, InkMode::Binary] {
+            let params = NormaliseParams {
+                ink,
+                ..NormaliseParams::default()
+            };
+            let a = normalise(&positive, &params).unwrap();
+            let b = normalise(&negative, &params).unwrap();
+            assert_eq!((a.width, a.height), (b.width, b.height));
+            // Inverting maps each ink level v to 255 - v, so grey ink differs slightly in level;
+            // where the ink is and how much of it there is must not.
+            let inked = |n: &NormalisedSignature| n.pixels.iter().filter(|&&v| v > 0.1).count();
+            let (ia, ib) = (inked(&a), inked(&b));
+            assert!(ia > 0 && ia.abs_diff(ib) * 20 <= ia, "{ia} vs {ib}");
+            let mean =
+                |n: &NormalisedSignature| n.pixels.iter().sum::<f32>() / n.pixels.len() as f32;
+            assert!(
+                mean(&b) < 0.5,
+                "the ground must not come out as ink: {}",
+                mean(&b)
+            );
+        }
+    }
+
+    #[test]
+    fn a_dark_scanner_frame_around_a_positive_signature_is_not_a_negative() {
+        let mut framed = sample();
+        let (w, h) = framed.dimensions();
+        for (x, y, p) in framed.enumerate_pixels_mut() {
+            if x < 4 || y < 4 || x >= w - 4 || y >= h - 4 {
+                *p = image::Luma([5]);
+            }
+        }
+        let hist = histogram(&framed);
+        let otsu = otsu_threshold(&hist).unwrap();
+        assert!(!looks_negative(&framed, &hist, otsu.threshold));
+        let mut negative = sample();
+        image::imageops::invert(&mut negative);
+        let hist = histogram(&negative);
+        let otsu = otsu_threshold(&hist).unwrap();
+        assert!(looks_negative(&negative, &hist, otsu.threshold));
     }
 
     #[test]
