@@ -829,6 +829,8 @@ impl CountersignApp {
             }
             (Screen::Calibrate, Some(dir)) => {
                 self.calibrate.folder = super::demo_labelled_folder(&dir).display().to_string();
+                // The demo writers have four genuine signatures each: three are references.
+                self.calibrate.references = 3;
                 self.calibrate.start(&mut self.shared);
             }
             (Screen::Batch, Some(dir)) => {

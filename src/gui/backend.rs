@@ -293,10 +293,11 @@ pub struct ChainReport {
     pub message: String,
 }
 
-/// An evaluation of the active model on a labelled folder, as the Calibrate screen needs it.
+/// An evaluation of the active model on a labelled folder, as the Calibrate screen needs it: what
+/// [`crate::assess::calibrate`] found, and the scored pairs behind it.
 #[derive(Clone, Debug, Default)]
 pub struct EvalSummary {
-    /// Calibrated probabilities of genuine pairs and of skilled-forgery pairs.
+    /// Calibrated probabilities of genuine pairs and of forgery pairs (skilled and random).
     pub genuine: Vec<f64>,
     pub forgery: Vec<f64>,
     /// ROC points (FAR, TPR) and DET points (FAR, FRR), each in [0, 1].
@@ -309,6 +310,33 @@ pub struct EvalSummary {
     pub current: Option<Thresholds>,
     /// The calibration fitted on this data, saved with the thresholds.
     pub calibration: Option<crate::scoring::Calibration>,
+    /// The thresholds `countersign calibrate` chooses on this data with its default target FAR.
+    pub proposed: Option<crate::scoring::ThresholdChoice>,
+    /// The raw scores of the protocol's pairs and their labels (true: genuine).
+    pub scores: Vec<f64>,
+    pub labels: Vec<bool>,
+    /// Genuine signatures per writer used as references.
+    pub references: usize,
+}
+
+impl EvalSummary {
+    /// The thresholds `countersign calibrate --target-far TARGET` chooses on this data (same rule,
+    /// same refer band), for the fitted calibration.
+    pub fn thresholds_for(
+        &self,
+        target_far: f64,
+    ) -> Result<crate::scoring::ThresholdChoice, crate::scoring::ScoringError> {
+        let calibration = self.calibration.ok_or_else(|| {
+            crate::scoring::ScoringError::InvalidParameter("no calibration was fitted".into())
+        })?;
+        crate::scoring::choose_thresholds(
+            &self.scores,
+            &self.labels,
+            &calibration,
+            target_far,
+            crate::assess::DEFAULT_REFER_BAND,
+        )
+    }
 }
 
 /// Options of the Train screen.
@@ -1623,18 +1651,18 @@ fn stopped_error() -> UserError {
     UserError::new("Stopped.", "")
 }
 
-/// Evaluates the active model on a labelled folder (writer folders, CEDAR layout or a manifest) with
-/// the scoring layer's protocol, fits the calibration on it, and returns the calibrated probabilities
-/// the Calibrate screen plots and thresholds.
+/// Evaluates the model in force on a labelled folder (writer folders, CEDAR layout or a manifest) and
+/// calibrates it with [`crate::assess::calibrate`], the function `countersign calibrate` calls, with
+/// its defaults (`references` genuine signatures per writer as references, all forgeries, skilled and
+/// random). The screen's plots are drawn from the scored pairs that calibration was fitted on.
 pub fn evaluate(
     config: &BackendConfig,
     folder: &Path,
+    references: usize,
     progress: &mut dyn FnMut(f32, &str),
     stop: &StopFlag,
 ) -> Result<EvalSummary, UserError> {
-    use crate::scoring::{
-        EvalConfig, Forgeries, eer, evaluation_scores, fit_platt, labelled_scores, roc_points,
-    };
+    use crate::scoring::{EvalConfig, Forgeries, eer, labelled_scores, roc_points};
     let store = open_store(config).ok();
     let model = load_model(config, store.as_ref())?;
     progress(0.0, "Reading the folder");
@@ -1664,55 +1692,45 @@ pub fn evaluate(
         ),
     })?;
     let skipped = set.failures.len();
-    let samples = set.samples;
-    // K references per writer: 5 as in the model card's protocol, fewer for small folders so every
-    // writer keeps at least one questioned genuine signature.
-    let mut genuine_per_writer: HashMap<&str, usize> = HashMap::new();
-    for s in &samples {
-        if s.genuine {
-            *genuine_per_writer.entry(s.writer.as_str()).or_default() += 1;
-        }
-    }
-    let fewest = genuine_per_writer.values().copied().min().unwrap_or(0);
-    let k = fewest.saturating_sub(1).clamp(1, 5);
-    // The model's per-account stage applies, as in `countersign calibrate`.
+    // The protocol of `countersign calibrate` with its defaults, the model's per-account stage included.
     let cfg = crate::assess::protocol_for(
         &model,
         EvalConfig {
-            references: k.max(model.card().score_normalisation.min_references()),
+            references,
             ..EvalConfig::default()
         },
     );
-    let bad = |e: crate::scoring::ScoringError| {
+    let bad = |e: &dyn std::fmt::Display| {
         UserError::new(
             format!("The folder cannot be evaluated: {e}"),
-            "Each writer needs at least two genuine signatures, and the folder needs forgeries (NNN_forg/).",
+            format!(
+                "Each writer needs more than {references} genuine signatures ({references} are its references; \
+                 lower \"References per writer\" for a small folder), and the folder needs forgeries (NNN_forg/)."
+            ),
         )
     };
-    let pairs = evaluation_scores(&samples, &cfg).map_err(bad)?;
-    let kind = if pairs.iter().any(|p| p.skilled) {
-        Forgeries::Skilled
-    } else {
-        Forgeries::Random
-    };
-    let (scores, labels) = labelled_scores(&pairs, kind);
-    let calibration = fit_platt(&scores, &labels).map_err(bad)?;
+    let (result, pairs) = crate::assess::calibrate(
+        &set.samples,
+        &cfg,
+        crate::assess::DEFAULT_TARGET_FAR,
+        crate::assess::DEFAULT_REFER_BAND,
+    )
+    .map_err(|e| bad(&e))?;
+    let calibration = result.calibration;
+    let (scores, labels) = labelled_scores(&pairs, Forgeries::All);
     let probs: Vec<f64> = scores.iter().map(|&s| calibration.probability(s)).collect();
-    let genuine: Vec<f64> = probs
-        .iter()
-        .zip(&labels)
-        .filter(|(_, l)| **l)
-        .map(|(p, _)| *p)
-        .collect();
-    let forgery: Vec<f64> = probs
-        .iter()
-        .zip(&labels)
-        .filter(|(_, l)| !**l)
-        .map(|(p, _)| *p)
-        .collect();
-    let roc = roc_points(&probs, &labels).map_err(bad)?;
+    let split = |genuine: bool| -> Vec<f64> {
+        probs
+            .iter()
+            .zip(&labels)
+            .filter(|(_, l)| **l == genuine)
+            .map(|(p, _)| *p)
+            .collect()
+    };
+    let roc = roc_points(&probs, &labels).map_err(|e| bad(&e))?;
     let roc = crate::scoring::downsample(&roc, 400);
-    let e = eer(&probs, &labels).map_err(bad)?;
+    // The EER on the scores, as `calibrate` reports it; its threshold shown as a probability.
+    let e = eer(&scores, &labels).map_err(|e| bad(&e))?;
     let current = match &store {
         Some(s) => match s.current_settings() {
             Ok(set) if set.version > 0 => Some(set.thresholds),
@@ -1721,23 +1739,31 @@ pub fn evaluate(
         None => model.card().thresholds,
     };
     progress(1.0, "Done");
-    let writers = genuine_per_writer.len();
+    let writers = pairs
+        .iter()
+        .map(|p| p.writer.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     let skipped_note = if skipped > 0 {
         format!(" ({skipped} unreadable images left out)")
     } else {
         String::new()
     };
     Ok(EvalSummary {
-        genuine,
-        forgery,
+        genuine: split(true),
+        forgery: split(false),
         roc: roc.iter().map(|p| (p.far(), p.tpr)).collect(),
         det: roc.iter().map(|p| (p.far(), p.frr())).collect(),
-        eer: e.eer,
-        eer_threshold: e.threshold.clamp(0.0, 1.0),
+        eer: result.eer,
+        eer_threshold: calibration.probability(e.threshold).clamp(0.0, 1.0),
         model_id: format!("{}{skipped_note}", model.id()),
         writers,
         current,
         calibration: Some(calibration),
+        proposed: Some(result.choice),
+        scores,
+        labels,
+        references,
     })
 }
 

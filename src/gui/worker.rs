@@ -79,6 +79,8 @@ pub enum Job {
     },
     Evaluate {
         folder: PathBuf,
+        /// Genuine signatures per writer used as references (`countersign calibrate --references`).
+        references: usize,
     },
     SaveThresholds {
         thresholds: Thresholds,
@@ -400,7 +402,7 @@ fn handle_job(
                 stops,
             );
         }
-        Job::Evaluate { folder } => {
+        Job::Evaluate { folder, references } => {
             let config = config.clone();
             spawn_task(
                 TaskKind::Evaluate,
@@ -413,7 +415,7 @@ fn handle_job(
                             message: message.to_string(),
                         })
                     };
-                    backend::evaluate(&config, &folder, &mut progress, stop)
+                    backend::evaluate(&config, &folder, references, &mut progress, stop)
                         .map(|s| Event::Evaluated(Box::new(s)))
                 },
                 stops,

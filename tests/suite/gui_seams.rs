@@ -1,0 +1,141 @@
+//! The GUI's seams: the Calibrate screen's backend calls the same calibration as `countersign
+//! calibrate` (issue 15, rule 2), with a real synthetic labelled folder, a real (seeded) network and
+//! the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use countersign::device::DeviceChoice;
+use countersign::gui::backend::{self, BackendConfig};
+use countersign::imaging::normalise::NormaliseParams;
+use countersign::model::SignatureModel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_countersign");
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// 5 synthetic writers x 8 genuine + 3 skilled forgeries (written by `countersign synth`), and a
+/// seeded random model.
+fn labelled_folder_and_model(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    let o = Command::new(BIN)
+        .args([
+            "synth",
+            "--writers",
+            "5",
+            "--genuine",
+            "8",
+            "--forgeries",
+            "3",
+            "--seed",
+            "7",
+            "--out",
+        ])
+        .arg(&data)
+        .output()
+        .expect("synth");
+    assert!(o.status.success(), "{}", text(&o));
+    let weights = dir.join("model").join("m.safetensors");
+    let mut model =
+        SignatureModel::new_seeded(NormaliseParams::default(), tch::Device::Cpu, 3).expect("model");
+    model.save(&weights).expect("save");
+    (data, weights)
+}
+
+/// `countersign calibrate --json` on `data`, with `extra` arguments.
+fn cli_calibrate(dir: &Path, data: &Path, weights: &Path, extra: &[&str]) -> serde_json::Value {
+    let json = dir.join(format!("cal{}.json", extra.len()));
+    let mut cmd = Command::new(BIN);
+    for var in [
+        "COUNTERSIGN_OPERATOR",
+        "COUNTERSIGN_PIN",
+        "COUNTERSIGN_DB",
+        "COUNTERSIGN_MODEL",
+    ] {
+        cmd.env_remove(var);
+    }
+    let o = cmd
+        .arg("--db")
+        .arg(dir.join("audit.sqlite3"))
+        .arg("--model")
+        .arg(weights)
+        .args(["--device", "cpu", "calibrate", "--data"])
+        .arg(data)
+        .args(extra)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run countersign calibrate");
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse")
+}
+
+fn f(v: &serde_json::Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn same(gui: f64, cli: f64, what: &str) {
+    assert!(
+        (gui - cli).abs() <= 1e-9 * cli.abs().max(1.0),
+        "{what}: GUI {gui}, countersign calibrate {cli}"
+    );
+}
+
+#[test]
+fn the_calibrate_screen_calibrates_exactly_as_countersign_calibrate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, weights) = labelled_folder_and_model(dir.path());
+    let config = BackendConfig {
+        db_path: dir.path().join("audit.sqlite3"),
+        model_path: Some(weights.clone()),
+        device: DeviceChoice::Cpu,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    // The screen's default: the protocol's 5 references per writer, as `calibrate` without options.
+    let references = countersign::scoring::EvalConfig::default().references;
+    let gui = backend::evaluate(&config, &data, references, &mut |_, _| {}, &stop)
+        .expect("the GUI backend evaluates the folder");
+    let calibration = gui.calibration.expect("a calibration");
+
+    let cli = cli_calibrate(dir.path(), &data, &weights, &[]);
+    same(calibration.a, f(&cli["calibration"]["a"]), "slope");
+    same(calibration.b, f(&cli["calibration"]["b"]), "intercept");
+    same(gui.eer, f(&cli["eer"]), "EER");
+    // The same pairs: every forgery (skilled and random), not only the skilled ones.
+    assert_eq!(gui.genuine.len() as f64, f(&cli["genuine_pairs"]));
+    assert_eq!(gui.forgery.len() as f64, f(&cli["forgery_pairs"]));
+    let proposed = gui.proposed.expect("proposed thresholds").thresholds;
+    same(
+        proposed.accept,
+        f(&cli["choice"]["thresholds"]["accept"]),
+        "accept threshold at the default target FAR",
+    );
+    same(
+        proposed.reject,
+        f(&cli["choice"]["thresholds"]["reject"]),
+        "reject threshold at the default target FAR",
+    );
+
+    // The screen's "Set thresholds for target FAR" at 5 % gives what `--target-far 0.05` gives.
+    let cli = cli_calibrate(dir.path(), &data, &weights, &["--target-far", "0.05"]);
+    let at = gui.thresholds_for(0.05).expect("thresholds for 5 %");
+    same(
+        at.thresholds.accept,
+        f(&cli["choice"]["thresholds"]["accept"]),
+        "accept threshold at 5 %",
+    );
+    same(
+        at.thresholds.reject,
+        f(&cli["choice"]["thresholds"]["reject"]),
+        "reject threshold at 5 %",
+    );
+    same(at.far, f(&cli["choice"]["far"]), "FAR at 5 %");
+}
