@@ -139,3 +139,21 @@ fn the_calibrate_screen_calibrates_exactly_as_countersign_calibrate() {
     );
     same(at.far, f(&cli["choice"]["far"]), "FAR at 5 %");
 }
+
+#[test]
+fn a_folder_dropped_as_a_cheque_is_refused_by_the_reader_verify_uses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = backend::Backend::new(BackendConfig {
+        db_path: dir.path().join("audit.sqlite3"),
+        model_path: None,
+        device: DeviceChoice::Cpu,
+    });
+    let folder = dir.path().join("scans");
+    std::fs::create_dir(&folder).expect("folder");
+    let e = b
+        .load_image(countersign::gui::Slot::Cheque, &folder)
+        .expect_err("a folder is not an image");
+    // `verify::input::read_bounded`'s words: the GUI has no reader of its own.
+    assert!(e.what.contains("is a folder, not an image file"), "{e}");
+    assert!(e.todo.contains("not a folder"), "{e}");
+}
