@@ -1,14 +1,12 @@
 //! The desktop application (eframe/egui 0.37, glow backend).
 //!
-//! - [`app::CountersignApp`]: all UI state and drawing; testable headless with egui_kittest.
+//! - [`app::CountersignApp`]: the frame loop, the operator and the routing of events to the screens;
+//!   testable headless with egui_kittest. Each screen owns its state ([`screen::ScreenState`]).
 //! - [`worker`]: one thread owns the model and the database; the UI sends jobs and draws events.
 //! - [`backend`]: the only module that calls the other layers.
 //! - One module per screen: [`sign_in`], [`verify`], [`calibrate`], [`audit`], [`train`], [`batch`].
 //!
-//! Screenshot mode (used by `scripts/screenshots.sh`): with `COUNTERSIGN_SCREENSHOT=<screen>` and the
-//! operator's name and PIN in `COUNTERSIGN_OPERATOR` / `COUNTERSIGN_PIN`, the app signs in, opens that
-//! screen with the demo data from `assets/demo`, and touches the file named by
-//! `COUNTERSIGN_SCREENSHOT_READY` once the screen has settled.
+//! Screenshot mode (used by `scripts/screenshots.sh`) lives in [`autopilot`].
 
 use std::path::{Path, PathBuf};
 
@@ -17,11 +15,13 @@ use crate::cli::GlobalOpts;
 pub mod app;
 pub mod audit;
 pub mod audit_events;
+pub mod autopilot;
 pub mod backend;
 pub mod batch;
 pub mod bench;
 pub mod calibrate;
 pub mod queue;
+pub mod screen;
 pub mod sign_in;
 pub mod train;
 pub mod verify;
@@ -31,10 +31,7 @@ pub mod worker;
 pub use app::{CountersignApp, Screen};
 pub use backend::{Role, Slot};
 
-/// Environment variable naming the screen the screenshot mode opens.
-pub const SCREENSHOT_ENV: &str = "COUNTERSIGN_SCREENSHOT";
-/// Environment variable naming the file the screenshot mode touches when the screen is ready.
-pub const SCREENSHOT_READY_ENV: &str = "COUNTERSIGN_SCREENSHOT_READY";
+pub use autopilot::{SCREENSHOT_ENV, SCREENSHOT_READY_ENV};
 
 /// Starts the GUI, or explains how to use the CLI when there is no display.
 pub fn run(global: &GlobalOpts) -> anyhow::Result<()> {
@@ -48,18 +45,9 @@ pub fn run(global: &GlobalOpts) -> anyhow::Result<()> {
     if let Some(name) = &global.operator {
         app.sign_in.name = name.clone();
     }
-    if let Ok(screen) = std::env::var(SCREENSHOT_ENV) {
-        let seed = screen.eq_ignore_ascii_case("seed");
-        let screen = if seed { "verify".to_string() } else { screen };
-        let screen = Screen::from_name(&screen)
-            .ok_or_else(|| anyhow::anyhow!("{SCREENSHOT_ENV}={screen} names no screen (verify, batch, calibrate, audit, train, signin)"))?;
+    if let Some(mode) = autopilot::ScreenshotMode::from_env().map_err(anyhow::Error::msg)? {
         app.sign_in.pin = global.pin.clone().unwrap_or_default();
-        app.autopilot = Some(app::Autopilot {
-            screen,
-            started: false,
-            seed,
-        });
-        app.screenshot_ready = std::env::var_os(SCREENSHOT_READY_ENV).map(PathBuf::from);
+        app.screenshot = mode;
     }
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
