@@ -2,7 +2,6 @@
 //! free for the clerk's verifications: evaluation and calibration, training, batches.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::advice::UserError;
 use super::view::{BatchRow, EvalSummary, TrainOptions, TrainUpdate};
@@ -309,21 +308,12 @@ pub fn run_batch(
     } else {
         crate::batch::manifest::count_rows(manifest).unwrap_or(0)
     };
-    let bar = indicatif::ProgressBar::hidden();
-    bar.set_length(total);
-    let finished = AtomicBool::new(false);
-    let result = std::thread::scope(|scope| {
-        let poll_bar = bar.clone();
-        let finished = &finished;
-        scope.spawn(move || {
-            while !finished.load(Ordering::Relaxed) {
-                progress(poll_bar.position(), total, &[]);
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
-        });
-        let r = crate::batch::run(&verifier, &mut store, operator, &opts, stop, &bar);
-        finished.store(true, Ordering::Relaxed);
-        r
+    // The batch reports each finished chunk; the screen's counter follows it.
+    progress(0, total, &[]);
+    let done = std::cell::Cell::new(0u64);
+    let result = crate::batch::run(&verifier, &mut store, operator, &opts, stop, &|rows| {
+        done.set(done.get() + rows);
+        progress(done.get(), total.max(done.get()), &[]);
     });
     let summary = result.map_err(|e| {
         UserError::new(
