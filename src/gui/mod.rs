@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::GlobalOpts;
+use crate::device::DeviceChoice;
 
 pub mod app;
 pub mod audit;
@@ -33,20 +33,51 @@ pub use backend::{Role, Slot};
 
 pub use autopilot::{SCREENSHOT_ENV, SCREENSHOT_READY_ENV};
 
-/// Starts the GUI, or explains how to use the CLI when there is no display.
-pub fn run(global: &GlobalOpts) -> anyhow::Result<()> {
-    if !has_display() {
-        return Err(
-            crate::cli::ExitError::new(crate::cli::exit::NO_DISPLAY, NO_DISPLAY_MESSAGE).into(),
-        );
+/// What the binary's edge passes the GUI from its command line (the GUI does not read the CLI's
+/// options itself).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The audit database.
+    pub db_path: PathBuf,
+    /// Weights named with `--model`; without them the backend uses the model in force for the store
+    /// (the one a supervisor activated, else the bundled one; see [`crate::model::in_force`]).
+    pub model_path: Option<PathBuf>,
+    pub device: DeviceChoice,
+    /// The operator's name, filled in on the sign-in screen.
+    pub operator: Option<String>,
+    /// The operator's PIN: used only by the screenshot mode to sign in by itself.
+    pub pin: Option<String>,
+}
+
+impl Options {
+    /// What the GUI's worker opens.
+    pub fn backend_config(&self) -> backend::BackendConfig {
+        backend::BackendConfig {
+            db_path: self.db_path.clone(),
+            model_path: self.model_path.clone(),
+            device: self.device,
+        }
     }
-    let config = backend_config(global);
+}
+
+/// There is no display to open a window on; the message says how to use the command line instead.
+/// The binary's edge maps it to its exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", NO_DISPLAY_MESSAGE)]
+pub struct NoDisplay;
+
+/// Starts the GUI, or explains how to use the CLI when there is no display ([`NoDisplay`]).
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    if !has_display() {
+        return Err(NoDisplay.into());
+    }
+    let config = options.backend_config();
     let mut app = CountersignApp::new(config.db_path, config.model_path, config.device);
-    if let Some(name) = &global.operator {
+    if let Some(name) = &options.operator {
         app.sign_in.name = name.clone();
     }
     if let Some(mode) = autopilot::ScreenshotMode::from_env().map_err(anyhow::Error::msg)? {
-        app.sign_in.pin = global.pin.clone().unwrap_or_default();
+        app.sign_in.pin = options.pin.clone().unwrap_or_default();
         app.screenshot = mode;
     }
     let options = eframe::NativeOptions {
@@ -63,17 +94,6 @@ pub fn run(global: &GlobalOpts) -> anyhow::Result<()> {
         Box::new(move |_cc| Ok(Box::new(app))),
     )
     .map_err(|e| anyhow::anyhow!("the window could not be opened: {e}"))
-}
-
-/// What the GUI's worker opens for this command line. Only an explicit `--model` is passed on: without
-/// one the backend uses the model in force for the store (the one a supervisor activated, else the
-/// bundled one; see [`crate::model::in_force`]), like every command.
-pub fn backend_config(global: &GlobalOpts) -> backend::BackendConfig {
-    backend::BackendConfig {
-        db_path: global.db_path(),
-        model_path: global.model.clone(),
-        device: global.device,
-    }
 }
 
 /// Shown when no X11 or Wayland display is available.

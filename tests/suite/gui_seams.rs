@@ -157,3 +157,32 @@ fn a_folder_dropped_as_a_cheque_is_refused_by_the_reader_verify_uses() {
     assert!(e.what.contains("is a folder, not an image file"), "{e}");
     assert!(e.todo.contains("not a folder"), "{e}");
 }
+
+/// The GUI says there is no display with its own typed error; the binary's edge maps it to exit code 8
+/// and prints the message that explains the command line instead.
+#[test]
+fn without_a_display_the_binary_explains_the_command_line_and_exits_with_8() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in [&[][..], &["gui"][..]] {
+        let o = Command::new(BIN)
+            .arg("--db")
+            .arg(dir.path().join("audit.sqlite3"))
+            .args(args)
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("COUNTERSIGN_SCREENSHOT")
+            .output()
+            .expect("run countersign");
+        assert_eq!(o.status.code(), Some(8), "{args:?}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("error: {}", countersign::gui::NO_DISPLAY_MESSAGE)),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty(), "nothing on stdout");
+    }
+    assert!(
+        !dir.path().join("audit.sqlite3").exists(),
+        "no database was made"
+    );
+}
