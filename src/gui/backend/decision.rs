@@ -43,13 +43,12 @@ impl Backend {
     /// Normalises and embeds a slot's image with the current model, caching both by model id.
     fn embed_slot(
         &mut self,
+        verifier: &crate::verify::Verifier,
         slot: Slot,
         crop: Option<PixelBox>,
     ) -> Result<Option<crate::scoring::Embedding>, UserError> {
-        let (model_id, params) = {
-            let m = self.model()?;
-            (m.id(), m.normalise_params().clone())
-        };
+        let model_id = verifier.model_id().to_string();
+        let params = &verifier.params().normalise;
         let Some(d) = self.images.get_mut(&slot) else {
             return Ok(None);
         };
@@ -64,19 +63,19 @@ impl Backend {
         let normalised = match (slot, crop.or(d.detected.map(|(b, _)| b))) {
             (Slot::Cheque, Some(b)) => crate::imaging::cheque::prepare_questioned(
                 &d.gray,
-                &crate::imaging::cheque::ChequeLayout::default(),
+                &verifier.params().layout,
                 Some(crate::imaging::cheque::CropBox {
                     x: b.x,
                     y: b.y,
                     width: b.width,
                     height: b.height,
                 }),
-                &params,
+                params,
             )
             .map(|p| p.normalised),
             // A cheque without a box is not scored: the decision is REFER until the clerk draws one.
             (Slot::Cheque, None) if !d.bare => return Ok(None),
-            _ => crate::imaging::normalise::normalise(&d.gray, &params),
+            _ => crate::imaging::normalise::normalise(&d.gray, params),
         };
         let n = match normalised {
             Ok(n) => n,
@@ -90,13 +89,12 @@ impl Backend {
                 ));
             }
         };
-        let model = self
-            .model
-            .as_ref()
-            .ok_or_else(|| UserError::new("The model is not loaded.", "Try again."))?;
-        let e = model
+        let e = verifier
             .embed(std::slice::from_ref(&n))
-            .map_err(|e| model_error("The network failed", &e))?
+            .map_err(|e| match e {
+                crate::verify::VerifyError::Model(e) => model_error("The network failed", &e),
+                e => UserError::new(format!("The network failed: {e}"), "Try again."),
+            })?
             .into_iter()
             .next()
             .ok_or_else(|| UserError::new("The network returned no embedding.", "Try again."))?;
@@ -139,39 +137,29 @@ impl Backend {
                 "Load a reference, or use an account's references.",
             ));
         }
+        // The verification service and policy of `countersign verify` and `batch`.
+        let verifier = self.verifier()?;
         let mut refs = Vec::new();
         for s in &ref_slots {
-            if let Some(e) = self.embed_slot(*s, None)? {
-                refs.push(e);
+            if let Some(embedding) = self.embed_slot(&verifier, *s, None)? {
+                let sha256 = self
+                    .images
+                    .get(s)
+                    .map(|d| d.sha256.clone())
+                    .unwrap_or_default();
+                refs.push(crate::verify::ReferenceEmbedding { embedding, sha256 });
             }
         }
-        let questioned = self.embed_slot(Slot::Cheque, crop)?;
-        // The same policy as `countersign verify` and `batch`: store settings over the model card,
-        // and no probability at all (REFER) when nothing was calibrated.
-        let policy = {
-            let model = self
-                .model
-                .as_ref()
-                .ok_or_else(|| UserError::new("The model is not loaded.", "Try again."))?;
-            let store = self.store.as_ref();
-            crate::verify::Policy::resolve(store, model).map_err(|e| {
-                UserError::new(
-                    format!("The decision settings could not be read: {e}"),
-                    "Ask a supervisor to check the thresholds.",
-                )
-            })?
-        };
-        // The same scoring and decision code as `countersign verify` and `batch`.
-        let ref_embeddings: Vec<&crate::scoring::Embedding> = refs.iter().collect();
+        let questioned = self.embed_slot(&verifier, Slot::Cheque, crop)?;
         let not_found = self.images.get(&Slot::Cheque).and_then(|d| {
             (questioned.is_none() && crop.is_none() && !d.bare)
                 .then(|| box_uncertain_reason(&d.gray, &d.sha256))?
         });
-        let scored = policy
+        let scored = verifier
             .decide(
                 questioned.as_ref(),
                 Some(not_found.as_deref().unwrap_or(NO_SIGNATURE_REASON)),
-                &ref_embeddings,
+                &refs,
                 account.as_deref(),
                 amount_cents,
             )
@@ -186,12 +174,13 @@ impl Backend {
         let mut outcome = scored.outcome;
         // Only when there really is no calibration: a probability can also be missing because the
         // model's per-account stage needs more references, and the policy's reason says so.
-        if questioned.is_some() && probability.is_none() && policy.calibration.is_none() {
+        if questioned.is_some() && probability.is_none() && verifier.policy().calibration.is_none()
+        {
             outcome.reason = "No calibration is configured (neither saved by a supervisor nor in the model card), so \
                               every cheque is referred. A supervisor can calibrate on the Calibrate screen."
                 .into();
         }
-        let model_id = self.model()?.id();
+        let model_id = verifier.model_id().to_string();
         let norm = |d: Option<&Decoded>| {
             d.and_then(|d| d.normalised.as_ref())
                 .map(|(_, n)| n.clone())

@@ -62,7 +62,7 @@ pub struct Backend {
     pub config: BackendConfig,
     operator: Option<crate::store::Operator>,
     store: Option<crate::store::Store>,
-    model: Option<crate::model::SignatureModel>,
+    model: Option<Arc<crate::model::SignatureModel>>,
     model_error: Option<String>,
     images: HashMap<Slot, session::Decoded>,
     /// Reference ids of the account whose references are loaded, in slot order.
@@ -196,7 +196,7 @@ impl Backend {
             let path = choice.path.clone();
             match choice.load(device) {
                 Ok(m) => {
-                    self.model = Some(m);
+                    self.model = Some(crate::verify::shared_model(m));
                     self.model_error = None;
                 }
                 Err(e) => {
@@ -210,8 +210,30 @@ impl Backend {
             }
         }
         self.model
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| UserError::new("The model is not loaded.", "Try again."))
+    }
+
+    /// The verification service of `countersign verify` and `batch` for the model in force, with the
+    /// policy in force now (store settings over the model card; no probability, so REFER, when
+    /// nothing was calibrated). Made for each verification, so an approved change applies at once.
+    fn verifier(&mut self) -> Result<crate::verify::Verifier, UserError> {
+        self.model()?;
+        let model = self
+            .model
+            .clone()
+            .ok_or_else(|| UserError::new("The model is not loaded.", "Try again."))?;
+        crate::verify::Verifier::from_store(
+            model,
+            crate::imaging::cheque::ChequeLayout::default(),
+            self.store.as_ref(),
+        )
+        .map_err(|e| {
+            UserError::new(
+                format!("The decision settings could not be read: {e}"),
+                "Ask a supervisor to check the thresholds.",
+            )
+        })
     }
 
     /// Loads the model and runs one forward pass (libtorch allocates and picks kernels on the first).
@@ -228,18 +250,8 @@ impl Backend {
     }
 
     pub fn warmup(&mut self) {
-        if let Ok(m) = self.model() {
-            let p = m.normalise_params();
-            let mut pixels = vec![0.0f32; (p.width * p.height) as usize];
-            for (i, v) in pixels.iter_mut().enumerate() {
-                *v = if i % 7 == 0 { 1.0 } else { 0.0 };
-            }
-            let dummy = crate::imaging::NormalisedSignature {
-                width: p.width,
-                height: p.height,
-                pixels,
-            };
-            let _ = m.embed(std::slice::from_ref(&dummy));
+        if let Ok(v) = self.verifier() {
+            let _ = v.warm_up();
         }
     }
 
