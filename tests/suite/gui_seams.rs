@@ -1,79 +1,27 @@
-//! The GUI's seams: the Calibrate screen's backend calls the same calibration as `countersign
-//! calibrate` (issue 15, rule 2), with a real synthetic labelled folder, a real (seeded) network and
-//! the real binary.
+//! The GUI's seams (issue 15): the Calibrate screen's backend calls the same calibration as
+//! `countersign calibrate` (a real synthetic labelled folder, a real seeded network, the real binary);
+//! the Verify session reads files with `verify`'s reader; "no display" is the GUI's typed error that
+//! the binary's edge maps to exit code 8.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use countersign::device::DeviceChoice;
 use countersign::gui::backend::{self, BackendConfig};
-use countersign::imaging::normalise::NormaliseParams;
-use countersign::model::SignatureModel;
+
+use crate::assess_cli::{cs, fixture, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_countersign");
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// 5 synthetic writers x 8 genuine + 3 skilled forgeries (written by `countersign synth`), and a
-/// seeded random model.
-fn labelled_folder_and_model(dir: &Path) -> (PathBuf, PathBuf) {
-    let data = dir.join("data");
-    let o = Command::new(BIN)
-        .args([
-            "synth",
-            "--writers",
-            "5",
-            "--genuine",
-            "8",
-            "--forgeries",
-            "3",
-            "--seed",
-            "7",
-            "--out",
-        ])
-        .arg(&data)
-        .output()
-        .expect("synth");
-    assert!(o.status.success(), "{}", text(&o));
-    let weights = dir.join("model").join("m.safetensors");
-    let mut model =
-        SignatureModel::new_seeded(NormaliseParams::default(), tch::Device::Cpu, 3).expect("model");
-    model.save(&weights).expect("save");
-    (data, weights)
-}
 
 /// `countersign calibrate --json` on `data`, with `extra` arguments.
 fn cli_calibrate(dir: &Path, data: &Path, weights: &Path, extra: &[&str]) -> serde_json::Value {
     let json = dir.join(format!("cal{}.json", extra.len()));
-    let mut cmd = Command::new(BIN);
-    for var in [
-        "COUNTERSIGN_OPERATOR",
-        "COUNTERSIGN_PIN",
-        "COUNTERSIGN_DB",
-        "COUNTERSIGN_MODEL",
-    ] {
-        cmd.env_remove(var);
-    }
-    let o = cmd
-        .arg("--db")
-        .arg(dir.join("audit.sqlite3"))
-        .arg("--model")
-        .arg(weights)
-        .args(["--device", "cpu", "calibrate", "--data"])
-        .arg(data)
-        .args(extra)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run countersign calibrate");
+    let mut args = vec!["calibrate", "--data", data.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--json", json.to_str().expect("utf-8 path")]);
+    let o = cs(&dir.join("audit.sqlite3"), weights, &args, &[]);
     assert!(o.status.success(), "{}", text(&o));
     serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse")
 }
@@ -92,7 +40,8 @@ fn same(gui: f64, cli: f64, what: &str) {
 #[test]
 fn the_calibrate_screen_calibrates_exactly_as_countersign_calibrate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (data, weights) = labelled_folder_and_model(dir.path());
+    // 5 synthetic writers x 8 genuine + 3 skilled forgeries (`countersign synth`), a seeded model.
+    let (data, weights) = fixture(dir.path());
     let config = BackendConfig {
         db_path: dir.path().join("audit.sqlite3"),
         model_path: Some(weights.clone()),
