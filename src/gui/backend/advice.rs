@@ -76,7 +76,7 @@ impl std::fmt::Display for UserError {
     }
 }
 
-pub(in crate::gui) fn store_error(context: &str, e: crate::store::StoreError) -> UserError {
+pub(super) fn store_error(context: &str, e: crate::store::StoreError) -> UserError {
     use crate::store::StoreError as E;
     let todo = match &e {
         E::AuthFailed => {

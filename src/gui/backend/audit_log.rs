@@ -14,7 +14,7 @@ fn fmt_opt(v: Option<f64>, none: &str) -> String {
     v.map_or_else(|| none.to_string(), |v| format!("{v:.4}"))
 }
 
-pub(crate) fn to_row(r: &crate::store::DecisionRow) -> DecisionRow {
+pub(super) fn to_row(r: &crate::store::DecisionRow) -> DecisionRow {
     let (action, reason) = match &r.action {
         Some(a) => (a.action, a.reason.clone().unwrap_or_default()),
         None => (r.final_action, r.reason.clone().unwrap_or_default()),
@@ -337,5 +337,26 @@ impl Backend {
             reference,
             fields,
         })
+    }
+}
+
+impl Backend {
+    /// The Audit screen's other ledger rows: the kinds present and the newest rows of `kind` (all
+    /// kinds when `None`), at most [`crate::gui::audit_events::EVENTS_LIMIT`].
+    pub fn ledger_events(
+        &mut self,
+        kind: Option<&str>,
+    ) -> Result<(Vec<String>, Vec<crate::store::events::LedgerEvent>), UserError> {
+        let op = self.require_operator()?;
+        op.require(crate::store::Permission::ReadAudit)
+            .map_err(|e| store_error("The audit log is closed to you", e))?;
+        let store = self.store()?;
+        let kinds = store
+            .event_kinds()
+            .map_err(|e| store_error("Could not read the ledger", e))?;
+        let rows = store
+            .ledger_events(kind, crate::gui::audit_events::EVENTS_LIMIT)
+            .map_err(|e| store_error("Could not read the ledger", e))?;
+        Ok((kinds, rows))
     }
 }

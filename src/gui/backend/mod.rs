@@ -8,7 +8,8 @@
 //! - [`view`]: the view types the screens draw, and [`advice`]: failures with what to do;
 //! - [`session`] and [`decision`]: the Verify screen's images, its verification and its record;
 //! - [`audit_log`]: audit queries, the chain check and the export;
-//! - [`settings_changes`]: a supervisor's requested changes;
+//! - [`settings_changes`]: a supervisor's requested changes, and [`queue_actions`]: the Queue screen's
+//!   jobs (referrals resolved, changes approved or declined by a second supervisor);
 //! - [`tasks`]: long tasks on their own threads (calibration, training, batches);
 //! - [`raster`]: images for the screen.
 
@@ -22,6 +23,7 @@ use crate::device::DeviceChoice;
 mod advice;
 mod audit_log;
 mod decision;
+mod queue_actions;
 mod raster;
 mod session;
 mod settings_changes;
@@ -30,8 +32,7 @@ mod view;
 
 pub use advice::UserError;
 use advice::model_error;
-pub(in crate::gui) use advice::store_error;
-pub(crate) use audit_log::to_row;
+use advice::store_error;
 pub use audit_log::{export_audit, store_filter, verify_chain};
 pub use raster::{normalised_gray, overlay, preview};
 pub use tasks::{card_fields, evaluate, export_batch, run_batch, train};
