@@ -13,8 +13,8 @@ use crate::imaging::normalise::normalise;
 use crate::model::{ModelError, SignatureModel};
 use crate::scoring::{
     Calibration, EvalConfig, EvaluationReport, Forgeries, LabelledEmbedding, OperatingPoint,
-    ScoredPair, ScoringError, ThresholdChoice, Thresholds, choose_thresholds, evaluation_scores,
-    fit_platt, labelled_scores,
+    ScoredPair, ScoringError, ThresholdChoice, Thresholds, choose_thresholds, eer,
+    evaluation_scores, fit_platt, labelled_scores,
 };
 use crate::train::dataset::Dataset;
 
@@ -127,6 +127,11 @@ pub fn evaluate(
     Ok(report)
 }
 
+/// The false-accept rate `calibrate` chooses the accept threshold for when none is given (CLI and GUI).
+pub const DEFAULT_TARGET_FAR: f64 = 0.01;
+/// The share of genuine signatures that may be rejected outright when none is given (CLI and GUI).
+pub const DEFAULT_REFER_BAND: f64 = 0.02;
+
 /// What `calibrate` found: the fitted calibration, the chosen thresholds, and the scored pairs
 /// behind them (for plots).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -136,6 +141,8 @@ pub struct CalibrationResult {
     pub pairs: usize,
     pub genuine_pairs: usize,
     pub forgery_pairs: usize,
+    /// The equal error rate of genuine vs all forgery pairs (the pairs the calibration is fitted on).
+    pub eer: f64,
 }
 
 /// Fits Platt scaling on genuine vs skilled-and-random forgery pairs of the evaluation protocol and
@@ -159,6 +166,7 @@ pub fn calibrate(
             pairs: labels.len(),
             genuine_pairs,
             forgery_pairs: labels.len() - genuine_pairs,
+            eer: eer(&scores, &labels)?.eer,
         },
         pairs,
     ))
@@ -229,6 +237,7 @@ pub fn calibrate_collections(
             pairs: labels.len(),
             genuine_pairs: genuine,
             forgery_pairs: forgeries,
+            eer: eer(&scores, &labels)?.eer,
         },
         pairs,
     ))

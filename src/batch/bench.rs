@@ -169,14 +169,7 @@ pub fn throughput(
     }
     let opts = BatchOptions::new(&manifest, &s.dir.join(format!("{tag}-results.csv")));
     let stop = AtomicBool::new(false);
-    let summary = super::run(
-        &v,
-        &mut store,
-        &operator,
-        &opts,
-        &stop,
-        &indicatif::ProgressBar::hidden(),
-    )?;
+    let summary = super::run(&v, &mut store, &operator, &opts, &stop, &|_| {})?;
     let t = &summary.timings;
     let n = (summary.decided() + summary.errors).max(1) as f64;
     let dev = crate::device::describe(device);

@@ -253,15 +253,16 @@ struct Chunk {
     limit_reached: bool,
 }
 
-/// Runs a batch. `bar` shows progress (pass `ProgressBar::hidden()` for none); `stop` is checked
-/// between chunks.
+/// Runs a batch. `progress(rows)` is called after each chunk with the number of rows it finished
+/// (the CLI draws its progress bar from it, the GUI its counter; pass `&|_| {}` for none); `stop` is
+/// checked between chunks.
 pub fn run(
     verifier: &Verifier,
     store: &mut Store,
     operator: &Operator,
     opts: &BatchOptions,
     stop: &AtomicBool,
-    bar: &indicatif::ProgressBar,
+    progress: &dyn Fn(u64),
 ) -> Result<BatchSummary, BatchError> {
     let started = Instant::now();
     let mut x9_summary = None;
@@ -485,7 +486,7 @@ pub fn run(
                 &mut state,
                 &mut writer,
                 &mut summary,
-                bar,
+                progress,
             ) {
                 result = Err(e);
                 break;
@@ -562,7 +563,7 @@ fn process_chunk(
     state: &mut ConsumerState,
     writer: &mut ResultWriter,
     summary: &mut BatchSummary,
-    bar: &indicatif::ProgressBar,
+    progress: &dyn Fn(u64),
 ) -> Result<(), BatchError> {
     let t = &mut summary.timings;
     t.decode_cpu_ms += chunk.decode_cpu_ms;
@@ -869,7 +870,7 @@ fn process_chunk(
         source,
     })?;
     summary.timings.csv_ms += t_csv.elapsed().as_secs_f64() * 1e3;
-    bar.inc(rows.len() as u64);
+    progress(rows.len() as u64);
     Ok(())
 }
 

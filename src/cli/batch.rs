@@ -165,7 +165,9 @@ pub fn run(global: &GlobalOpts, args: &BatchArgs) -> anyhow::Result<()> {
         verifier.device_name(),
         verifier.policy().source.describe()
     );
-    let result = crate::batch::run(&verifier, &mut store, &operator, &opts, &stop, &bar);
+    let result = crate::batch::run(&verifier, &mut store, &operator, &opts, &stop, &|rows| {
+        bar.inc(rows)
+    });
     bar.finish_and_clear();
     let summary = match result {
         Ok(s) => s,

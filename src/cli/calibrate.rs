@@ -14,10 +14,10 @@ pub struct CalibrateArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// The false-accept rate (skilled and random forgeries accepted) the accept threshold may give.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = crate::assess::DEFAULT_TARGET_FAR)]
     pub target_far: f64,
     /// The share of genuine signatures that may be rejected outright; the rest of the doubtful ones are referred.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = crate::assess::DEFAULT_REFER_BAND)]
     pub refer_band: f64,
     /// Save calibration and thresholds in the audit store (supervisor only; needs --reason).
     #[arg(long)]

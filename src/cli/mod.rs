@@ -213,7 +213,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             .build_global();
     }
     match cli.command {
-        None | Some(Command::Gui) => crate::gui::run(&cli.global),
+        None | Some(Command::Gui) => crate::gui::run(&gui_options(&cli.global)),
         Some(Command::Info(args)) => info::run(&cli.global, &args),
         Some(Command::Evaluate(args)) => evaluate::run(&cli.global, &args),
         Some(Command::Calibrate(args)) => calibrate::run(&cli.global, &args),
@@ -230,9 +230,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// What the GUI takes from the command line. Only an explicit `--model` is passed on: without one
+/// the GUI uses the model in force for the store, like every command.
+pub fn gui_options(global: &GlobalOpts) -> crate::gui::Options {
+    crate::gui::Options {
+        db_path: global.db_path(),
+        model_path: global.model.clone(),
+        device: global.device,
+        operator: global.operator.clone(),
+        pin: global.pin.clone(),
+    }
+}
+
 /// Maps an error to its documented exit code by looking through the cause chain for a known kind.
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if cause.downcast_ref::<crate::gui::NoDisplay>().is_some() {
+            return exit::NO_DISPLAY;
+        }
         if let Some(e) = cause.downcast_ref::<ExitError>() {
             return e.code;
         }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use egui::{Color32, RichText};
 
 use super::backend::{BackendConfig, Operator, Role, Slot, StatusInfo, UserError};
+use super::screen::ScreenState;
 use super::worker::{Event, Job, Notifier, TaskKind, WorkerHandle};
 use super::{audit, batch, calibrate, queue, sign_in, train, verify, widgets};
 
@@ -201,23 +202,9 @@ pub struct CountersignApp {
     pub batch: batch::BatchState,
     pub queue: queue::QueueState,
     pub timing: Timing,
-    /// Set by the screenshot mode: the screen to open after signing in, and demo actions to run.
-    pub autopilot: Option<Autopilot>,
-    /// Screenshot mode: a file to touch once the screen has settled.
-    pub screenshot_ready: Option<PathBuf>,
-    seed_queue: Vec<(PathBuf, PathBuf)>,
-    seeding: bool,
-    settled_frames: u64,
+    /// Screenshot mode (see [`super::autopilot`]); inert in normal use.
+    pub screenshot: super::autopilot::ScreenshotMode,
     frames: u64,
-}
-
-/// Drives the app to a given screen with demo data (used by `scripts/screenshots.sh`).
-#[derive(Clone, Debug)]
-pub struct Autopilot {
-    pub screen: Screen,
-    pub started: bool,
-    /// Seed mode: verify and confirm every demo cheque through the Verify screen, then stop.
-    pub seed: bool,
 }
 
 impl CountersignApp {
@@ -257,11 +244,7 @@ impl CountersignApp {
                 first_frame: None,
                 process_to_new: super::seconds_since_process_start(),
             },
-            autopilot: None,
-            screenshot_ready: None,
-            seed_queue: Vec::new(),
-            seeding: false,
-            settled_frames: 0,
+            screenshot: Default::default(),
             frames: 0,
         }
     }
@@ -303,11 +286,44 @@ impl CountersignApp {
     }
 
     fn on_enter(&mut self, screen: Screen) {
-        match screen {
-            Screen::Audit => self.audit.refresh(&self.shared),
-            Screen::Verify => self.shared.send(Job::Recent),
-            Screen::Queue => self.queue.refresh(&self.shared),
-            _ => {}
+        let (state, shared) = self.screen_state(screen);
+        state.on_enter(shared);
+    }
+
+    /// A screen's state, with the state every screen shares.
+    fn screen_state(&mut self, screen: Screen) -> (&mut dyn ScreenState, &mut Shared) {
+        let state: &mut dyn ScreenState = match screen {
+            Screen::SignIn => &mut self.sign_in,
+            Screen::Verify => &mut self.verify,
+            Screen::Batch => &mut self.batch,
+            Screen::Calibrate => &mut self.calibrate,
+            Screen::Audit => &mut self.audit,
+            Screen::Train => &mut self.train,
+            Screen::Queue => &mut self.queue,
+        };
+        (state, &mut self.shared)
+    }
+
+    /// Every screen's state, with the state they share.
+    fn screen_states(&mut self) -> ([&mut dyn ScreenState; 7], &mut Shared) {
+        (
+            [
+                &mut self.sign_in,
+                &mut self.verify,
+                &mut self.batch,
+                &mut self.queue,
+                &mut self.calibrate,
+                &mut self.audit,
+                &mut self.train,
+            ],
+            &mut self.shared,
+        )
+    }
+
+    /// A long task ended (failed, stopped, or an export finished): every screen stops waiting for it.
+    fn task_ended(&mut self, task: TaskKind) {
+        for state in self.screen_states().0 {
+            state.on_task_end(task);
         }
     }
 
@@ -351,7 +367,7 @@ impl CountersignApp {
                 // verification does not wait for it.
                 self.shared.send(Job::Warmup);
                 self.shared.banners.clear();
-                let target = match &self.autopilot {
+                let target = match &self.screenshot.pilot {
                     Some(a) if allowed(role, a.screen) => a.screen,
                     _ => Self::home(role),
                 };
@@ -362,79 +378,34 @@ impl CountersignApp {
                 // A wrong PIN is never left in the field for the next try.
                 self.sign_in.pin.clear();
                 // In screenshot mode a failed sign-in ends the autopilot so the error is captured.
-                self.autopilot = None;
+                self.screenshot.pilot = None;
                 self.sign_in.busy = false;
                 self.sign_in.error = Some(e);
             }
             Event::Picked { purpose, path } => self.on_picked(&purpose, path),
-            Event::Queue(e) => self.queue.on_event(&mut self.shared, e),
-            Event::AuditEvents { kinds, rows } => self.audit.events.on_loaded(kinds, rows),
-            Event::ImageLoaded(_)
-            | Event::ImageFailed { .. }
-            | Event::AccountLoaded { .. }
-            | Event::AccountFailed(_)
-            | Event::Verified(_)
-            | Event::VerifyFailed(_)
-            | Event::Recorded(_)
-            | Event::RecordFailed(_)
-            | Event::Recent(_) => self.verify.on_event(ctx, &mut self.shared, event),
-            Event::AuditCount { .. }
-            | Event::AuditPage { .. }
-            | Event::AuditDetail(_)
-            | Event::Chain(_) => self.audit.on_event(ctx, &mut self.shared, event),
-            Event::AuditFailed(e) => {
-                self.audit.loading = false;
-                self.shared.error(e);
-            }
             Event::Exported(msg) => {
-                self.audit.exporting = false;
-                self.batch.exporting = false;
+                self.task_ended(TaskKind::Export);
                 self.shared.notice(msg);
             }
-            Event::Progress {
-                task,
-                fraction,
-                message,
-            } => match task {
-                TaskKind::Evaluate => self.calibrate.progress = Some((fraction, message)),
-                TaskKind::Chain => self.audit.chain_running = true,
-                _ => {}
-            },
-            Event::Evaluated(_) | Event::ThresholdsSaved(_) => {
-                self.calibrate.on_event(&mut self.shared, event)
-            }
-            Event::Train(_) | Event::ModelActivated(_) => {
-                self.train.on_event(&mut self.shared, event)
-            }
-            Event::BatchRows { .. } | Event::BatchDone(_) => {
-                self.batch.on_event(&mut self.shared, event)
-            }
             Event::TaskFailed { task, error } => {
-                match task {
-                    TaskKind::Evaluate => self.calibrate.on_failed(),
-                    TaskKind::Train => {
-                        // A failed activation is reported as a Train task too: free its button.
-                        self.train.running = false;
-                        self.train.activating = false;
-                    }
-                    TaskKind::Batch => {
-                        self.batch.running = false;
-                        self.batch.exporting = false;
-                    }
-                    TaskKind::Export => self.audit.exporting = false,
-                    TaskKind::Chain => self.audit.chain_running = false,
-                }
+                self.task_ended(task);
                 self.shared.error(error);
             }
             Event::TaskStopped(task) => {
-                match task {
-                    TaskKind::Evaluate => self.calibrate.on_failed(),
-                    TaskKind::Train => self.train.running = false,
-                    TaskKind::Batch => self.batch.running = false,
-                    TaskKind::Export => self.audit.exporting = false,
-                    TaskKind::Chain => self.audit.chain_running = false,
-                }
+                self.task_ended(task);
                 self.shared.notice(format!("{task:?} stopped."));
+            }
+            Event::Failed(error) => self.shared.error(error),
+            // Everything else is a screen's: the first that takes it keeps it.
+            event => {
+                let (states, shared) = self.screen_states();
+                let mut event = Some(event);
+                for state in states {
+                    match event.take() {
+                        Some(e) => event = state.on_event(ctx, shared, e),
+                        None => break,
+                    }
+                }
             }
         }
     }
@@ -483,14 +454,9 @@ impl CountersignApp {
             self.banners(ui);
             // The screen's widgets get ids under a fixed parent, so a banner appearing above them
             // never moves keyboard focus out of the field being typed in.
-            ui.push_id(("screen", self.screen.title()), |ui| match self.screen {
-                Screen::SignIn => self.sign_in.show(ui, &mut self.shared),
-                Screen::Verify => self.verify.show(ui, &mut self.shared),
-                Screen::Calibrate => self.calibrate.show(ui, &mut self.shared),
-                Screen::Audit => self.audit.show(ui, &mut self.shared),
-                Screen::Train => self.train.show(ui, &mut self.shared),
-                Screen::Batch => self.batch.show(ui, &mut self.shared),
-                Screen::Queue => self.queue.show(ui, &mut self.shared),
+            ui.push_id(("screen", self.screen.title()), |ui| {
+                let (state, shared) = self.screen_state(self.screen);
+                state.show(ui, shared);
             });
         });
         self.hover_overlay(&ctx);
@@ -518,64 +484,18 @@ impl CountersignApp {
         }
     }
 
-    /// Seed mode: one demo cheque at a time, load, wait for the result, confirm, next.
-    fn run_seed(&mut self) {
-        if !self.seeding || self.verify.busy() {
-            return;
-        }
-        if self.verify.outcome.is_some() && self.verify.recorded.is_none() {
-            self.verify.confirm(&mut self.shared);
-            return;
-        }
-        let stuck = self.verify.verify_error.is_some() || !self.verify.slot_errors.is_empty();
-        let fresh = self.verify.cheque.is_none() && self.verify.references.is_empty();
-        if self.verify.recorded.is_some() || stuck || fresh {
-            match self.seed_queue.pop() {
-                Some((reference, cheque)) => {
-                    self.verify.slot_errors.clear();
-                    self.load_file(Slot::Reference(0), &reference);
-                    self.load_file(Slot::Cheque, &cheque);
-                }
-                None => self.seeding = false,
-            }
-        }
-    }
-
-    /// Screenshot mode: once signed in, the autopilot done and nothing running for a while, touch the
-    /// ready file so the script can capture the window.
-    fn signal_screenshot_ready(&mut self, ctx: &egui::Context) {
-        let Some(path) = &self.screenshot_ready else {
-            return;
-        };
-        let settled = self.autopilot.is_none()
-            && !self.seeding
-            && !self.busy()
-            && (self.shared.operator.is_some() || self.screen == Screen::SignIn);
-        self.settled_frames = if settled { self.settled_frames + 1 } else { 0 };
-        if self.settled_frames >= 10 {
-            if let Err(e) =
-                crate::output::write(path, &crate::output::Protected::none(), b"ready\n")
-            {
-                eprintln!("countersign: could not write {}: {e}", path.display());
-            }
-            self.screenshot_ready = None;
-        } else {
-            ctx.request_repaint_after(std::time::Duration::from_millis(50));
-        }
-    }
-
     /// True while any job the user waits for is running.
     pub fn busy(&self) -> bool {
-        self.sign_in.busy
-            || self.verify.busy()
-            || self.calibrate.running
-            || self.audit.loading
-            || self.audit.chain_running
-            || self.audit.exporting
-            || self.train.running
-            || self.batch.running
-            || self.queue.loading
-            || self.queue.busy
+        let states: [&dyn ScreenState; 7] = [
+            &self.sign_in,
+            &self.verify,
+            &self.batch,
+            &self.queue,
+            &self.calibrate,
+            &self.audit,
+            &self.train,
+        ];
+        states.iter().any(|s| s.busy())
     }
 
     fn top_bar(&mut self, ui: &mut egui::Ui) {
@@ -777,74 +697,6 @@ impl CountersignApp {
         }
         if next {
             self.verify.next_cheque(&mut self.shared);
-        }
-    }
-
-    /// Screenshot mode: sign in from the environment, open the screen, and start its demo action once.
-    fn run_autopilot(&mut self) {
-        let Some(pilot) = self.autopilot.as_mut() else {
-            return;
-        };
-        if pilot.screen == Screen::SignIn {
-            // The sign-in screenshot shows the empty form with the operator's name filled in.
-            self.autopilot = None;
-            return;
-        }
-        if self.shared.operator.is_none() {
-            if !pilot.started && !self.sign_in.busy {
-                pilot.started = true;
-                if !self.sign_in.name.is_empty() && !self.sign_in.pin.is_empty() {
-                    self.sign_in.submit(&mut self.shared);
-                }
-            }
-            return;
-        }
-        let screen = pilot.screen;
-        if pilot.seed {
-            self.autopilot = None;
-            self.seed_queue = super::demo_dir()
-                .map(|d| super::demo_pairs(&d))
-                .unwrap_or_default();
-            self.seeding = true;
-            return;
-        }
-        self.autopilot = None;
-        let demo = super::demo_dir();
-        match (screen, demo) {
-            (Screen::Verify, Some(dir)) => {
-                if let Some((reference, cheque)) = super::demo_pair(&dir) {
-                    // Up to three of the writer's signatures, as an enrolled account has: the
-                    // bundled model's per-account stage needs at least two.
-                    let mut refs: Vec<std::path::PathBuf> = reference
-                        .parent()
-                        .map(super::image_files)
-                        .unwrap_or_default();
-                    refs.retain(|p| p != &reference);
-                    refs.insert(0, reference);
-                    for (i, r) in refs.iter().take(3).enumerate() {
-                        self.load_file(Slot::Reference(i), r);
-                    }
-                    self.load_file(Slot::Cheque, &cheque);
-                }
-            }
-            (Screen::Calibrate, Some(dir)) => {
-                self.calibrate.folder = super::demo_labelled_folder(&dir).display().to_string();
-                self.calibrate.start(&mut self.shared);
-            }
-            (Screen::Batch, Some(dir)) => {
-                if let Some(m) =
-                    super::demo_manifest(&dir).or_else(|| super::write_demo_manifest(&dir))
-                {
-                    self.batch.manifest = m.display().to_string();
-                    self.batch.start(&mut self.shared);
-                }
-            }
-            (Screen::Audit, _) => self.audit.select_first = true,
-            (Screen::Queue, _) => self.queue.select_first = true,
-            (Screen::Train, Some(dir)) => {
-                self.train.data = super::demo_labelled_folder(&dir).display().to_string();
-            }
-            _ => {}
         }
     }
 }

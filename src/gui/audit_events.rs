@@ -5,33 +5,13 @@
 use egui::RichText;
 
 use super::app::Shared;
-use super::backend::{Backend, UserError, store_error};
+
 use super::widgets;
 use super::worker::Job;
 use crate::store::events::LedgerEvent;
 
 /// How many rows the list shows (newest first).
 pub const EVENTS_LIMIT: u64 = 300;
-
-impl Backend {
-    /// The kinds present and the newest rows of `kind` (all kinds when `None`).
-    pub fn ledger_events(
-        &mut self,
-        kind: Option<&str>,
-    ) -> Result<(Vec<String>, Vec<LedgerEvent>), UserError> {
-        let op = self.require_operator()?;
-        op.require(crate::store::Permission::ReadAudit)
-            .map_err(|e| store_error("The audit log is closed to you", e))?;
-        let store = self.store()?;
-        let kinds = store
-            .event_kinds()
-            .map_err(|e| store_error("Could not read the ledger", e))?;
-        let rows = store
-            .ledger_events(kind, EVENTS_LIMIT)
-            .map_err(|e| store_error("Could not read the ledger", e))?;
-        Ok((kinds, rows))
-    }
-}
 
 /// The list's state.
 #[derive(Default)]

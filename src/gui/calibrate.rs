@@ -18,6 +18,8 @@ pub struct CalibrateState {
     pub accept: f64,
     pub reject: f64,
     pub target_far: String,
+    /// Genuine signatures per writer used as references (as `countersign calibrate --references`).
+    pub references: usize,
     pub reason: String,
     pub save_open: bool,
     pub saving: bool,
@@ -33,7 +35,8 @@ impl Default for CalibrateState {
             summary: None,
             accept: 0.5,
             reject: 0.2,
-            target_far: "1.0".into(),
+            target_far: format!("{}", 100.0 * crate::assess::DEFAULT_TARGET_FAR),
+            references: crate::scoring::EvalConfig::default().references,
             reason: String::new(),
             save_open: false,
             saving: false,
@@ -94,20 +97,6 @@ pub fn rates(genuine: &[f64], forgery: &[f64], t: Thresholds) -> Rates {
     }
 }
 
-/// The most accepting threshold whose FAR on the labelled probabilities is at most `target` (a
-/// fraction), chosen by the scoring layer's rule so the GUI and `countersign calibrate` agree.
-pub fn threshold_for_far(genuine: &[f64], forgery: &[f64], target: f64) -> Option<f64> {
-    let scores: Vec<f64> = genuine.iter().chain(forgery).copied().collect();
-    let labels: Vec<bool> = genuine
-        .iter()
-        .map(|_| true)
-        .chain(forgery.iter().map(|_| false))
-        .collect();
-    crate::scoring::threshold_for_far(&scores, &labels, target)
-        .ok()
-        .map(|r| r.threshold.clamp(0.0, 1.0))
-}
-
 impl CalibrateState {
     pub fn start(&mut self, shared: &mut Shared) {
         let folder = self.folder.trim();
@@ -123,6 +112,7 @@ impl CalibrateState {
         self.saved = None;
         shared.send(Job::Evaluate {
             folder: folder.into(),
+            references: self.references,
         });
     }
 
@@ -137,12 +127,10 @@ impl CalibrateState {
             Event::Evaluated(summary) => {
                 self.running = false;
                 self.progress = None;
-                if let Some(t) = summary.current {
+                // The thresholds in force, else those `countersign calibrate` proposes on this data.
+                if let Some(t) = summary.current.or(summary.proposed.map(|c| c.thresholds)) {
                     self.accept = t.accept;
                     self.reject = t.reject.min(t.accept);
-                } else {
-                    self.accept = summary.eer_threshold;
-                    self.reject = summary.eer_threshold * 0.5;
                 }
                 self.summary = Some(*summary);
             }
@@ -180,6 +168,12 @@ impl CalibrateState {
             if ui.button("Choose folder...").clicked() {
                 shared.pick("calibrate-folder", PickKind::Folder);
             }
+            let l = ui.label("References per writer");
+            ui.add_enabled(
+                !self.running,
+                egui::DragValue::new(&mut self.references).range(1..=20),
+            )
+            .labelled_by(l.id);
             if self.running {
                 if ui.button("Stop").clicked() {
                     shared.send(Job::Stop(TaskKind::Evaluate));
@@ -245,17 +239,22 @@ impl CalibrateState {
                 )
                 .labelled_by(l.id);
             let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if ui.button("Set accept threshold for target FAR").clicked() || enter {
+            if ui.button("Set thresholds for target FAR").clicked() || enter {
                 match self.target_far.trim().trim_end_matches('%').parse::<f64>() {
-                    Ok(v) if (0.0..=100.0).contains(&v) => {
-                        if let Some(t) = threshold_for_far(&s.genuine, &s.forgery, v / 100.0) {
-                            self.accept = t;
-                            self.reject = self.reject.min(self.accept);
+                    // The rule of `countersign calibrate --target-far`, on the same pairs.
+                    Ok(v) if (0.0..100.0).contains(&v) => match s.thresholds_for(v / 100.0) {
+                        Ok(c) => {
+                            self.accept = c.thresholds.accept;
+                            self.reject = c.thresholds.reject.min(self.accept);
                         }
-                    }
+                        Err(e) => shared.error(super::backend::UserError::new(
+                            format!("No thresholds for a FAR of {v}%: {e}"),
+                            "Evaluate a folder with genuine signatures and forgeries.",
+                        )),
+                    },
                     _ => shared.error(super::backend::UserError::new(
-                        format!("\"{}\" is not a percentage.", self.target_far),
-                        "Type a number between 0 and 100, for example 1 for 1%.",
+                        format!("\"{}\" is not a percentage below 100.", self.target_far),
+                        "Type a number from 0 to below 100, for example 1 for 1%.",
                     )),
                 }
             }
@@ -602,28 +601,6 @@ mod tests {
             );
             assert!(r.far <= last);
             last = r.far;
-        }
-    }
-
-    #[test]
-    fn threshold_for_target_far_meets_the_target() {
-        let genuine: Vec<f64> = (0..100).map(|i| 0.3 + i as f64 / 150.0).collect();
-        let forgery: Vec<f64> = (0..100).map(|i| i as f64 / 120.0).collect();
-        for target in [0.0, 0.01, 0.05, 0.2] {
-            let t = threshold_for_far(&genuine, &forgery, target).expect("threshold");
-            let r = rates(
-                &genuine,
-                &forgery,
-                Thresholds {
-                    accept: t,
-                    reject: 0.0,
-                },
-            );
-            assert!(
-                r.far <= target + 1e-12,
-                "target {target}: FAR {} at {t}",
-                r.far
-            );
         }
     }
 }

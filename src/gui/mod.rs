@@ -1,27 +1,27 @@
 //! The desktop application (eframe/egui 0.37, glow backend).
 //!
-//! - [`app::CountersignApp`]: all UI state and drawing; testable headless with egui_kittest.
+//! - [`app::CountersignApp`]: the frame loop, the operator and the routing of events to the screens;
+//!   testable headless with egui_kittest. Each screen owns its state ([`screen::ScreenState`]).
 //! - [`worker`]: one thread owns the model and the database; the UI sends jobs and draws events.
 //! - [`backend`]: the only module that calls the other layers.
 //! - One module per screen: [`sign_in`], [`verify`], [`calibrate`], [`audit`], [`train`], [`batch`].
 //!
-//! Screenshot mode (used by `scripts/screenshots.sh`): with `COUNTERSIGN_SCREENSHOT=<screen>` and the
-//! operator's name and PIN in `COUNTERSIGN_OPERATOR` / `COUNTERSIGN_PIN`, the app signs in, opens that
-//! screen with the demo data from `assets/demo`, and touches the file named by
-//! `COUNTERSIGN_SCREENSHOT_READY` once the screen has settled.
+//! Screenshot mode (used by `scripts/screenshots.sh`) lives in [`autopilot`].
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::GlobalOpts;
+use crate::device::DeviceChoice;
 
 pub mod app;
 pub mod audit;
 pub mod audit_events;
+pub mod autopilot;
 pub mod backend;
 pub mod batch;
 pub mod bench;
 pub mod calibrate;
 pub mod queue;
+pub mod screen;
 pub mod sign_in;
 pub mod train;
 pub mod verify;
@@ -31,35 +31,54 @@ pub mod worker;
 pub use app::{CountersignApp, Screen};
 pub use backend::{Role, Slot};
 
-/// Environment variable naming the screen the screenshot mode opens.
-pub const SCREENSHOT_ENV: &str = "COUNTERSIGN_SCREENSHOT";
-/// Environment variable naming the file the screenshot mode touches when the screen is ready.
-pub const SCREENSHOT_READY_ENV: &str = "COUNTERSIGN_SCREENSHOT_READY";
+pub use autopilot::{SCREENSHOT_ENV, SCREENSHOT_READY_ENV};
 
-/// Starts the GUI, or explains how to use the CLI when there is no display.
-pub fn run(global: &GlobalOpts) -> anyhow::Result<()> {
-    if !has_display() {
-        return Err(
-            crate::cli::ExitError::new(crate::cli::exit::NO_DISPLAY, NO_DISPLAY_MESSAGE).into(),
-        );
+/// What the binary's edge passes the GUI from its command line (the GUI does not read the CLI's
+/// options itself).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The audit database.
+    pub db_path: PathBuf,
+    /// Weights named with `--model`; without them the backend uses the model in force for the store
+    /// (the one a supervisor activated, else the bundled one; see [`crate::model::in_force`]).
+    pub model_path: Option<PathBuf>,
+    pub device: DeviceChoice,
+    /// The operator's name, filled in on the sign-in screen.
+    pub operator: Option<String>,
+    /// The operator's PIN: used only by the screenshot mode to sign in by itself.
+    pub pin: Option<String>,
+}
+
+impl Options {
+    /// What the GUI's worker opens.
+    pub fn backend_config(&self) -> backend::BackendConfig {
+        backend::BackendConfig {
+            db_path: self.db_path.clone(),
+            model_path: self.model_path.clone(),
+            device: self.device,
+        }
     }
-    let config = backend_config(global);
+}
+
+/// There is no display to open a window on; the message says how to use the command line instead.
+/// The binary's edge maps it to its exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", NO_DISPLAY_MESSAGE)]
+pub struct NoDisplay;
+
+/// Starts the GUI, or explains how to use the CLI when there is no display ([`NoDisplay`]).
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    if !has_display() {
+        return Err(NoDisplay.into());
+    }
+    let config = options.backend_config();
     let mut app = CountersignApp::new(config.db_path, config.model_path, config.device);
-    if let Some(name) = &global.operator {
+    if let Some(name) = &options.operator {
         app.sign_in.name = name.clone();
     }
-    if let Ok(screen) = std::env::var(SCREENSHOT_ENV) {
-        let seed = screen.eq_ignore_ascii_case("seed");
-        let screen = if seed { "verify".to_string() } else { screen };
-        let screen = Screen::from_name(&screen)
-            .ok_or_else(|| anyhow::anyhow!("{SCREENSHOT_ENV}={screen} names no screen (verify, batch, calibrate, audit, train, signin)"))?;
-        app.sign_in.pin = global.pin.clone().unwrap_or_default();
-        app.autopilot = Some(app::Autopilot {
-            screen,
-            started: false,
-            seed,
-        });
-        app.screenshot_ready = std::env::var_os(SCREENSHOT_READY_ENV).map(PathBuf::from);
+    if let Some(mode) = autopilot::ScreenshotMode::from_env().map_err(anyhow::Error::msg)? {
+        app.sign_in.pin = options.pin.clone().unwrap_or_default();
+        app.screenshot = mode;
     }
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
@@ -75,17 +94,6 @@ pub fn run(global: &GlobalOpts) -> anyhow::Result<()> {
         Box::new(move |_cc| Ok(Box::new(app))),
     )
     .map_err(|e| anyhow::anyhow!("the window could not be opened: {e}"))
-}
-
-/// What the GUI's worker opens for this command line. Only an explicit `--model` is passed on: without
-/// one the backend uses the model in force for the store (the one a supervisor activated, else the
-/// bundled one; see [`crate::model::in_force`]), like every command.
-pub fn backend_config(global: &GlobalOpts) -> backend::BackendConfig {
-    backend::BackendConfig {
-        db_path: global.db_path(),
-        model_path: global.model.clone(),
-        device: global.device,
-    }
 }
 
 /// Shown when no X11 or Wayland display is available.

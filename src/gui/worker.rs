@@ -79,6 +79,8 @@ pub enum Job {
     },
     Evaluate {
         folder: PathBuf,
+        /// Genuine signatures per writer used as references (`countersign calibrate --references`).
+        references: usize,
     },
     SaveThresholds {
         thresholds: Thresholds,
@@ -175,6 +177,8 @@ pub enum Event {
         kinds: Vec<String>,
         rows: Vec<crate::store::events::LedgerEvent>,
     },
+    /// A job that no screen waits for failed (shown as a banner).
+    Failed(UserError),
 }
 
 /// The UI's end of the worker: a job sender, an event receiver, and the context slot the worker uses
@@ -216,13 +220,10 @@ impl WorkerHandle {
             .name("countersign-worker".into())
             .spawn(move || worker_loop(config, job_rx, worker_events, worker_waker));
         if let Err(e) = spawned {
-            let _ = event_tx.send(Event::TaskFailed {
-                task: TaskKind::Chain,
-                error: UserError::new(
-                    format!("Could not start the worker thread: {e}"),
-                    "Restart the application.",
-                ),
-            });
+            let _ = event_tx.send(Event::Failed(UserError::new(
+                format!("Could not start the worker thread: {e}"),
+                "Restart the application.",
+            )));
         }
         Self {
             jobs: job_tx,
@@ -266,18 +267,54 @@ fn worker_loop(config: BackendConfig, jobs: Receiver<Job>, events: Sender<Event>
     let mut backend = Backend::new(config.clone());
     let mut stops: HashMap<TaskKind, StopFlag> = HashMap::new();
     while let Ok(job) = jobs.recv() {
-        // A job that panics must not take the worker down with it; the UI hears about it instead.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let on_panic = failure_event(&job);
+        guarded(&notify, on_panic, || {
             handle_job(&mut backend, &config, &mut stops, &notify, job)
-        }));
-        if result.is_err() {
-            notify.send(Event::TaskFailed {
-                task: TaskKind::Chain,
-                error: UserError::new(
-                    "An internal error interrupted the last action.",
-                    "Try again; if it happens again, note what you did and call support.",
-                ),
-            });
+        });
+    }
+}
+
+/// Runs one job so that a panic does not take the worker down with it: the UI hears about it through
+/// `on_panic`, the failure event of the job itself, so the screen that waits for it stops waiting.
+fn guarded(notify: &Notifier, on_panic: FailureEvent, work: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
+        notify.send(on_panic(UserError::new(
+            "An internal error interrupted the last action.",
+            "Try again; if it happens again, note what you did and call support.",
+        )));
+    }
+}
+
+/// Makes the event that reports a job's failure.
+type FailureEvent = Box<dyn FnOnce(UserError) -> Event + Send>;
+
+/// The event that reports `job`'s failure: the one its screen waits for (and clears its spinner on).
+fn failure_event(job: &Job) -> FailureEvent {
+    let task = |task: TaskKind| -> FailureEvent {
+        Box::new(move |error| Event::TaskFailed { task, error })
+    };
+    match job {
+        Job::SignIn { .. } => Box::new(Event::SignInFailed),
+        Job::LoadImage { slot, .. } => {
+            let slot = *slot;
+            Box::new(move |error| Event::ImageFailed { slot, error })
+        }
+        Job::LoadAccount { .. } => Box::new(Event::AccountFailed),
+        Job::Verify { .. } => Box::new(Event::VerifyFailed),
+        Job::Record { .. } => Box::new(Event::RecordFailed),
+        Job::Recent
+        | Job::AuditCount { .. }
+        | Job::AuditPage { .. }
+        | Job::AuditDetail { .. }
+        | Job::AuditEvents { .. } => Box::new(Event::AuditFailed),
+        Job::VerifyChain => task(TaskKind::Chain),
+        Job::AuditExport { .. } => task(TaskKind::Export),
+        Job::Evaluate { .. } | Job::SaveThresholds { .. } => task(TaskKind::Evaluate),
+        Job::Train { .. } | Job::ActivateModel { .. } => task(TaskKind::Train),
+        Job::Batch { .. } | Job::BatchExport { .. } => task(TaskKind::Batch),
+        Job::Queue(_) => Box::new(|e| Event::Queue(super::queue::QueueEvent::Failed(e))),
+        Job::Status | Job::Warmup | Job::SignOut | Job::ClearSlot(_) | Job::Stop(_) => {
+            Box::new(Event::Failed)
         }
     }
 }
@@ -400,7 +437,7 @@ fn handle_job(
                 stops,
             );
         }
-        Job::Evaluate { folder } => {
+        Job::Evaluate { folder, references } => {
             let config = config.clone();
             spawn_task(
                 TaskKind::Evaluate,
@@ -413,7 +450,7 @@ fn handle_job(
                             message: message.to_string(),
                         })
                     };
-                    backend::evaluate(&config, &folder, &mut progress, stop)
+                    backend::evaluate(&config, &folder, references, &mut progress, stop)
                         .map(|s| Event::Evaluated(Box::new(s)))
                 },
                 stops,
@@ -556,5 +593,99 @@ fn spawn_task(
                 "Close other programs and retry.",
             ),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panicking(job: Job) -> Event {
+        let (tx, rx) = unbounded();
+        let notify = Notifier {
+            tx,
+            waker: Waker::default(),
+        };
+        let on_panic = failure_event(&job);
+        guarded(&notify, on_panic, || panic!("a job panics"));
+        let event = rx.try_recv().expect("the panic is reported");
+        assert!(rx.try_recv().is_err(), "reported once");
+        event
+    }
+
+    /// Before: every panic on the worker came back as `TaskFailed { task: Chain }`, so the Verify
+    /// screen's spinner (or the slot's, the sign-in's, the queue's) kept running.
+    #[test]
+    fn a_panicking_job_reports_its_own_failure() {
+        let verify = Job::Verify {
+            crop: None,
+            account: None,
+            amount_cents: None,
+        };
+        assert!(
+            matches!(panicking(verify), Event::VerifyFailed(e) if e.what.contains("internal error"))
+        );
+        let load = Job::LoadImage {
+            slot: Slot::Reference(2),
+            path: PathBuf::from("r.png"),
+        };
+        assert!(matches!(
+            panicking(load),
+            Event::ImageFailed {
+                slot: Slot::Reference(2),
+                ..
+            }
+        ));
+        let sign_in = Job::SignIn {
+            name: "a".into(),
+            pin: "b".into(),
+        };
+        assert!(matches!(panicking(sign_in), Event::SignInFailed(_)));
+        assert!(matches!(
+            panicking(Job::Evaluate {
+                folder: PathBuf::from("f"),
+                references: 5
+            }),
+            Event::TaskFailed {
+                task: TaskKind::Evaluate,
+                ..
+            }
+        ));
+        assert!(matches!(
+            panicking(Job::Queue(super::super::queue::QueueJob::Refresh)),
+            Event::Queue(super::super::queue::QueueEvent::Failed(_))
+        ));
+        assert!(matches!(
+            panicking(Job::AuditDetail { id: 1 }),
+            Event::AuditFailed(_)
+        ));
+        assert!(matches!(panicking(Job::Status), Event::Failed(_)));
+    }
+
+    /// A long task's thread that panics reports under its own kind, and says "stopped" only when asked.
+    #[test]
+    fn a_panicking_background_task_reports_under_its_own_kind() {
+        let (tx, rx) = unbounded();
+        let notify = Notifier {
+            tx,
+            waker: Waker::default(),
+        };
+        let mut stops = HashMap::new();
+        spawn_task(
+            TaskKind::Batch,
+            &notify,
+            |_n, _stop| -> Result<Event, UserError> { panic!("a task panics") },
+            &mut stops,
+        );
+        let event = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the task reports");
+        assert!(matches!(
+            event,
+            Event::TaskFailed {
+                task: TaskKind::Batch,
+                ..
+            }
+        ));
     }
 }

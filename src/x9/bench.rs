@@ -133,7 +133,7 @@ fn run_batch(
         &operator,
         opts,
         &AtomicBool::new(false),
-        &indicatif::ProgressBar::hidden(),
+        &|_| {},
     )?)
 }
 

@@ -9,7 +9,7 @@ use countersign::model::SignatureModel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_countersign");
 
-fn cs(db: &Path, model: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn cs(db: &Path, model: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.arg("--db")
         .arg(db)
@@ -32,7 +32,7 @@ fn cs(db: &Path, model: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run countersign")
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -41,7 +41,7 @@ fn text(o: &Output) -> String {
 }
 
 /// 5 synthetic writers x 8 genuine + 3 skilled forgeries, and a seeded random model.
-fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
     let o = Command::new(BIN)
         .args([

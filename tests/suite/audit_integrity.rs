@@ -423,7 +423,7 @@ fn the_gui_backend_verifies_with_the_model_a_supervisor_activated() {
         "cpu",
     ])
     .unwrap();
-    let mut config = countersign::gui::backend_config(&cli.global);
+    let mut config = countersign::cli::gui_options(&cli.global).backend_config();
     if std::env::var_os("COUNTERSIGN_MODEL").is_some() {
         config.model_path = None;
     }

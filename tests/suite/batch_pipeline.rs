@@ -46,15 +46,19 @@ fn run_batch(
     let mut opts = BatchOptions::new(manifest, out);
     opts.chunk_rows = 5;
     opts.workers = Some(2);
-    countersign::batch::run(
+    // Progress comes through a callback (no progress bar in the library): every row is counted once.
+    let progressed = std::cell::Cell::new(0u64);
+    let summary = countersign::batch::run(
         &v,
         &mut store,
         &op,
         &opts,
         &AtomicBool::new(false),
-        &indicatif::ProgressBar::hidden(),
+        &|rows| progressed.set(progressed.get() + rows),
     )
-    .unwrap()
+    .unwrap();
+    assert_eq!(progressed.get(), summary.rows, "progress reports every row");
+    summary
 }
 
 fn decided_ids(db: &Path) -> Vec<String> {
@@ -491,15 +495,8 @@ fn the_stop_flag_stops_before_the_next_chunk() {
     let op = fixture::operator(&mut store).unwrap();
     let v = verifier(&model, &store);
     let opts = BatchOptions::new(&manifest, &dir.path().join("stop-results.csv"));
-    let s = countersign::batch::run(
-        &v,
-        &mut store,
-        &op,
-        &opts,
-        &AtomicBool::new(true),
-        &indicatif::ProgressBar::hidden(),
-    )
-    .unwrap();
+    let s = countersign::batch::run(&v, &mut store, &op, &opts, &AtomicBool::new(true), &|_| {})
+        .unwrap();
     assert_eq!(s.stopped, Some(StopReason::Interrupted));
     assert_eq!(s.decided(), 0);
     assert!(decided_ids(&fx.db).is_empty());

@@ -121,7 +121,7 @@ fn batch_rows_that_end_refer_go_into_the_referral_queue() {
         &op,
         &BatchOptions::new(&manifest, &out),
         &AtomicBool::new(false),
-        &indicatif::ProgressBar::hidden(),
+        &|_| {},
     )
     .unwrap();
     assert_eq!(summary.decided(), 4);

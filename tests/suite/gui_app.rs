@@ -557,7 +557,8 @@ fn calibration_slider_changes_far_and_frr() {
         &data,
         &countersign::synth::dataset::DatasetOptions {
             writers: 4,
-            genuine: 4,
+            // The protocol's 5 references per writer (as `countersign calibrate`), and one to question.
+            genuine: 6,
             forgeries: 3,
             cheques: 0,
             seed: 7,

@@ -18,6 +18,7 @@ mod controls_cli;
 mod controls_store;
 mod gui_app;
 mod gui_controls;
+mod gui_seams;
 mod hardening_imaging;
 mod hardening_load;
 mod hardening_model;

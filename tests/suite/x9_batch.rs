@@ -97,15 +97,7 @@ fn run(db: &Path, file: &Path, out: &Path, limit: Option<u64>) -> BatchSummary {
     opts.chunk_rows = 3;
     opts.workers = Some(2);
     opts.limit = limit;
-    countersign::batch::run(
-        &v,
-        &mut store,
-        &op,
-        &opts,
-        &AtomicBool::new(false),
-        &indicatif::ProgressBar::hidden(),
-    )
-    .unwrap()
+    countersign::batch::run(&v, &mut store, &op, &opts, &AtomicBool::new(false), &|_| {}).unwrap()
 }
 
 fn truth(file: &Path) -> Vec<X9Truth> {
