@@ -752,7 +752,7 @@ fn process_chunk(
                 if adhoc {
                     d.reason = Some(format!(
                         "{} (given in the manifest by supervisor {}, not the account's enrolled references): {}",
-                        crate::cli::verify::ADHOC_REFERENCES_FLAG,
+                        crate::verify::ADHOC_REFERENCES_FLAG,
                         operator.name(),
                         d.reason.as_deref().unwrap_or_default()
                     ));

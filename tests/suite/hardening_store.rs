@@ -260,7 +260,10 @@ fn a_really_full_disk_fails_writes_clearly_and_loses_no_committed_decision() {
     };
     assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
     assert!(err.to_string().contains("full"), "{err}");
-    assert_eq!(err.exit_code(), countersign::cli::exit::DATABASE);
+    assert_eq!(
+        countersign::cli::exit::for_store(&err),
+        countersign::cli::exit::DATABASE
+    );
     // A smaller write can still fit in WAL space the failed transaction left behind (the WAL reuses
     // frames past its last commit): fill that with account rows, the CLI's write below, until they
     // fail too.

@@ -27,6 +27,7 @@ mod hardening_store;
 mod hardening_tamper;
 mod imaging_cheque;
 mod imaging_decode;
+mod layering;
 mod model_load;
 mod scoring_calibration;
 mod scoring_evaluation;
