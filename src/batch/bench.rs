@@ -1,6 +1,8 @@
 //! Benchmarks of the verification pipeline: single-verification latency, batch throughput, peak memory.
 //! They print figures and assert nothing about time.
 
+pub mod fixture;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -8,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::fixture::{self, Fixture, RefMode};
+use self::fixture::{Fixture, RefMode};
 use super::{BatchOptions, BatchSummary};
 use crate::imaging::cheque::ChequeLayout;
 use crate::model::SignatureModel;

@@ -25,7 +25,6 @@
 //! - Stoppable: the `stop` flag (Ctrl-C) is checked between chunks; the chunk in hand is committed first.
 
 pub mod bench;
-pub mod fixture;
 pub mod manifest;
 pub mod output;
 

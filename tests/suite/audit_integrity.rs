@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use countersign::batch::fixture::{self, Fixture};
+use countersign::batch::bench::fixture::{self, Fixture};
 use countersign::batch::output::{RowStatus, read_results};
 use countersign::store::{DecisionFilter, Store};
 
