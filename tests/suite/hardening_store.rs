@@ -229,16 +229,90 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Set in the child that runs the full-disk check inside its own user and mount namespace.
+const IN_NAMESPACE_ENV: &str = "COUNTERSIGN_TEST_IN_NAMESPACE";
+
+/// What the required variant prints when it cannot get a tmpfs, so the parent can tell "no tmpfs
+/// here" from a failed check.
+const NO_TMPFS: &str = "NO-TMPFS:";
+
+/// Runs [`full_disk_check`] on a real tmpfs: mounted here when this process may mount (root,
+/// CAP_SYS_ADMIN), else in a child process inside an unprivileged user and mount namespace (where it
+/// is root of its own mount table). `Err` says why neither was possible; a failed check panics.
+fn run_full_disk_check() -> Result<(), String> {
+    let why = match Tmpfs::mount("640k") {
+        Ok(fs) => {
+            full_disk_check(fs);
+            return Ok(());
+        }
+        Err(why) => why,
+    };
+    if std::env::var_os(IN_NAMESPACE_ENV).is_some() || !cfg!(target_os = "linux") {
+        return Err(why);
+    }
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount"])
+        .arg(std::env::current_exe().expect("test binary"))
+        .arg(crate::test_name(
+            module_path!(),
+            "a_really_full_disk_is_checked_wherever_a_tmpfs_can_be_had",
+        ))
+        .args(["--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(IN_NAMESPACE_ENV, "1")
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return Err(format!("{why}; and unshare cannot run: {e}")),
+    };
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !all.contains("running 1 test") {
+        return Err(format!(
+            "{why}; and no user namespace: {}",
+            all.trim().lines().last().unwrap_or_default()
+        ));
+    }
+    if let Some(line) = all.lines().find(|l| l.contains(NO_TMPFS)) {
+        return Err(format!("{why}; and in a user namespace: {line}"));
+    }
+    assert!(
+        out.status.success() && all.contains("1 passed"),
+        "the full-disk check failed in its namespace:\n{all}"
+    );
+    Ok(())
+}
+
+/// Runs the full-disk check wherever a tmpfs can be had; where none can (no root, no user
+/// namespaces), says so on stderr. Its required twin below fails there instead: run it with
+/// `--ignored` on a machine that must prove this.
 #[test]
 fn a_really_full_disk_fails_writes_clearly_and_loses_no_committed_decision() {
-    let fs = match Tmpfs::mount("640k") {
-        Ok(fs) => fs,
-        Err(why) => {
-            // The size-cap variant in store_faults.rs runs everywhere; this one needs a mount.
-            println!("skipped: {why}");
-            return;
-        }
-    };
+    if let Err(why) = run_full_disk_check() {
+        // The size-cap variant in store_faults.rs runs everywhere; this one needs a real tmpfs.
+        eprintln!(
+            "SKIPPED a_really_full_disk_fails_writes_clearly_and_loses_no_committed_decision: {why} \
+             (run a_really_full_disk_is_checked_wherever_a_tmpfs_can_be_had with --ignored where a \
+             tmpfs can be mounted)"
+        );
+    }
+}
+
+/// The full-disk check that fails where no tmpfs can be had (ignored by default; also the entry
+/// point of the namespaced child).
+#[test]
+#[ignore = "needs a tmpfs (root, CAP_SYS_ADMIN or user namespaces); run with --ignored to require it"]
+fn a_really_full_disk_is_checked_wherever_a_tmpfs_can_be_had() {
+    if let Err(why) = run_full_disk_check() {
+        panic!("{NO_TMPFS} {why}");
+    }
+}
+
+/// Fills a real tmpfs with decisions until SQLite gets ENOSPC, then checks the error, the CLI's exit
+/// code, that every committed row is kept and verifies, and that writing resumes once space is freed.
+fn full_disk_check(fs: Tmpfs) {
     let db = fs.path().join("a.sqlite3");
     let mut f = fixture(&db);
     // Fill the disk with decisions in batches, then one at a time, until SQLite gets ENOSPC.
