@@ -37,6 +37,7 @@ mod store_cli;
 mod store_crash;
 mod store_export;
 mod store_faults;
+mod store_final_decision;
 mod store_roles;
 mod synth;
 mod train_dataset;

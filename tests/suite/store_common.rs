@@ -155,12 +155,23 @@ pub fn attacker(path: &Path) -> rusqlite::Connection {
 /// The documented canonical encoding of a ledger row (src/store/chain.rs), written here from the
 /// documentation alone so that the tests also pin the format down:
 /// `SHA-256(prev || "countersign-ledger-v1" || values)`, each value a type byte and its
-/// little-endian bytes.
+/// little-endian bytes. `values` are the 26 version-1 columns, optionally followed by
+/// `final_decision`: when that is given and not NULL, the row is version 2
+/// (`"countersign-ledger-v2"` and all 27 values).
 pub fn ledger_row_hash(prev: &[u8; 32], values: &[rusqlite::types::Value]) -> [u8; 32] {
     use rusqlite::types::Value;
     use sha2::{Digest, Sha256};
     let mut buf = prev.to_vec();
-    buf.extend_from_slice(b"countersign-ledger-v1");
+    let values = match values.get(26) {
+        Some(Value::Null) | None => {
+            buf.extend_from_slice(b"countersign-ledger-v1");
+            &values[..values.len().min(26)]
+        }
+        Some(_) => {
+            buf.extend_from_slice(b"countersign-ledger-v2");
+            values
+        }
+    };
     for v in values {
         match v {
             Value::Null => buf.push(0),
