@@ -529,6 +529,18 @@ impl CalibrateState {
     }
 }
 
+/// One labelled, coloured threshold slider on the probability scale, as a row of the sliders grid.
+fn threshold_slider(ui: &mut egui::Ui, label: &str, colour: egui::Color32, value: &mut f64) {
+    let l = ui.label(RichText::new(label).color(colour).strong());
+    ui.add(
+        egui::Slider::new(value, 0.0..=1.0)
+            .step_by(0.001)
+            .fixed_decimals(3),
+    )
+    .labelled_by(l.id);
+    ui.end_row();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,16 +622,4 @@ mod tests {
             );
         }
     }
-}
-
-/// One labelled, coloured threshold slider on the probability scale, as a row of the sliders grid.
-fn threshold_slider(ui: &mut egui::Ui, label: &str, colour: egui::Color32, value: &mut f64) {
-    let l = ui.label(RichText::new(label).color(colour).strong());
-    ui.add(
-        egui::Slider::new(value, 0.0..=1.0)
-            .step_by(0.001)
-            .fixed_decimals(3),
-    )
-    .labelled_by(l.id);
-    ui.end_row();
 }

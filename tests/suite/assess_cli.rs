@@ -473,15 +473,21 @@ fn assert_card_matches_evaluate(
     let writers = format!("@{}", writers.display());
     let mut args: Vec<&str> = vec!["evaluate"];
     for d in data {
-        args.extend(["--data", d.to_str().unwrap()]);
+        args.extend(["--data", d.to_str().expect("UTF-8 path")]);
     }
-    args.extend(["--writers", &writers, "--json", json.to_str().unwrap()]);
+    args.extend([
+        "--writers",
+        &writers,
+        "--json",
+        json.to_str().expect("UTF-8 path"),
+    ]);
     let o = cs(&dir.join("db.sqlite3"), weights, &args, &[]);
     assert!(o.status.success(), "{}", text(&o));
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report written"))
+            .expect("report is JSON");
     let got: Vec<countersign::scoring::CollectionFigures> =
-        serde_json::from_value(report["collections"].clone()).unwrap();
+        serde_json::from_value(report["collections"].clone()).expect("collection rows");
     assert_eq!(got.len(), rows);
     // The operating-point columns depend on the store in force; the EERs and counts do not.
     for (card_row, row) in v.collections.iter().zip(&got) {

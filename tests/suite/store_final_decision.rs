@@ -13,13 +13,13 @@ use rusqlite::types::Value;
 /// `(final_decision, payload, reason)` of a ledger row, as the file holds them.
 fn stored(path: &std::path::Path, id: i64) -> (Option<String>, Option<String>, Option<String>) {
     rusqlite::Connection::open(path)
-        .unwrap()
+        .expect("read the ledger row")
         .query_row(
             "SELECT final_decision, payload, reason FROM ledger WHERE id = ?1",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
-        .unwrap()
+        .expect("read the ledger row")
 }
 
 #[test]
