@@ -187,16 +187,7 @@ fn rows_written_before_the_column_still_read_and_verify() {
     // an override with its decision in the payload, and a GUI override of the oldest kind with it
     // in the reason ("Changed to X: ...").
     let c = rusqlite::Connection::open(&path).unwrap();
-    let cols = "id, kind, time, operator, account, cheque_id, amount_cents, cheque_sha256, \
-        reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, probability, t_accept, t_reject, decision, \
-        final_action, reason, model_id, device, latency_ms, source, ref_id, payload";
-    let template: Vec<Value> = c
-        .query_row(
-            &format!("SELECT {cols} FROM ledger WHERE kind = 'decision' ORDER BY id DESC LIMIT 1"),
-            [],
-            |r| (0..26).map(|i| r.get(i)).collect(),
-        )
-        .unwrap();
+    let template = common::last_decision_values(&c);
     let mut ids = Vec::new();
     for (n, (reason, payload)) in [
         (
@@ -208,34 +199,13 @@ fn rows_written_before_the_column_still_read_and_verify() {
     .into_iter()
     .enumerate()
     {
-        let (last, prev_hex): (i64, String) = c
-            .query_row(
-                "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
         let mut row = template.clone();
-        row[0] = Value::Integer(last + 1);
         row[5] = Value::Text(format!("OLD-{n}"));
         row[17] = Value::Text("ACCEPT".into());
         row[18] = Value::Text("override".into());
         row[19] = reason.map_or(Value::Null, |r| Value::Text(r.into()));
         row[25] = payload.map_or(Value::Null, |p| Value::Text(p.into()));
-        let mut prev = [0u8; 32];
-        hex::decode_to_slice(&prev_hex, &mut prev).unwrap();
-        let h = common::ledger_row_hash(&prev, &row);
-        row.push(Value::Text(prev_hex));
-        row.push(Value::Text(hex::encode(h)));
-        c.execute(
-            &format!(
-                "INSERT INTO ledger ({cols}, prev_hash, hash) VALUES ({})",
-                vec!["?"; 28].join(", ")
-            ),
-            rusqlite::params_from_iter(row),
-        )
-        .unwrap();
-        ids.push(last + 1);
+        ids.push(common::append_raw_row(&c, row));
     }
     drop(c);
     let store = open(&path);
