@@ -15,6 +15,7 @@ pub mod device;
 pub mod digest;
 pub mod gui;
 pub mod imaging;
+pub mod math;
 pub mod model;
 pub mod output;
 pub mod paths;

@@ -1,6 +1,8 @@
 //! Benchmarks of the verification pipeline: single-verification latency, batch throughput, peak memory.
 //! They print figures and assert nothing about time.
 
+pub mod fixture;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -8,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::fixture::{self, Fixture, RefMode};
+use self::fixture::{Fixture, RefMode};
 use super::{BatchOptions, BatchSummary};
 use crate::imaging::cheque::ChequeLayout;
 use crate::model::SignatureModel;
@@ -62,14 +64,6 @@ pub fn random_model(dir: &Path) -> anyhow::Result<PathBuf> {
     });
     m.save(&path)?;
     Ok(path)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 fn verifier(s: &BenchSetup, device: tch::Device, store: &Store) -> anyhow::Result<Verifier> {
@@ -129,8 +123,8 @@ pub fn latency(s: &BenchSetup, device: tch::Device) -> anyhow::Result<Vec<(Strin
             format!("verify latency, references in memory, {dev}"),
             format!(
                 "p50 {:.2} ms, p99 {:.2} ms ({n} cheques){}",
-                percentile(&in_memory, 0.5),
-                percentile(&in_memory, 0.99),
+                crate::math::percentile(&in_memory, 0.5),
+                crate::math::percentile(&in_memory, 0.99),
                 s.model_note
             ),
         ),
@@ -138,8 +132,8 @@ pub fn latency(s: &BenchSetup, device: tch::Device) -> anyhow::Result<Vec<(Strin
             format!("verify latency, references from the store's cache, {dev}"),
             format!(
                 "p50 {:.2} ms, p99 {:.2} ms",
-                percentile(&from_store, 0.5),
-                percentile(&from_store, 0.99)
+                crate::math::percentile(&from_store, 0.5),
+                crate::math::percentile(&from_store, 0.99)
             ),
         ),
     ])

@@ -25,7 +25,6 @@
 //! - Stoppable: the `stop` flag (Ctrl-C) is checked between chunks; the chunk in hand is committed first.
 
 pub mod bench;
-pub mod fixture;
 pub mod manifest;
 pub mod output;
 
@@ -753,7 +752,7 @@ fn process_chunk(
                 if adhoc {
                     d.reason = Some(format!(
                         "{} (given in the manifest by supervisor {}, not the account's enrolled references): {}",
-                        crate::cli::verify::ADHOC_REFERENCES_FLAG,
+                        crate::verify::ADHOC_REFERENCES_FLAG,
                         operator.name(),
                         d.reason.as_deref().unwrap_or_default()
                     ));

@@ -150,10 +150,12 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
             "calibration": card.calibration,
             "thresholds": card.thresholds,
         });
-        // The new card goes to a temporary file first; it replaces the card only once the change is
-        // in the audit chain, so no card changes without its row.
-        let staged = card_file.with_extension("json.new");
-        global.write_output(&staged, serde_json::to_string_pretty(&card)?.as_bytes())?;
+        // The new card goes to a temporary file beside it first; it replaces the card only once the
+        // change is in the audit chain, so no card changes without its row. Dropped on an error, the
+        // temporary file goes and the card stays as it was.
+        let mut staged = crate::output::create(&card_file, &global.protected())?;
+        std::io::Write::write_all(&mut staged, serde_json::to_string_pretty(&card)?.as_bytes())
+            .with_context(|| format!("writing {}", card_file.display()))?;
         let logged = (|| -> anyhow::Result<i64> {
             let mut store = super::operator::open_store(global)?;
             let op = super::operator::sign_in(&mut store, global)?;
@@ -166,14 +168,9 @@ pub fn run(global: &GlobalOpts, args: &CalibrateArgs) -> anyhow::Result<()> {
                 args.reason.as_deref().unwrap_or_default(),
             )?)
         })();
-        let row = match logged {
-            Ok(row) => row,
-            Err(e) => {
-                let _ = std::fs::remove_file(&staged);
-                return Err(e.context("the model card was not changed"));
-            }
-        };
-        std::fs::rename(&staged, &card_file)
+        let row = logged.map_err(|e| e.context("the model card was not changed"))?;
+        staged
+            .commit()
             .with_context(|| format!("replacing {}", card_file.display()))?;
         crate::outln!(
             "written into the model card {} (audit row {row})",

@@ -89,6 +89,32 @@ pub mod exit {
     pub const CHAIN_BROKEN: u8 = 7;
     /// No display for the GUI.
     pub const NO_DISPLAY: u8 = 8;
+
+    /// The exit code for a store error: the library returns typed errors, and only the command
+    /// line's edge turns them into numbers.
+    pub fn for_store(e: &crate::store::StoreError) -> u8 {
+        use crate::store::StoreError;
+        match e {
+            StoreError::AuthFailed
+            | StoreError::LockedOut { .. }
+            | StoreError::PermissionDenied { .. }
+            | StoreError::MissingCredentials
+            | StoreError::NoOperators => DENIED,
+            StoreError::NotFound { .. }
+            | StoreError::AlreadyExists { .. }
+            | StoreError::Invalid(_) => FAILURE,
+            StoreError::CredentialsTampered { .. }
+            | StoreError::SignatureTampered { .. }
+            | StoreError::Tampered { .. } => CHAIN_BROKEN,
+            StoreError::Sqlite(_)
+            | StoreError::Io { .. }
+            | StoreError::Busy { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::ReadOnly { .. }
+            | StoreError::NewerSchema { .. }
+            | StoreError::DiskFull { .. } => DATABASE,
+        }
+    }
 }
 
 const EXIT_CODES_HELP: &str = "\
@@ -264,14 +290,14 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
             return exit::FAILURE;
         }
         if let Some(e) = cause.downcast_ref::<crate::store::StoreError>() {
-            return e.exit_code();
+            return exit::for_store(e);
         }
         // `#[error(transparent)]` wrappers hide the inner error from the cause chain: look inside.
         if let Some(e) = cause.downcast_ref::<crate::batch::BatchError>() {
             match e {
-                crate::batch::BatchError::Store(s) => return s.exit_code(),
+                crate::batch::BatchError::Store(s) => return exit::for_store(s),
                 crate::batch::BatchError::Verify(crate::verify::VerifyError::Store(s)) => {
-                    return s.exit_code();
+                    return exit::for_store(s);
                 }
                 crate::batch::BatchError::Verify(crate::verify::VerifyError::Model(_)) => {
                     return exit::MODEL;

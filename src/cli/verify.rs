@@ -113,9 +113,7 @@ pub fn may_choose_policy(op: &Operator) -> bool {
     op.role() == crate::store::Role::Supervisor
 }
 
-/// The flag put at the start of a decision's reason when a supervisor verified an enrolled account
-/// against reference images given on the command line instead of its enrolled references.
-pub const ADHOC_REFERENCES_FLAG: &str = "AD-HOC REFERENCES";
+pub use crate::verify::ADHOC_REFERENCES_FLAG;
 
 /// The cheque layout from `--layout`, else the default.
 pub fn load_layout(path: Option<&Path>) -> anyhow::Result<ChequeLayout> {

@@ -12,14 +12,6 @@ fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 /// A model to measure with: the bundled one, else a freshly initialised network of the same shape
 /// saved under `dir` (its speed is the same; its scores are not meaningful).
 fn bench_model(dir: &Path) -> anyhow::Result<(PathBuf, &'static str)> {
@@ -91,7 +83,7 @@ fn run(dir: &Path, device: DeviceChoice) -> anyhow::Result<Vec<(String, String)>
             "GUI: load a {} cheque (read, decode, find signature, preview), p50",
             image_size(&cheque)
         ),
-        format!("{:.1} ms", percentile(&loads, 0.5)),
+        format!("{:.1} ms", crate::math::percentile(&loads, 0.5)),
     ));
 
     // The first verification embeds the reference as well; later ones reuse its cached embedding.
@@ -119,8 +111,8 @@ fn run(dir: &Path, device: DeviceChoice) -> anyhow::Result<Vec<(String, String)>
             .into(),
         format!(
             "{:.1} / {:.1} ms",
-            percentile(&times, 0.5),
-            percentile(&times, 0.9)
+            crate::math::percentile(&times, 0.5),
+            crate::math::percentile(&times, 0.9)
         ),
     ));
 

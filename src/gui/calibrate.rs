@@ -476,7 +476,7 @@ impl CalibrateState {
                 let det: Vec<[f64; 2]> =
                     s.det.iter().map(|&(a, b)| [probit(a), probit(b)]).collect();
                 let pct_axis = |m: egui_plot::GridMark, _r: &std::ops::RangeInclusive<f64>| {
-                    let p = normal_cdf(m.value) * 100.0;
+                    let p = crate::math::normal_cdf(m.value) * 100.0;
                     if p < 1.0 {
                         format!("{p:.2}%")
                     } else {
@@ -528,20 +528,16 @@ impl CalibrateState {
     }
 }
 
-/// The standard normal distribution function (Abramowitz and Stegun 7.1.26, error below 1.5e-7),
-/// to label the DET plot's probit axes in percent.
-fn normal_cdf(x: f64) -> f64 {
-    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs() / std::f64::consts::SQRT_2);
-    let poly = t
-        * (0.254_829_592
-            + t * (-0.284_496_736
-                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
-    let erf = 1.0 - poly * (-(x * x) / 2.0).exp();
-    if x >= 0.0 {
-        0.5 * (1.0 + erf)
-    } else {
-        0.5 * (1.0 - erf)
-    }
+/// One labelled, coloured threshold slider on the probability scale, as a row of the sliders grid.
+fn threshold_slider(ui: &mut egui::Ui, label: &str, colour: egui::Color32, value: &mut f64) {
+    let l = ui.label(RichText::new(label).color(colour).strong());
+    ui.add(
+        egui::Slider::new(value, 0.0..=1.0)
+            .step_by(0.001)
+            .fixed_decimals(3),
+    )
+    .labelled_by(l.id);
+    ui.end_row();
 }
 
 #[cfg(test)]
@@ -603,27 +599,4 @@ mod tests {
             last = r.far;
         }
     }
-}
-
-#[cfg(test)]
-mod cdf_tests {
-    #[test]
-    fn normal_cdf_inverts_the_scoring_probit() {
-        for p in [0.001, 0.01, 0.1, 0.5, 0.9, 0.99] {
-            let x = crate::scoring::inverse_normal_cdf(p);
-            assert!((super::normal_cdf(x) - p).abs() < 1e-6, "p {p}");
-        }
-    }
-}
-
-/// One labelled, coloured threshold slider on the probability scale, as a row of the sliders grid.
-fn threshold_slider(ui: &mut egui::Ui, label: &str, colour: egui::Color32, value: &mut f64) {
-    let l = ui.label(RichText::new(label).color(colour).strong());
-    ui.add(
-        egui::Slider::new(value, 0.0..=1.0)
-            .step_by(0.001)
-            .fixed_decimals(3),
-    )
-    .labelled_by(l.id);
-    ui.end_row();
 }

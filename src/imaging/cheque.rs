@@ -14,7 +14,7 @@ use std::path::Path;
 use image::GrayImage;
 use serde::{Deserialize, Serialize};
 
-use super::components::{self, Component, Labelled};
+use super::components::{self, Component, DisjointSets, Labelled};
 use super::normalise::{NormaliseParams, normalise, otsu_threshold};
 use super::{ImagingError, NormalisedSignature};
 
@@ -808,14 +808,7 @@ fn classify_components(l: &Labelled, scale: f32, thick: u32) -> Vec<bool> {
         .filter(|&i| keep[i] && comps[i].height() <= text_h && comps[i].width() <= 2 * text_h)
         .collect();
     small.sort_by_key(|&i| comps[i].x0);
-    let mut parent: Vec<usize> = (0..small.len()).collect();
-    fn root(p: &mut [usize], mut i: usize) -> usize {
-        while p[i] != i {
-            p[i] = p[p[i]];
-            i = p[i];
-        }
-        i
-    }
+    let mut sets = DisjointSets::new(small.len());
     for a in 0..small.len() {
         let ca = &comps[small[a]];
         for b in a + 1..small.len() {
@@ -827,16 +820,13 @@ fn classify_components(l: &Labelled, scale: f32, thick: u32) -> Vec<bool> {
             let overlap = ca.y1.min(cb.y1).saturating_sub(ca.y0.max(cb.y0));
             let hmin = ca.height().min(cb.height());
             if 3 * overlap >= 2 * hmin && horizontal_gap(ca, cb) <= 2 * hmax {
-                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
-                if ra != rb {
-                    parent[ra.max(rb)] = ra.min(rb);
-                }
+                sets.union(a, b);
             }
         }
     }
     let mut chain_len = vec![0usize; small.len()];
     for a in 0..small.len() {
-        let r = root(&mut parent, a);
+        let r = sets.find(a);
         chain_len[r] += 1;
     }
     let mut text = vec![false; comps.len()];
@@ -852,7 +842,7 @@ fn classify_components(l: &Labelled, scale: f32, thick: u32) -> Vec<bool> {
         }
     }
     for a in 0..small.len() {
-        let r = root(&mut parent, a);
+        let r = sets.find(a);
         if chain_len[r] >= 4 {
             text[small[a]] = true;
         }
@@ -893,14 +883,7 @@ struct Group {
 /// Joins kept components whose boxes lie within `gap_x` horizontally and `gap_y` vertically.
 fn group_components(comps: &[Component], keep: &[bool], gap_x: f32, gap_y: f32) -> Vec<Group> {
     let idx: Vec<usize> = (0..comps.len()).filter(|&i| keep[i]).collect();
-    let mut parent: Vec<usize> = (0..idx.len()).collect();
-    fn find(p: &mut [usize], mut i: usize) -> usize {
-        while p[i] != i {
-            p[i] = p[p[i]];
-            i = p[i];
-        }
-        i
-    }
+    let mut sets = DisjointSets::new(idx.len());
     for a in 0..idx.len() {
         for b in a + 1..idx.len() {
             let (ca, cb) = (&comps[idx[a]], &comps[idx[b]]);
@@ -910,17 +893,14 @@ fn group_components(comps: &[Component], keep: &[bool], gap_x: f32, gap_y: f32) 
             let aligned = 2 * overlap >= ca.height().min(cb.height());
             let gx = if aligned { gap_x * 1.6 } else { gap_x };
             if horizontal_gap(ca, cb) as f32 <= gx && vertical_gap(ca, cb) as f32 <= gap_y {
-                let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
-                if ra != rb {
-                    parent[ra.max(rb)] = ra.min(rb);
-                }
+                sets.union(a, b);
             }
         }
     }
     let mut groups: Vec<Group> = Vec::new();
     let mut slot = vec![usize::MAX; idx.len()];
     for a in 0..idx.len() {
-        let root = find(&mut parent, a);
+        let root = sets.find(a);
         let c = &comps[idx[a]];
         if slot[root] == usize::MAX {
             slot[root] = groups.len();

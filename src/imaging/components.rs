@@ -45,7 +45,7 @@ pub struct Labelled {
 pub fn label(pixels: &[u8], width: u32, height: u32, is_ink: impl Fn(u8) -> bool) -> Labelled {
     let w = width as usize;
     let mut runs: Vec<Run> = Vec::new();
-    let mut parent: Vec<u32> = Vec::new();
+    let mut sets = DisjointSets::default();
     if w == 0 {
         return Labelled::default();
     }
@@ -64,8 +64,7 @@ pub fn label(pixels: &[u8], width: u32, height: u32, is_ink: impl Fn(u8) -> bool
             while x < w && is_ink(row[x]) {
                 x += 1;
             }
-            let idx = runs.len() as u32;
-            parent.push(idx);
+            let idx = sets.push();
             // Skip previous-row runs that end before this run's left neighbour column.
             while p < prev_end && (runs[p].x1 as usize) < x0 {
                 p += 1;
@@ -74,14 +73,14 @@ pub fn label(pixels: &[u8], width: u32, height: u32, is_ink: impl Fn(u8) -> bool
             // it (8-connectivity). The last of them may also touch the next run, so `p` is not advanced.
             let mut q = p;
             while q < prev_end && (runs[q].x0 as usize) <= x {
-                union(&mut parent, idx, q as u32);
+                sets.union(idx, q);
                 q += 1;
             }
             runs.push(Run {
                 y: y as u32,
                 x0: x0 as u32,
                 x1: x as u32,
-                label: idx,
+                label: idx as u32,
             });
         }
         prev_start = row_start;
@@ -92,7 +91,7 @@ pub fn label(pixels: &[u8], width: u32, height: u32, is_ink: impl Fn(u8) -> bool
     let mut id_of_root: Vec<u32> = vec![u32::MAX; runs.len()];
     let mut components: Vec<Component> = Vec::new();
     for (i, r) in runs.iter_mut().enumerate() {
-        let root = find(&mut parent, i as u32) as usize;
+        let root = sets.find(i);
         let id = if id_of_root[root] == u32::MAX {
             id_of_root[root] = components.len() as u32;
             components.push(Component {
@@ -119,23 +118,49 @@ pub fn label(pixels: &[u8], width: u32, height: u32, is_ink: impl Fn(u8) -> bool
     Labelled { runs, components }
 }
 
-fn find(parent: &mut [u32], mut i: u32) -> u32 {
-    while parent[i as usize] != i {
-        let gp = parent[parent[i as usize] as usize];
-        parent[i as usize] = gp;
-        i = gp;
-    }
-    i
+/// Disjoint sets over `0..len` (union-find with path halving), the one used for every grouping of
+/// ink: runs into components here, components into text lines and signature groups in
+/// [`super::cheque`]. A union keeps the smaller root, so labels follow insertion order and results
+/// are deterministic. Indices are stored as `u32`: one entry per run of ink keeps it small.
+#[derive(Clone, Debug, Default)]
+pub struct DisjointSets {
+    parent: Vec<u32>,
 }
 
-fn union(parent: &mut [u32], a: u32, b: u32) {
-    let ra = find(parent, a);
-    let rb = find(parent, b);
-    // The smaller index wins so that labels follow scan order, which keeps results deterministic.
-    if ra < rb {
-        parent[rb as usize] = ra;
-    } else if rb < ra {
-        parent[ra as usize] = rb;
+impl DisjointSets {
+    /// `n` singleton sets.
+    pub fn new(n: usize) -> Self {
+        Self {
+            parent: (0..n as u32).collect(),
+        }
+    }
+
+    /// Adds a singleton set and returns its index.
+    pub fn push(&mut self) -> usize {
+        let i = self.parent.len();
+        self.parent.push(i as u32);
+        i
+    }
+
+    /// The root of `i`'s set.
+    pub fn find(&mut self, i: usize) -> usize {
+        let mut i = i as u32;
+        while self.parent[i as usize] != i {
+            let gp = self.parent[self.parent[i as usize] as usize];
+            self.parent[i as usize] = gp;
+            i = gp;
+        }
+        i as usize
+    }
+
+    /// Joins the sets of `a` and `b`; the smaller root becomes the root of both.
+    pub fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra < rb {
+            self.parent[rb] = ra as u32;
+        } else if rb < ra {
+            self.parent[ra] = rb as u32;
+        }
     }
 }
 
@@ -143,54 +168,35 @@ fn union(parent: &mut [u32], a: u32, b: u32) {
 mod tests {
     use super::*;
 
-    fn img(rows: &[&str]) -> (Vec<u8>, u32, u32) {
-        let w = rows[0].len() as u32;
-        let h = rows.len() as u32;
-        let px = rows
-            .iter()
-            .flat_map(|r| r.bytes().map(|b| if b == b'#' { 0u8 } else { 255u8 }))
-            .collect();
-        (px, w, h)
+    #[test]
+    fn disjoint_sets_join_and_keep_the_smaller_root() {
+        let mut s = DisjointSets::new(5);
+        s.union(3, 4);
+        s.union(4, 1);
+        assert_eq!(s.find(4), 1);
+        assert_eq!(s.find(3), 1);
+        assert_eq!(s.find(0), 0);
+        let six = s.push();
+        assert_eq!(six, 5);
+        s.union(six, 0);
+        assert_eq!(s.find(5), 0);
+        assert_ne!(s.find(0), s.find(1));
     }
 
     #[test]
-    fn labels_separate_and_diagonal_components() {
-        let (px, w, h) = img(&[
-            "##....#", //
-            ".#....#", //
-            "..#....", //
-            ".......", //
-            "####..#", //
-        ]);
-        let l = label(&px, w, h, |v| v < 128);
-        let mut areas: Vec<u32> = l.components.iter().map(|c| c.area).collect();
-        areas.sort_unstable();
-        // The diagonal chain joins (8-connectivity); the right column pair, the bottom bar and the lone
-        // pixel stay apart.
-        assert_eq!(areas, vec![1, 2, 4, 4]);
-        let chain = l
-            .components
-            .iter()
-            .find(|c| c.y0 == 0 && c.x0 == 0)
-            .expect("chain");
-        assert_eq!((chain.x1, chain.y1, chain.area), (3, 3, 4));
-    }
-
-    #[test]
-    fn u_shape_merges_into_one_component() {
-        let (px, w, h) = img(&[
-            "#...#.#", //
-            "#...#.#", //
-            "#####.#", //
-            "......#", //
-            "#######", //
-        ]);
-        let l = label(&px, w, h, |v| v < 128);
-        assert_eq!(l.components.len(), 2);
-        let total: u32 = l.components.iter().map(|c| c.area).sum();
-        assert_eq!(total, px.iter().filter(|&&v| v == 0).count() as u32);
-        for r in &l.runs {
-            assert!(r.x0 < r.x1 && (r.label as usize) < l.components.len());
-        }
+    fn two_strokes_touching_diagonally_are_one_component() {
+        // 8-connectivity: a pixel touching another only at a corner joins it.
+        #[rustfmt::skip]
+        let px = [
+            1, 0, 0, 1,
+            0, 1, 1, 0,
+            0, 0, 0, 0,
+            1, 1, 0, 1,
+        ];
+        let l = label(&px, 4, 4, |v| v == 1);
+        assert_eq!(l.components.len(), 3);
+        assert_eq!(l.components[0].area, 4);
+        assert_eq!(l.components[1].area, 2);
+        assert_eq!(l.components[2].area, 1);
     }
 }

@@ -129,6 +129,52 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     }
 }
 
+/// The folder a file is in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// A new temporary file in `dest`'s folder, named after it and ending in `suffix`; it is removed
+/// when dropped unless [`persist`] renames it over `dest`.
+fn temp_beside(dest: &Path, suffix: &str) -> Result<tempfile::NamedTempFile, ModelError> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(suffix)
+        .tempfile_in(folder_of(dest))
+        .map_err(io_err(dest))
+}
+
+/// Renames a finished temporary file over `dest`.
+fn persist(tmp: tempfile::NamedTempFile, dest: &Path) -> Result<(), ModelError> {
+    tmp.persist(dest).map_err(|e| io_err(dest)(e.error))?;
+    Ok(())
+}
+
+/// `card` as pretty JSON in a synced temporary file beside `card_file`.
+fn write_card_temp(
+    card: &ModelCard,
+    card_file: &Path,
+) -> Result<tempfile::NamedTempFile, ModelError> {
+    use std::io::Write;
+    let json = serde_json::to_string_pretty(card).map_err(|e| ModelError::BadCard {
+        path: card_file.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut tmp = temp_beside(card_file, ".json")?;
+    tmp.write_all(json.as_bytes())
+        .and_then(|()| tmp.write_all(b"\n"))
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io_err(card_file))?;
+    Ok(tmp)
+}
+
 /// The card path for a weights path: `<stem>.json` beside `<stem>.safetensors`.
 pub fn card_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")
@@ -337,26 +383,23 @@ impl SignatureModel {
     }
 
     /// Writes the weights to `weights` (which must end in `.safetensors`) and the card, with the
-    /// weights' SHA-256 filled in, to `<stem>.json`. Both files are written under temporary names and
-    /// renamed into place, so a crash never leaves a card that does not match its weights.
+    /// weights' SHA-256 filled in, to `<stem>.json`. Both files are written to temporary files in the
+    /// destination's folder and renamed into place only when both are complete, so a crash never
+    /// leaves a card that does not match its weights, and no other file there is ever touched.
     pub fn save(&mut self, weights: &Path) -> Result<(), ModelError> {
         let card_file = card_path(weights);
-        let tmp_weights = weights.with_extension("tmp.safetensors");
-        let tmp_card = weights.with_extension("tmp.json");
-        if let Some(dir) = weights.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        }
-        self.vs.save(&tmp_weights)?;
-        let bytes = std::fs::read(&tmp_weights).map_err(io_err(&tmp_weights))?;
+        let dir = folder_of(weights);
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // tch picks the file format from the extension, so the temporary name keeps it.
+        let tmp_weights = temp_beside(weights, ".safetensors")?;
+        self.vs.save(tmp_weights.path())?;
+        let bytes = std::fs::read(tmp_weights.path()).map_err(io_err(weights))?;
         self.card.weights_sha256 = sha256_hex(&bytes);
         self.card.parameters = net::parameter_count(&self.vs);
-        let json = serde_json::to_string_pretty(&self.card).map_err(|e| ModelError::BadCard {
-            path: card_file.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        std::fs::write(&tmp_card, json + "\n").map_err(io_err(&tmp_card))?;
-        std::fs::rename(&tmp_weights, weights).map_err(io_err(weights))?;
-        std::fs::rename(&tmp_card, &card_file).map_err(io_err(&card_file))?;
+        let tmp_card = write_card_temp(&self.card, &card_file)?;
+        tmp_weights.as_file().sync_all().map_err(io_err(weights))?;
+        persist(tmp_weights, weights)?;
+        persist(tmp_card, &card_file)?;
         Ok(())
     }
 
@@ -376,14 +419,8 @@ impl SignatureModel {
                 actual,
             });
         }
-        let json = serde_json::to_string_pretty(card).map_err(|e| ModelError::BadCard {
-            path: card_file.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let tmp = weights.with_extension("tmp.json");
-        std::fs::write(&tmp, json + "\n").map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &card_file).map_err(io_err(&card_file))?;
-        Ok(())
+        let tmp = write_card_temp(card, &card_file)?;
+        persist(tmp, &card_file)
     }
 
     pub fn card(&self) -> &ModelCard {

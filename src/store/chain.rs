@@ -16,6 +16,15 @@
 //! | text    | 0x03 | u32 little-endian byte length, then UTF-8     |
 //! | blob    | 0x04 | u32 little-endian byte length, then the bytes |
 //!
+//! # Version 2: the final decision column (schema version 7)
+//!
+//! A row whose `final_decision` column (the decision an override or a resolution chose) is not NULL
+//! is encoded as the ASCII tag `countersign-ledger-v2`, the same 26 columns in the same order, then
+//! `final_decision` as a 27th value. A row whose `final_decision` is NULL (every row written before
+//! the column existed, and every row that chose nothing) keeps the version 1 encoding, so old chains
+//! verify unchanged. Which version applies follows from the row itself, so setting or clearing the
+//! column outside Countersign changes the encoded bytes and breaks the chain at that row.
+//!
 //! `hash = SHA-256(prev || canonical(row))`, where `prev` is the previous row's hash as 32 raw bytes
 //! (32 zero bytes for the first row); both are stored as lowercase hex in `prev_hash` and `hash`.
 //! Because the row id is inside the hashed bytes and every row commits to its predecessor, an edited
@@ -41,8 +50,11 @@ use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError};
 
-/// Tag that starts every canonical row encoding.
+/// Tag that starts the canonical encoding of a row without a final decision (version 1).
 pub const CANONICAL_TAG: &[u8] = b"countersign-ledger-v1";
+
+/// Tag that starts the canonical encoding of a row with a final decision (version 2).
+pub const CANONICAL_TAG_V2: &[u8] = b"countersign-ledger-v2";
 
 /// The `prev_hash` of the first row.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
@@ -94,8 +106,8 @@ pub fn row_mac(key: &[u8], hash: &[u8; 32]) -> String {
 /// The data columns, in canonical order (followed in the table by `prev_hash`, `hash`).
 pub(crate) const COLUMNS: &str = "id, kind, time, operator, account, cheque_id, amount_cents, cheque_sha256, \
      reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, probability, t_accept, t_reject, decision, \
-     final_action, reason, model_id, device, latency_ms, source, ref_id, payload";
-const N_COLUMNS: usize = 26;
+     final_action, reason, model_id, device, latency_ms, source, ref_id, payload, final_decision";
+const N_COLUMNS: usize = 27;
 
 /// One ledger row to append (everything but id and hashes, which the chain assigns).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -122,6 +134,9 @@ pub(crate) struct Entry {
     pub source: Option<String>,
     pub ref_id: Option<i64>,
     pub payload: Option<String>,
+    /// The decision an override or a resolution chose (`ACCEPT`, `REFER`, `REJECT`); `None` when the
+    /// row chose none.
+    pub final_decision: Option<String>,
 }
 
 impl Entry {
@@ -174,6 +189,7 @@ impl Entry {
             t(&self.source),
             i(self.ref_id),
             t(&self.payload),
+            t(&self.final_decision),
         ]
     }
 }
@@ -199,12 +215,17 @@ fn encode_value(buf: &mut Vec<u8>, v: ValueRef<'_>) {
     }
 }
 
-/// Hashes one row: `SHA-256(prev || canonical(values))`.
-fn row_hash(buf: &mut Vec<u8>, prev: &[u8; 32], values: &[ValueRef<'_>]) -> [u8; 32] {
+/// Hashes one row: `SHA-256(prev || canonical(values))`, version 1 when the last column
+/// (`final_decision`) is NULL, else version 2 (see the module documentation).
+fn row_hash(buf: &mut Vec<u8>, prev: &[u8; 32], values: &[ValueRef<'_>; N_COLUMNS]) -> [u8; 32] {
     buf.clear();
     buf.extend_from_slice(prev);
-    buf.extend_from_slice(CANONICAL_TAG);
-    for v in values {
+    let (tag, encoded) = match values[N_COLUMNS - 1] {
+        ValueRef::Null => (CANONICAL_TAG, &values[..N_COLUMNS - 1]),
+        _ => (CANONICAL_TAG_V2, &values[..]),
+    };
+    buf.extend_from_slice(tag);
+    for v in encoded {
         encode_value(buf, *v);
     }
     Sha256::digest(buf.as_slice()).into()
@@ -316,7 +337,7 @@ pub(crate) fn append(tx: &Transaction<'_>, entries: &[Entry]) -> rusqlite::Resul
     let mut stmt = tx.prepare_cached(&format!(
         "INSERT INTO ledger ({COLUMNS}, prev_hash, hash) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
-         ?24, ?25, ?26, ?27, ?28)"
+         ?24, ?25, ?26, ?27, ?28, ?29)"
     ))?;
     // A key that is configured but unusable stops every append: rows written without their MAC
     // would later read as forged.

@@ -126,12 +126,13 @@ fn legacy_override_target(reason: Option<&str>) -> Option<Decision> {
         .find(|d| rest.starts_with(&format!("{}:", d.as_str())))
 }
 
-/// The key of the final decision in a decision's or an action's chained payload.
+/// The key of the final decision in the chained payload of rows written before schema version 7
+/// (newer rows have the `final_decision` column; old rows are read, never rewritten).
 const FINAL_DECISION_KEY: &str = "final_decision";
 /// The key that marks a signature box drawn by hand, in a decision's chained payload.
 const HAND_DRAWN_KEY: &str = "hand_drawn_box";
 
-/// The final decision recorded in a row's payload, if any.
+/// The final decision recorded in an older row's payload, if any.
 fn payload_final(payload: Option<&str>) -> Option<Decision> {
     let v: serde_json::Value = serde_json::from_str(payload?).ok()?;
     parse_decision(v.get(FINAL_DECISION_KEY)?.as_str()?)
@@ -156,11 +157,13 @@ fn effective_action_sql() -> String {
 }
 
 /// SQL (on alias `d`) for a decision's final decision: the latest action's, else the override on
-/// the row itself (new rows in the payload, older GUI rows in the reason), else the model's.
+/// the row itself (the `final_decision` column; rows from before schema version 7 in the payload,
+/// the oldest GUI rows in the reason), else the model's.
 fn final_decision_sql() -> String {
     format!(
-        "COALESCE((SELECT json_extract(y.payload, '$.{FINAL_DECISION_KEY}') FROM ledger y \
-         WHERE y.id = {LATEST_ACTION_SQL}), json_extract(d.payload, '$.{FINAL_DECISION_KEY}'), \
+        "COALESCE((SELECT COALESCE(y.final_decision, json_extract(y.payload, '$.{FINAL_DECISION_KEY}')) \
+         FROM ledger y WHERE y.id = {LATEST_ACTION_SQL}), d.final_decision, \
+         json_extract(d.payload, '$.{FINAL_DECISION_KEY}'), \
          CASE WHEN d.final_action = 'override' THEN CASE \
          WHEN d.reason LIKE 'Changed to ACCEPT:%' THEN 'ACCEPT' \
          WHEN d.reason LIKE 'Changed to REFER:%' THEN 'REFER' \
@@ -409,20 +412,19 @@ impl NewDecision {
             source: Some(self.source.as_str().to_string()),
             ref_id: None,
             payload: self.payload(),
+            final_decision: self
+                .final_decision
+                .filter(|_| self.final_action == FinalAction::Override)
+                .map(|d| d.as_str().to_string()),
         }
     }
 
-    /// The chained payload: the logged signature's SHA-256, the overridden decision and the
-    /// hand-drawn flag, each only when there is one (a row without them keeps no payload).
+    /// The chained payload: the logged signature's SHA-256 and the hand-drawn flag, each only when
+    /// there is one (a row without them keeps no payload).
     fn payload(&self) -> Option<String> {
         let mut m = serde_json::Map::new();
         if let Some(png) = self.signature_png.as_deref() {
             m.insert(SIGNATURE_SHA_KEY.into(), sha256_hex(png).into());
-        }
-        if self.final_action == FinalAction::Override
-            && let Some(d) = self.final_decision
-        {
-            m.insert(FINAL_DECISION_KEY.into(), d.as_str().into());
         }
         if self.hand_drawn_box {
             m.insert(HAND_DRAWN_KEY.into(), true.into());
@@ -585,7 +587,8 @@ impl DecisionFilter {
 pub(crate) const ROW_COLUMNS: &str = "d.id, d.time, d.operator, d.account, d.cheque_id, d.amount_cents, \
     d.cheque_sha256, d.reference_sha256s, d.crop_x, d.crop_y, d.crop_w, d.crop_h, d.raw_score, d.probability, \
     d.t_accept, d.t_reject, d.decision, d.final_action, d.reason, d.model_id, d.device, d.latency_ms, d.source, \
-    d.hash, a.id, a.time, a.operator, a.final_action, a.reason, d.payload, a.payload";
+    d.hash, a.id, a.time, a.operator, a.final_action, a.reason, d.payload, a.payload, d.final_decision, \
+    a.final_decision";
 
 /// The join that finds the latest action on each decision.
 pub(crate) const ACTION_JOIN: &str = "LEFT JOIN ledger a ON a.id = \
@@ -627,14 +630,22 @@ pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRow> {
                 operator: r.get(26)?,
                 action: FinalAction::parse(&act).ok_or_else(|| conv(27, "action"))?,
                 reason: r.get(28)?,
-                final_decision: payload_final(a_payload.as_deref()),
+                final_decision: match r.get::<_, Option<String>>(32)? {
+                    Some(d) => Some(parse_decision(&d).ok_or_else(|| conv(32, "decision"))?),
+                    None => payload_final(a_payload.as_deref()),
+                },
             })
         }
     };
     let decision = parse_decision(&decision).ok_or_else(|| conv(16, "decision"))?;
     let final_action = FinalAction::parse(&final_action).ok_or_else(|| conv(17, "final action"))?;
     let reason: Option<String> = r.get(18)?;
-    let own_final = payload_final(d_payload.as_deref())
+    let own_column = match r.get::<_, Option<String>>(31)? {
+        Some(d) => Some(parse_decision(&d).ok_or_else(|| conv(31, "decision"))?),
+        None => None,
+    };
+    let own_final = own_column
+        .or_else(|| payload_final(d_payload.as_deref()))
         .or_else(|| {
             (final_action == FinalAction::Override)
                 .then(|| legacy_override_target(reason.as_deref()))
@@ -1024,7 +1035,7 @@ impl Store {
             final_action: Some(action.as_str().to_string()),
             reason: reason.map(str::to_string),
             ref_id: Some(row.id),
-            payload: to.map(|d| serde_json::json!({ FINAL_DECISION_KEY: d.as_str() }).to_string()),
+            final_decision: to.map(|d| d.as_str().to_string()),
             ..Default::default()
         };
         self.append_event(entry)

@@ -59,6 +59,8 @@ pub struct ExportRecord {
     pub action_time: Option<String>,
     pub action_reason: Option<String>,
     pub hash: String,
+    /// The decision in force after overrides and resolutions (the model's `decision` otherwise).
+    pub final_decision: String,
 }
 
 impl From<&DecisionRow> for ExportRecord {
@@ -92,6 +94,7 @@ impl From<&DecisionRow> for ExportRecord {
             action_time: d.action.as_ref().map(|a| a.time.clone()),
             action_reason: d.action.as_ref().and_then(|a| a.reason.clone()),
             hash: d.hash.clone(),
+            final_decision: d.final_decision.as_str().into(),
         }
     }
 }
@@ -338,7 +341,7 @@ impl Store {
 }
 
 /// The CSV header, in [`ExportRecord`] field order.
-pub fn csv_header() -> [&'static str; 28] {
+pub fn csv_header() -> [&'static str; 29] {
     [
         "id",
         "time",
@@ -368,6 +371,7 @@ pub fn csv_header() -> [&'static str; 28] {
         "action_time",
         "action_reason",
         "hash",
+        "final_decision",
     ]
 }
 

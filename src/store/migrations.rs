@@ -157,8 +157,17 @@ CREATE TRIGGER ledger_macs_no_delete BEFORE DELETE ON ledger_macs
 BEGIN SELECT RAISE(ABORT, 'the chain MACs are append-only: DELETE refused'); END;
 "#;
 
+/// Version 7: the decision an override (or a referral's resolution) chose gets its own column,
+/// instead of a key in the row's JSON payload (or, in the oldest GUI rows, the words "Changed to X:"
+/// in the reason). The chain covers it: a row with a final decision is hashed with the canonical
+/// encoding version 2 (see `chain`); older rows keep NULL here and version 1.
+const V7: &str = r#"
+ALTER TABLE ledger ADD COLUMN final_decision TEXT
+    CHECK (final_decision IS NULL OR final_decision IN ('ACCEPT', 'REFER', 'REJECT'));
+"#;
+
 /// All migrations, in order. Never edit a shipped entry; append.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The triggers that make the audit tables append-only (or their images immutable). `audit verify`
 /// reports any that is missing: someone dropped it to edit the table.

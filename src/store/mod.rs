@@ -46,7 +46,8 @@ pub use settings::{AmountRule, Settings, SettingsChange, SettingsRequest};
 /// Default time a writer waits for another writer's lock before giving up.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Everything that can go wrong in the store. Each variant maps to a documented exit code.
+/// Everything that can go wrong in the store. The command line maps each variant to a documented exit
+/// code (`cli::exit::for_store`); the store itself knows nothing of exit codes.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -132,33 +133,6 @@ pub enum StoreError {
     AlreadyExists { what: &'static str, id: String },
     #[error("invalid input: {0}")]
     Invalid(String),
-}
-
-impl StoreError {
-    /// The CLI exit code for this error (see `cli::exit`).
-    pub fn exit_code(&self) -> u8 {
-        use crate::cli::exit;
-        match self {
-            StoreError::AuthFailed
-            | StoreError::LockedOut { .. }
-            | StoreError::PermissionDenied { .. }
-            | StoreError::MissingCredentials => exit::DENIED,
-            StoreError::NotFound { .. }
-            | StoreError::AlreadyExists { .. }
-            | StoreError::Invalid(_) => exit::FAILURE,
-            StoreError::NoOperators => exit::DENIED,
-            StoreError::CredentialsTampered { .. }
-            | StoreError::SignatureTampered { .. }
-            | StoreError::Tampered { .. } => exit::CHAIN_BROKEN,
-            StoreError::Sqlite(_)
-            | StoreError::Io { .. }
-            | StoreError::Busy { .. }
-            | StoreError::Corrupt { .. }
-            | StoreError::ReadOnly { .. }
-            | StoreError::NewerSchema { .. }
-            | StoreError::DiskFull { .. } => exit::DATABASE,
-        }
-    }
 }
 
 /// Options for opening a store.

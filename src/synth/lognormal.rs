@@ -52,7 +52,7 @@ impl Stroke {
             return 0.0;
         }
         let z = (dt.ln() - self.mu) / (self.sigma * std::f32::consts::SQRT_2);
-        0.5 * (1.0 + erf(z))
+        0.5 * (1.0 + crate::math::erf(f64::from(z)) as f32)
     }
 
     /// The displacement after covering fraction `f` of the arc.
@@ -68,21 +68,6 @@ impl Stroke {
             (r * (s1 - s0), r * (c0 - c1))
         }
     }
-}
-
-/// The error function (Abramowitz and Stegun 7.1.26, absolute error below 1.5e-7), fast enough to call
-/// for every stroke at every sample.
-#[inline]
-pub fn erf(x: f32) -> f32 {
-    let sign = if x < 0.0 { -1.0 } else { 1.0 };
-    let x = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * x);
-    let y = 1.0
-        - (((((1.061_405_4 * t - 1.453_152_1) * t) + 1.421_413_7) * t - 0.284_496_74) * t
-            + 0.254_829_6)
-            * t
-            * (-x * x).exp();
-    sign * y
 }
 
 /// A sampled pen position with the speed there (pixels per second).
@@ -142,13 +127,6 @@ pub fn sample_strokes(strokes: &[Stroke], x0: f32, y0: f32, dt: f32, out: &mut V
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn erf_matches_known_values() {
-        assert!((erf(0.0)).abs() < 1e-6);
-        assert!((erf(1.0) - 0.842_700_8).abs() < 1e-5);
-        assert!((erf(-2.0) + 0.995_322_3).abs() < 1e-5);
-    }
 
     #[test]
     fn a_stroke_ends_at_its_chord() {

@@ -84,7 +84,7 @@ pub fn augment<R: Rng + ?Sized>(img: &GrayImage, params: &AugmentParams, rng: &m
         add_noise(&mut out, rng.random_range(2.0f32..9.0), rng);
     }
     if rng.random_bool(0.3) {
-        out = jpeg_round_trip(&out, rng.random_range(25u8..85));
+        out = crate::synth::scan::jpeg_roundtrip(&out, rng.random_range(25u8..85));
     }
     out
 }
@@ -231,19 +231,6 @@ fn add_noise<R: Rng + ?Sized>(img: &mut GrayImage, sigma: f32, rng: &mut R) {
         *v = (f32::from(*v) + normal.sample(rng))
             .round()
             .clamp(0.0, 255.0) as u8;
-    }
-}
-
-/// Encodes as JPEG at `quality` and decodes again; on any codec error the image is kept as it was.
-fn jpeg_round_trip(img: &GrayImage, quality: u8) -> GrayImage {
-    let mut buf = Vec::new();
-    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality);
-    if img.write_with_encoder(enc).is_err() {
-        return img.clone();
-    }
-    match image::load_from_memory_with_format(&buf, image::ImageFormat::Jpeg) {
-        Ok(decoded) => decoded.to_luma8(),
-        Err(_) => img.clone(),
     }
 }
 

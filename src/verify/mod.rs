@@ -54,6 +54,11 @@ pub const BOX_UNCERTAIN: &str = "signature box uncertain";
 /// little on a CPU and cost memory on a GPU.
 pub const EMBED_BATCH: usize = 64;
 
+/// The flag put at the start of a decision's reason when a supervisor verified an enrolled account
+/// against reference images given by hand (on the command line, in a batch manifest) instead of its
+/// enrolled references.
+pub const ADHOC_REFERENCES_FLAG: &str = "AD-HOC REFERENCES";
+
 /// Everything that stops a verification from producing a decision.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {

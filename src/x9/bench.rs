@@ -9,7 +9,8 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 
 use crate::batch::bench::BenchSetup;
-use crate::batch::{BatchOptions, BatchSummary, fixture};
+use crate::batch::bench::fixture;
+use crate::batch::{BatchOptions, BatchSummary};
 use crate::imaging::cheque::ChequeLayout;
 use crate::model::SignatureModel;
 use crate::store::{SettingsChange, Store};

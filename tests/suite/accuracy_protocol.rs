@@ -401,9 +401,9 @@ fn calibrate_records_the_stage_in_the_card_and_the_gui_and_library_decide_with_i
         "--db",
         db.to_str().unwrap(),
         "--operator",
-        countersign::batch::fixture::OPERATOR,
+        countersign::batch::bench::fixture::OPERATOR,
         "--pin",
-        countersign::batch::fixture::PIN,
+        countersign::batch::bench::fixture::PIN,
         "--model",
         model.to_str().unwrap(),
     ];
@@ -485,8 +485,8 @@ fn calibrate_records_the_stage_in_the_card_and_the_gui_and_library_decide_with_i
         device: countersign::device::DeviceChoice::Cpu,
     });
     gui.sign_in(
-        countersign::batch::fixture::OPERATOR,
-        countersign::batch::fixture::PIN,
+        countersign::batch::bench::fixture::OPERATOR,
+        countersign::batch::bench::fixture::PIN,
     )
     .unwrap();
     for (i, r) in w.references.iter().enumerate() {

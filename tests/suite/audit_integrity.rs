@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use countersign::batch::fixture::{self, Fixture};
+use countersign::batch::bench::fixture::{self, Fixture};
 use countersign::batch::output::{RowStatus, read_results};
 use countersign::store::{DecisionFilter, Store};
 
@@ -862,44 +862,12 @@ fn the_keyed_chain_catches_an_appended_row_with_a_valid_hash() {
     // The attack: append a copy of the last decision as an ACCEPT with a correct hash.
     {
         let c = rusqlite::Connection::open(&fx.db).unwrap();
-        let cols = "id, kind, time, operator, account, cheque_id, amount_cents, cheque_sha256, \
-            reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, probability, t_accept, t_reject, decision, \
-            final_action, reason, model_id, device, latency_ms, source, ref_id, payload";
-        let (last, prev_hex): (i64, String) = c
-            .query_row(
-                "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        let mut row: Vec<rusqlite::types::Value> = c
-            .query_row(
-                &format!(
-                    "SELECT {cols} FROM ledger WHERE kind = 'decision' ORDER BY id DESC LIMIT 1"
-                ),
-                [],
-                |r| (0..26).map(|i| r.get(i)).collect(),
-            )
-            .unwrap();
-        row[0] = rusqlite::types::Value::Integer(last + 1);
+        let mut row = crate::store_common::last_decision_values(&c);
         row[5] = rusqlite::types::Value::Text("FORGED-1".into());
         row[17] = rusqlite::types::Value::Text("ACCEPT".into());
         // No logged signature (its absence would be reported on its own): only the MAC can tell.
         row[25] = rusqlite::types::Value::Null;
-        let mut prev = [0u8; 32];
-        hex::decode_to_slice(&prev_hex, &mut prev).unwrap();
-        let h = crate::store_common::ledger_row_hash(&prev, &row);
-        let mut params: Vec<rusqlite::types::Value> = row;
-        params.push(rusqlite::types::Value::Text(prev_hex));
-        params.push(rusqlite::types::Value::Text(hex::encode(h)));
-        c.execute(
-            &format!(
-                "INSERT INTO ledger ({cols}, prev_hash, hash) VALUES ({})",
-                vec!["?"; 28].join(", ")
-            ),
-            rusqlite::params_from_iter(params),
-        )
-        .unwrap();
+        crate::store_common::append_raw_row(&c, row);
     }
     // Unkeyed, nothing sees it (the documented limit of a bare hash chain)...
     let o = cs(&fx.db, None, &["audit", "verify"]);

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use countersign::batch::fixture::{self, Fixture, RefMode};
+use countersign::batch::bench::fixture::{self, Fixture, RefMode};
 use countersign::batch::output::{ResultRow, RowStatus, read_results};
 use countersign::batch::{BatchOptions, StopReason};
 use countersign::imaging::cheque::ChequeLayout;

@@ -6,7 +6,7 @@
 use std::sync::atomic::AtomicBool;
 
 use countersign::batch::BatchOptions;
-use countersign::batch::fixture::{self, RefMode};
+use countersign::batch::bench::fixture::{self, RefMode};
 use countersign::imaging::cheque::ChequeLayout;
 use countersign::model::SignatureModel;
 use countersign::scoring::{Decision, Thresholds};

@@ -213,8 +213,9 @@ impl Tmpfs {
     }
 
     fn resize(&self, size: &str) {
+        // The source is named too: inside a user namespace mount(8) does not look it up itself.
         let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
+            .args(["-o", &format!("remount,size={size}"), "countersign-full"])
             .arg(self.dir.path())
             .status()
             .map(|s| s.success())
@@ -229,16 +230,90 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Set in the child that runs the full-disk check inside its own user and mount namespace.
+const IN_NAMESPACE_ENV: &str = "COUNTERSIGN_TEST_IN_NAMESPACE";
+
+/// What the required variant prints when it cannot get a tmpfs, so the parent can tell "no tmpfs
+/// here" from a failed check.
+const NO_TMPFS: &str = "NO-TMPFS:";
+
+/// Runs [`full_disk_check`] on a real tmpfs: mounted here when this process may mount (root,
+/// CAP_SYS_ADMIN), else in a child process inside an unprivileged user and mount namespace (where it
+/// is root of its own mount table). `Err` says why neither was possible; a failed check panics.
+fn run_full_disk_check() -> Result<(), String> {
+    let why = match Tmpfs::mount("640k") {
+        Ok(fs) => {
+            full_disk_check(fs);
+            return Ok(());
+        }
+        Err(why) => why,
+    };
+    if std::env::var_os(IN_NAMESPACE_ENV).is_some() || !cfg!(target_os = "linux") {
+        return Err(why);
+    }
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount"])
+        .arg(std::env::current_exe().expect("test binary"))
+        .arg(crate::test_name(
+            module_path!(),
+            "a_really_full_disk_is_checked_wherever_a_tmpfs_can_be_had",
+        ))
+        .args(["--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(IN_NAMESPACE_ENV, "1")
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return Err(format!("{why}; and unshare cannot run: {e}")),
+    };
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !all.contains("running 1 test") {
+        return Err(format!(
+            "{why}; and no user namespace: {}",
+            all.trim().lines().last().unwrap_or_default()
+        ));
+    }
+    if let Some(line) = all.lines().find(|l| l.contains(NO_TMPFS)) {
+        return Err(format!("{why}; and in a user namespace: {line}"));
+    }
+    assert!(
+        out.status.success() && all.contains("1 passed"),
+        "the full-disk check failed in its namespace:\n{all}"
+    );
+    Ok(())
+}
+
+/// Runs the full-disk check wherever a tmpfs can be had; where none can (no root, no user
+/// namespaces), says so on stderr. Its required twin below fails there instead: run it with
+/// `--ignored` on a machine that must prove this.
 #[test]
 fn a_really_full_disk_fails_writes_clearly_and_loses_no_committed_decision() {
-    let fs = match Tmpfs::mount("640k") {
-        Ok(fs) => fs,
-        Err(why) => {
-            // The size-cap variant in store_faults.rs runs everywhere; this one needs a mount.
-            println!("skipped: {why}");
-            return;
-        }
-    };
+    if let Err(why) = run_full_disk_check() {
+        // The size-cap variant in store_faults.rs runs everywhere; this one needs a real tmpfs.
+        eprintln!(
+            "SKIPPED a_really_full_disk_fails_writes_clearly_and_loses_no_committed_decision: {why} \
+             (run a_really_full_disk_is_checked_wherever_a_tmpfs_can_be_had with --ignored where a \
+             tmpfs can be mounted)"
+        );
+    }
+}
+
+/// The full-disk check that fails where no tmpfs can be had (ignored by default; also the entry
+/// point of the namespaced child).
+#[test]
+#[ignore = "needs a tmpfs (root, CAP_SYS_ADMIN or user namespaces); run with --ignored to require it"]
+fn a_really_full_disk_is_checked_wherever_a_tmpfs_can_be_had() {
+    if let Err(why) = run_full_disk_check() {
+        panic!("{NO_TMPFS} {why}");
+    }
+}
+
+/// Fills a real tmpfs with decisions until SQLite gets ENOSPC, then checks the error, the CLI's exit
+/// code, that every committed row is kept and verifies, and that writing resumes once space is freed.
+fn full_disk_check(fs: Tmpfs) {
     let db = fs.path().join("a.sqlite3");
     let mut f = fixture(&db);
     // Fill the disk with decisions in batches, then one at a time, until SQLite gets ENOSPC.
@@ -260,7 +335,10 @@ fn a_really_full_disk_fails_writes_clearly_and_loses_no_committed_decision() {
     };
     assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
     assert!(err.to_string().contains("full"), "{err}");
-    assert_eq!(err.exit_code(), countersign::cli::exit::DATABASE);
+    assert_eq!(
+        countersign::cli::exit::for_store(&err),
+        countersign::cli::exit::DATABASE
+    );
     // A smaller write can still fit in WAL space the failed transaction left behind (the WAL reuses
     // frames past its last commit): fill that with account rows, the CLI's write below, until they
     // fail too.

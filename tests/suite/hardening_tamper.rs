@@ -19,6 +19,11 @@ const COLUMNS: &str = "id, kind, time, operator, account, cheque_id, amount_cent
      reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, probability, t_accept, t_reject, decision, \
      final_action, reason, model_id, device, latency_ms, source, ref_id, payload";
 
+/// [`COLUMNS`] and the column the canonical encoding version 2 adds.
+const HASHED_COLUMNS: &str = "id, kind, time, operator, account, cheque_id, amount_cents, cheque_sha256, \
+     reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, probability, t_accept, t_reject, decision, \
+     final_action, reason, model_id, device, latency_ms, source, ref_id, payload, final_decision";
+
 /// Recomputes `prev_hash` and `hash` of every row from `from` on, in place, with plain SQL.
 fn rehash_from(c: &rusqlite::Connection, from: i64) -> usize {
     let mut prev = [0u8; 32];
@@ -32,10 +37,10 @@ fn rehash_from(c: &rusqlite::Connection, from: i64) -> usize {
     }
     let rows: Vec<Vec<Value>> = c
         .prepare(&format!(
-            "SELECT {COLUMNS} FROM ledger WHERE id >= ?1 ORDER BY id"
+            "SELECT {HASHED_COLUMNS} FROM ledger WHERE id >= ?1 ORDER BY id"
         ))
         .expect("prepare")
-        .query_map([from], |r| (0..26).map(|i| r.get::<_, Value>(i)).collect())
+        .query_map([from], |r| (0..27).map(|i| r.get::<_, Value>(i)).collect())
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");

@@ -278,3 +278,39 @@ fn update_card_rewrites_only_a_matching_card() {
     ));
     SignatureModel::load(&path, Device::Cpu).expect("still loads");
 }
+
+#[test]
+fn saving_touches_no_other_file_beside_the_weights() {
+    // Files that an older save's hand-made temporary names (`m.tmp.safetensors`, `m.tmp.json`) would
+    // have overwritten and then renamed away.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let neighbours = [
+        dir.path().join("m.tmp.safetensors"),
+        dir.path().join("m.tmp.json"),
+    ];
+    for (i, n) in neighbours.iter().enumerate() {
+        std::fs::write(n, format!("someone else's file {i}")).expect("write");
+    }
+    let (path, model) = saved_model(dir.path());
+    let mut card = model.card().clone();
+    card.calibration = Some(countersign::scoring::Calibration { a: 2.0, b: -1.0 });
+    SignatureModel::update_card(&path, &card).expect("update");
+    for (i, n) in neighbours.iter().enumerate() {
+        assert_eq!(
+            std::fs::read_to_string(n).expect("neighbour kept"),
+            format!("someone else's file {i}")
+        );
+    }
+    // Only the weights, their card and the two neighbours: no temporary file is left behind.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["m.json", "m.safetensors", "m.tmp.json", "m.tmp.safetensors"]
+    );
+    let loaded = SignatureModel::load(&path, Device::Cpu).expect("load");
+    assert_eq!(loaded.card().calibration, card.calibration);
+}

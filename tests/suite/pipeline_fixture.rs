@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use countersign::batch::fixture::{self, Fixture};
+use countersign::batch::bench::fixture::{self, Fixture};
 
 /// A fixture (2 writers, 3 references and 4 cheques each) and a model: the bundled one when it exists,
 /// else a randomly initialised one with a calibration (the pipeline's correctness does not depend on

@@ -146,7 +146,8 @@ fn row_inserted_with_forged_hash_is_named() {
     c.execute(
         "INSERT INTO ledger SELECT ?1, kind, time, operator, account, 'FORGED-CHEQUE', amount_cents, cheque_sha256, \
          reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, 0.99, t_accept, t_reject, 'ACCEPT', final_action, \
-         reason, model_id, device, latency_ms, source, ref_id, payload, prev_hash, ?2 FROM ledger WHERE id = ?3",
+         reason, model_id, device, latency_ms, source, ref_id, payload, prev_hash, ?2, final_decision \
+         FROM ledger WHERE id = ?3",
         rusqlite::params![at, "f0".repeat(32), at + 1],
     )
     .unwrap();
@@ -173,10 +174,12 @@ fn rewritten_chain_is_caught_by_the_checkpoint_only() {
     let c = attacker(&path);
     let rows: Vec<Vec<rusqlite::types::Value>> = {
         let mut s = c
-            .prepare("SELECT * FROM ledger WHERE id >= ?1 ORDER BY id")
+            .prepare(&format!(
+                "SELECT {ALL_COLUMNS} FROM ledger WHERE id >= ?1 ORDER BY id"
+            ))
             .unwrap();
         s.query_map([first + 2], |r| {
-            (0..28)
+            (0..29)
                 .map(|i| r.get::<_, rusqlite::types::Value>(i))
                 .collect()
         })
@@ -201,11 +204,14 @@ fn rewritten_chain_is_caught_by_the_checkpoint_only() {
             row[14] = rusqlite::types::Value::Real(0.99); // probability
             row[17] = rusqlite::types::Value::Text("ACCEPT".into());
         }
-        let hash = recompute(&prev, &row[..26]);
-        row[26] = rusqlite::types::Value::Text(prev.clone());
-        row[27] = rusqlite::types::Value::Text(hash.clone());
+        let hash = recompute(&prev, &row[..27]);
+        row[27] = rusqlite::types::Value::Text(prev.clone());
+        row[28] = rusqlite::types::Value::Text(hash.clone());
         c.execute(
-            &format!("INSERT INTO ledger VALUES ({})", vec!["?"; 28].join(", ")),
+            &format!(
+                "INSERT INTO ledger ({ALL_COLUMNS}) VALUES ({})",
+                vec!["?"; 29].join(", ")
+            ),
             rusqlite::params_from_iter(row.iter()),
         )
         .unwrap();
@@ -228,6 +234,12 @@ fn rewritten_chain_is_caught_by_the_checkpoint_only() {
         cp_report.detail
     );
 }
+
+/// Every column of `ledger`: the 26 of canonical version 1, `final_decision` (version 2), then the
+/// hashes.
+const ALL_COLUMNS: &str = "id, kind, time, operator, account, cheque_id, amount_cents, cheque_sha256, \
+     reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, probability, t_accept, t_reject, decision, \
+     final_action, reason, model_id, device, latency_ms, source, ref_id, payload, final_decision, prev_hash, hash";
 
 /// The row hash as the documented encoding gives it, in hex (see `store_common::ledger_row_hash`).
 fn recompute(prev_hex: &str, values: &[rusqlite::types::Value]) -> String {

@@ -155,12 +155,23 @@ pub fn attacker(path: &Path) -> rusqlite::Connection {
 /// The documented canonical encoding of a ledger row (src/store/chain.rs), written here from the
 /// documentation alone so that the tests also pin the format down:
 /// `SHA-256(prev || "countersign-ledger-v1" || values)`, each value a type byte and its
-/// little-endian bytes.
+/// little-endian bytes. `values` are the 26 version-1 columns, optionally followed by
+/// `final_decision`: when that is given and not NULL, the row is version 2
+/// (`"countersign-ledger-v2"` and all 27 values).
 pub fn ledger_row_hash(prev: &[u8; 32], values: &[rusqlite::types::Value]) -> [u8; 32] {
     use rusqlite::types::Value;
     use sha2::{Digest, Sha256};
     let mut buf = prev.to_vec();
-    buf.extend_from_slice(b"countersign-ledger-v1");
+    let values = match values.get(26) {
+        Some(Value::Null) | None => {
+            buf.extend_from_slice(b"countersign-ledger-v1");
+            &values[..values.len().min(26)]
+        }
+        Some(_) => {
+            buf.extend_from_slice(b"countersign-ledger-v2");
+            values
+        }
+    };
     for v in values {
         match v {
             Value::Null => buf.push(0),
@@ -185,4 +196,50 @@ pub fn ledger_row_hash(prev: &[u8; 32], values: &[rusqlite::types::Value]) -> [u
         }
     }
     Sha256::digest(&buf).into()
+}
+
+/// The 26 ledger columns of the canonical encoding version 1, in order.
+pub const V1_COLUMNS: &str = "id, kind, time, operator, account, cheque_id, amount_cents, cheque_sha256, \
+    reference_sha256s, crop_x, crop_y, crop_w, crop_h, raw_score, probability, t_accept, t_reject, decision, \
+    final_action, reason, model_id, device, latency_ms, source, ref_id, payload";
+
+/// The newest decision row's 26 version-1 values: a template for rows written by hand.
+pub fn last_decision_values(c: &rusqlite::Connection) -> Vec<rusqlite::types::Value> {
+    c.query_row(
+        &format!(
+            "SELECT {V1_COLUMNS} FROM ledger WHERE kind = 'decision' ORDER BY id DESC LIMIT 1"
+        ),
+        [],
+        |r| (0..26).map(|i| r.get(i)).collect(),
+    )
+    .expect("a decision row")
+}
+
+/// Appends `row` (26 version-1 values; its id is replaced by the next one) with plain SQL and a
+/// correct hash by the documented encoding, as an older binary (or an attacker who read the
+/// documentation) would write it. Returns the new row's id.
+pub fn append_raw_row(c: &rusqlite::Connection, mut row: Vec<rusqlite::types::Value>) -> i64 {
+    use rusqlite::types::Value;
+    let (last, prev_hex): (i64, String) = c
+        .query_row(
+            "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the chain head");
+    row[0] = Value::Integer(last + 1);
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(&prev_hex, &mut prev).expect("hex hash");
+    let h = ledger_row_hash(&prev, &row);
+    row.push(Value::Text(prev_hex));
+    row.push(Value::Text(hex::encode(h)));
+    c.execute(
+        &format!(
+            "INSERT INTO ledger ({V1_COLUMNS}, prev_hash, hash) VALUES ({})",
+            vec!["?"; 28].join(", ")
+        ),
+        rusqlite::params_from_iter(row),
+    )
+    .expect("append the row");
+    last + 1
 }

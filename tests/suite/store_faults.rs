@@ -89,7 +89,10 @@ fn newer_schema_is_refused_untouched() {
         matches!(err, StoreError::NewerSchema { found, .. } if found == future),
         "{err}"
     );
-    assert_eq!(err.exit_code(), countersign::cli::exit::DATABASE);
+    assert_eq!(
+        countersign::cli::exit::for_store(&err),
+        countersign::cli::exit::DATABASE
+    );
     assert!(err.to_string().contains("newer Countersign"), "{err}");
     assert_eq!(
         std::fs::read(&path).unwrap(),
@@ -132,7 +135,10 @@ fn corrupted_page_is_detected_at_open_and_nothing_is_written() {
         msg.contains("will not write") && msg.contains(".recover"),
         "{msg}"
     );
-    assert_eq!(err.exit_code(), countersign::cli::exit::DATABASE);
+    assert_eq!(
+        countersign::cli::exit::for_store(&err),
+        countersign::cli::exit::DATABASE
+    );
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
 
@@ -152,7 +158,10 @@ fn read_only_file_is_refused_for_writing_and_readable_read_only() {
     std::fs::set_permissions(&path, perms).unwrap();
     let err = Store::open_with(&path, &opts()).unwrap_err();
     assert!(matches!(err, StoreError::ReadOnly { .. }), "{err}");
-    assert_eq!(err.exit_code(), countersign::cli::exit::DATABASE);
+    assert_eq!(
+        countersign::cli::exit::for_store(&err),
+        countersign::cli::exit::DATABASE
+    );
 
     let mut ro = Store::open_read_only_with(&path, &opts()).unwrap();
     assert!(ro.verify_chain().unwrap().is_intact());
@@ -190,7 +199,10 @@ fn held_write_lock_waits_then_gives_a_clear_error() {
     let waited = t0.elapsed();
     assert!(matches!(err, StoreError::Busy { .. }), "{err}");
     assert!(err.to_string().contains("try again"), "{err}");
-    assert_eq!(err.exit_code(), countersign::cli::exit::DATABASE);
+    assert_eq!(
+        countersign::cli::exit::for_store(&err),
+        countersign::cli::exit::DATABASE
+    );
     assert!(waited >= wait, "it waited for the lock ({waited:?})");
     // Readers are not blocked by the writer (WAL).
     assert!(store.verify_chain().unwrap().is_intact());
@@ -265,7 +277,10 @@ fn full_disk_refuses_the_batch_and_keeps_every_committed_row() {
     };
     assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
     assert!(err.to_string().contains("full"), "{err}");
-    assert_eq!(err.exit_code(), countersign::cli::exit::DATABASE);
+    assert_eq!(
+        countersign::cli::exit::for_store(&err),
+        countersign::cli::exit::DATABASE
+    );
     assert!(committed > 0);
     drop(store);
     let mut store = open(&path);

@@ -58,7 +58,10 @@ fn bootstrap_needs_a_supervisor_then_only_supervisors_add() {
         .add_operator(Some(&clerk), "eve", Role::Supervisor, "999900")
         .unwrap_err();
     assert!(matches!(err, StoreError::PermissionDenied { .. }), "{err}");
-    assert_eq!(err.exit_code(), countersign::cli::exit::DENIED);
+    assert_eq!(
+        countersign::cli::exit::for_store(&err),
+        countersign::cli::exit::DENIED
+    );
     assert!(matches!(
         store
             .add_operator(Some(&sup), "carla", Role::Clerk, "222200")
@@ -307,7 +310,10 @@ fn wrong_pins_are_logged_then_lock_out_until_a_supervisor_unlocks() {
         err.to_string().contains("a supervisor must unlock"),
         "{err}"
     );
-    assert_eq!(err.exit_code(), countersign::cli::exit::DENIED);
+    assert_eq!(
+        countersign::cli::exit::for_store(&err),
+        countersign::cli::exit::DENIED
+    );
     // Even the right PIN is refused during the window.
     assert!(matches!(
         f.store.authenticate("carla", "222200").unwrap_err(),

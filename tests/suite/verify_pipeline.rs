@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use countersign::batch::fixture::{self, Fixture};
+use countersign::batch::bench::fixture::{self, Fixture};
 use countersign::imaging::cheque::ChequeLayout;
 use countersign::model::SignatureModel;
 use countersign::scoring::{Calibration, Decision, Thresholds};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
 
-use countersign::batch::fixture;
+use countersign::batch::bench::fixture;
 use countersign::batch::output::{RowStatus, read_results};
 use countersign::batch::{BatchOptions, BatchSummary};
 use countersign::imaging::cheque::ChequeLayout;

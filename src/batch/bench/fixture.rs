@@ -1,6 +1,9 @@
-//! Synthetic batch data for benchmarks and tests: writers' reference signatures and cheque scans on
-//! disk, an audit store with an operator and enrolled accounts, and manifests of any length that reuse
-//! a few image files (so a 100,000-row manifest costs kilobytes of disk, not gigabytes).
+//! The benchmarks' data set: synthetic writers' reference signatures and cheque scans on disk, an
+//! audit store with an operator and enrolled accounts, and manifests of any length that reuse a few
+//! image files (so a 100,000-row manifest costs kilobytes of disk, not gigabytes).
+//!
+//! `countersign bench` needs it (batch throughput, X9 files), so it ships with the bench code and
+//! nowhere else in the product; the integration tests reuse the same data rather than a copy.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
