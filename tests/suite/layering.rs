@@ -27,13 +27,19 @@ fn library_layers_do_not_reach_up_into_the_command_line() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut offenders = Vec::new();
     let mut files = 0;
-    for layer in ["store", "batch", "verify", "model", "assess"] {
+    // Everything but the command line itself (and the binary's `main.rs`): the GUI too, which the
+    // binary starts with a `gui::Options` rather than the command line's own types.
+    for layer in [
+        "store", "batch", "verify", "model", "assess", "gui", "imaging", "scoring", "train",
+        "synth", "x9",
+    ] {
         for file in sources(&src.join(layer)) {
             files += 1;
             let text = std::fs::read_to_string(&file).expect("read source");
             for (n, line) in text.lines().enumerate() {
                 let code = line.split("//").next().unwrap_or_default();
-                if code.contains("crate::cli") || code.contains("countersign::cli") {
+                let grouped = code.contains("crate::{") && code.contains("cli");
+                if code.contains("crate::cli") || code.contains("countersign::cli") || grouped {
                     offenders.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
                 }
             }

@@ -47,20 +47,18 @@ pub(super) fn to_row(r: &crate::store::DecisionRow) -> DecisionRow {
     }
 }
 
+/// A date field of the Audit screen, read by the same rule as `countersign audit --from/--to`.
 fn parse_day(s: &str, what: &str) -> Result<Option<time::OffsetDateTime>, UserError> {
     let s = s.trim();
     if s.is_empty() {
         return Ok(None);
     }
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, format)
-        .map(|d| Some(d.midnight().assume_utc()))
-        .map_err(|_| {
-            UserError::new(
-                format!("{what} date \"{s}\" is not a date."),
-                "Write dates as YYYY-MM-DD, e.g. 2026-11-28.",
-            )
-        })
+    crate::store::parse_time(s).map(Some).map_err(|_| {
+        UserError::new(
+            format!("{what} date \"{s}\" is not a date."),
+            "Write dates as YYYY-MM-DD, e.g. 2026-11-28.",
+        )
+    })
 }
 
 /// The store's filter for the Audit screen's fields (`to` is inclusive: the whole day).
