@@ -409,6 +409,8 @@ pub struct Backend {
     images: HashMap<Slot, Decoded>,
     /// Reference ids of the account whose references are loaded, in slot order.
     account_refs: Vec<i64>,
+    /// What the clerk says the cheque slot's image is (the Verify screen's choice).
+    cheque_kind: crate::verify::InputKind,
 }
 
 pub(super) fn store_error(context: &str, e: crate::store::StoreError) -> UserError {
@@ -602,6 +604,7 @@ impl Backend {
             model_error: None,
             images: HashMap::new(),
             account_refs: Vec::new(),
+            cheque_kind: crate::verify::InputKind::Auto,
         }
     }
 
@@ -808,13 +811,12 @@ impl Backend {
                     imaging_error(&format!("{} has no usable signature", slot.label()), &e)
                 })?;
             }
-            Slot::Cheque => match classify_cheque(&gray) {
+            Slot::Cheque => match classify_cheque(&gray, self.cheque_kind) {
                 ChequeKind::Found(b, c) => detected = Some((b, c)),
                 ChequeKind::NotFound(note) => detection_note = Some(note),
-                ChequeKind::BareSignature => {
+                ChequeKind::BareSignature(note) => {
                     bare = true;
-                    detection_note =
-                        Some("This looks like a bare signature image; it is scored whole.".into());
+                    detection_note = Some(note);
                 }
             },
         }
@@ -1435,12 +1437,14 @@ impl Backend {
 }
 
 /// What the cheque slot holds: a full cheque scan, or a bare signature image (a clerk may scan just
-/// the signature). Bare signatures are scored whole; a cheque's signature is found by the imaging
-/// layer's finder, and when it finds nothing convincing the clerk draws the box or the cheque is REFERRED.
+/// the signature), as [`crate::verify::InputKind::resolve`] decides for `verify` and `batch` too. Bare
+/// signatures are scored whole; a cheque's signature is found by the imaging layer's finder, and when
+/// it finds nothing convincing the clerk draws the box or the cheque is REFERRED.
 enum ChequeKind {
     Found(PixelBox, f32),
     NotFound(String),
-    BareSignature,
+    /// With the note that says why it was taken as a bare signature.
+    BareSignature(String),
 }
 
 /// Why a cheque without a signature box is referred.
@@ -1456,7 +1460,7 @@ fn box_uncertain_reason(gray: &image::GrayImage, sha256: &str) -> Option<String>
         normalise: crate::imaging::normalise::NormaliseParams::default(),
     };
     let questioned = crate::verify::Questioned {
-        kind: crate::verify::QuestionedKind::Cheque,
+        kind: crate::verify::InputKind::Cheque,
         image: crate::verify::ImageSource::Decoded {
             name: "cheque".into(),
             image: Arc::new(gray.clone()),
@@ -1471,15 +1475,34 @@ fn box_uncertain_reason(gray: &image::GrayImage, sha256: &str) -> Option<String>
         .then(|| format!("{reason}. Draw the box around the whole signature by hand to score it."))
 }
 
-/// Images no taller than this (in pixels) are taken as a bare signature when the finder finds no
-/// signature zone in them; a cheque scanned at 200 dpi is about 550-800 pixels tall.
-const BARE_SIGNATURE_MAX_HEIGHT: u32 = 420;
+impl Backend {
+    /// Sets what the cheque slot's image is taken to be (the Verify screen's choice, the same
+    /// [`crate::verify::InputKind`] as `verify --kind` and the manifest's `kind` column). A loaded
+    /// cheque is classified again at once; the new view comes back (`None` when nothing changed).
+    pub fn set_cheque_kind(
+        &mut self,
+        kind: crate::verify::InputKind,
+    ) -> Result<Option<LoadedImage>, UserError> {
+        if kind == self.cheque_kind {
+            return Ok(None);
+        }
+        self.cheque_kind = kind;
+        let Some(d) = self.images.remove(&Slot::Cheque) else {
+            return Ok(None);
+        };
+        self.insert_image(Slot::Cheque, d.gray, d.sha256, d.source)
+            .map(Some)
+    }
+}
 
-fn classify_cheque(gray: &image::GrayImage) -> ChequeKind {
+fn classify_cheque(gray: &image::GrayImage, kind: crate::verify::InputKind) -> ChequeKind {
     use crate::imaging::cheque::{ChequeLayout, find_signature};
-    let bare = gray.height() <= BARE_SIGNATURE_MAX_HEIGHT;
+    let (w, h) = gray.dimensions();
+    if kind.resolve(w, h) == crate::verify::QuestionedKind::Signature {
+        return ChequeKind::BareSignature(kind.explain(w, h));
+    }
     match find_signature(gray, &ChequeLayout::default()) {
-        Ok(f) if f.found && !bare => ChequeKind::Found(
+        Ok(f) if f.found => ChequeKind::Found(
             PixelBox {
                 x: f.bbox.x,
                 y: f.bbox.y,
@@ -1488,7 +1511,10 @@ fn classify_cheque(gray: &image::GrayImage) -> ChequeKind {
             },
             f.confidence,
         ),
-        _ if bare => ChequeKind::BareSignature,
+        Ok(f) if f.box_uncertain => ChequeKind::NotFound(format!(
+            "The signature box is uncertain: the box found holds only part of the ink. {}",
+            kind.explain(w, h)
+        )),
         Ok(f) => ChequeKind::NotFound(format!(
             "No convincing signature was found on the cheque (confidence {:.0}%).",
             f.confidence * 100.0

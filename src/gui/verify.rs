@@ -59,6 +59,9 @@ pub struct VerifyState {
     pub account_loading: bool,
     /// The box the clerk set by hand, in cheque pixels; `None` uses the detected box.
     pub crop: Option<PixelBox>,
+    /// What the cheque slot's image is: auto (by its height), a cheque, or a bare signature; the
+    /// same rule as `verify --kind` and the batch manifest's `kind` column.
+    pub cheque_kind: crate::verify::InputKind,
     pub outcome: Option<OutcomeView>,
     pub verify_error: Option<UserError>,
     pub recording: bool,
@@ -111,10 +114,30 @@ impl VerifyState {
         }
         self.invalidate();
         self.flush_abandoned(shared);
+        if slot == Slot::Cheque {
+            // The worker classifies the cheque with the kind chosen here (a no-op when it has it).
+            shared.send(Job::SetChequeKind(self.cheque_kind));
+        }
         shared.send(Job::LoadImage {
             slot,
             path: path.to_path_buf(),
         });
+    }
+
+    /// Changes what the cheque slot's image is taken to be; a loaded cheque is classified again
+    /// (and its result withdrawn: an undecided one is logged as abandoned).
+    pub fn set_cheque_kind(&mut self, shared: &mut Shared, kind: crate::verify::InputKind) {
+        if kind == self.cheque_kind || self.recorded.is_some() {
+            return;
+        }
+        self.cheque_kind = kind;
+        if self.cheque.is_some() {
+            self.loading.insert(Slot::Cheque);
+            self.crop = None;
+            self.invalidate();
+            self.flush_abandoned(shared);
+        }
+        shared.send(Job::SetChequeKind(kind));
     }
 
     fn invalidate(&mut self) {
@@ -507,6 +530,20 @@ impl VerifyState {
         });
         ui.add_space(10.0);
         ui.heading("2  Cheque");
+        ui.horizontal_wrapped(|ui| {
+            use crate::verify::InputKind;
+            ui.label("The image is");
+            let open = self.recorded.is_none();
+            let mut kind = self.cheque_kind;
+            for (k, text) in [
+                (InputKind::Auto, "auto (by its size)"),
+                (InputKind::Cheque, "a cheque"),
+                (InputKind::Signature, "a bare signature"),
+            ] {
+                ui.add_enabled_ui(open, |ui| ui.radio_value(&mut kind, k, text));
+            }
+            self.set_cheque_kind(shared, kind);
+        });
         let w = ui.available_width();
         self.drop_zone(
             ui,
@@ -538,6 +575,10 @@ impl VerifyState {
                         .detection_note
                         .clone()
                         .unwrap_or_else(|| "No signature box was found.".into());
+                    if note.starts_with("Taken as a bare signature") {
+                        widgets::caption(ui, note);
+                        return;
+                    }
                     ui.colored_label(
                         widgets::AMBER,
                         format!("{note} Drag on the cheque to draw the box."),

@@ -46,6 +46,8 @@ pub enum Job {
         path: PathBuf,
     },
     ClearSlot(Slot),
+    /// What the cheque slot's image is taken to be (auto, cheque, signature).
+    SetChequeKind(crate::verify::InputKind),
     LoadAccount {
         account: String,
     },
@@ -309,6 +311,14 @@ fn handle_job(
             Err(error) => notify.send(Event::ImageFailed { slot, error }),
         },
         Job::ClearSlot(slot) => backend.clear_slot(slot),
+        Job::SetChequeKind(kind) => match backend.set_cheque_kind(kind) {
+            Ok(Some(img)) => notify.send(Event::ImageLoaded(Box::new(img))),
+            Ok(None) => {}
+            Err(error) => notify.send(Event::ImageFailed {
+                slot: Slot::Cheque,
+                error,
+            }),
+        },
         Job::LoadAccount { account } => match backend.load_account(&account) {
             Ok((holder, images)) => notify.send(Event::AccountLoaded {
                 account,

@@ -15,6 +15,7 @@ mod audit_integrity;
 mod batch_output_safety;
 mod batch_pipeline;
 mod controls_cli;
+mod controls_kind;
 mod controls_store;
 mod gui_app;
 mod gui_controls;
