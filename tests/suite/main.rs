@@ -19,6 +19,7 @@ mod controls_kind;
 mod controls_store;
 mod gui_app;
 mod gui_controls;
+mod gui_screens;
 mod hardening_imaging;
 mod hardening_load;
 mod hardening_model;
