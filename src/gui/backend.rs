@@ -345,6 +345,16 @@ pub enum TrainUpdate {
         model_path: PathBuf,
         card: Vec<(String, String)>,
     },
+    /// The run was stopped before its last epoch: no model was written; what was kept is named.
+    Stopped {
+        epochs_completed: u32,
+        epochs: u32,
+        /// The checkpoint (the last full epoch plus the partial one); starting again with the same
+        /// output continues from it.
+        checkpoint: PathBuf,
+        /// The best epoch's weights so far, when validation ran.
+        best: Option<PathBuf>,
+    },
 }
 
 /// One result row of a batch run.
@@ -1800,7 +1810,7 @@ pub fn train(
     options: &TrainOptions,
     on_update: &mut dyn FnMut(TrainUpdate),
     stop: &StopFlag,
-) -> Result<PathBuf, UserError> {
+) -> Result<Option<PathBuf>, UserError> {
     use crate::train::{LossKind, SourceSpec, TrainConfig};
     let device = config
         .device
@@ -1888,20 +1898,23 @@ pub fn train(
             "Check the dataset folder (one folder per writer with genuine signatures) and the options.",
         )
     })?;
-    let Some(weights) = outcome.weights.clone() else {
-        on_update(TrainUpdate::Message(format!(
-            "Stopped after {} epochs; checkpoint {} (start again with the same output to continue).",
-            outcome.epochs_completed,
-            outcome.checkpoint.display()
-        )));
-        return Ok(outcome.checkpoint);
+    // Whether the run stopped is the training loop's answer, not the flag's: a stop pressed after
+    // the last step still ends with a written model.
+    let Some(weights) = outcome.weights.clone().filter(|_| !outcome.stopped) else {
+        on_update(TrainUpdate::Stopped {
+            epochs_completed: outcome.epochs_completed,
+            epochs: cfg.epochs,
+            checkpoint: outcome.checkpoint.clone(),
+            best: outcome.best.clone(),
+        });
+        return Ok(None);
     };
     let card = card_fields(&crate::model::card_path(&weights));
     on_update(TrainUpdate::Finished {
         model_path: weights.clone(),
         card,
     });
-    Ok(weights)
+    Ok(Some(weights))
 }
 
 /// The model card as (field, value) lines for display, nested objects flattened with dots.

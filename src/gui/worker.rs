@@ -450,16 +450,13 @@ fn handle_job(
                 notify,
                 move |n, stop| {
                     let mut on_update = |u: TrainUpdate| n.send(Event::Train(u));
-                    backend::train(&config, &options, &mut on_update, stop).map(|p| {
-                        // A stopped run keeps its checkpoint; it wrote no model, and says so.
-                        Event::Train(TrainUpdate::Message(if backend::stopped(stop) {
-                            format!(
-                                "Stopped: no model was written; the checkpoint {} was kept (start again with the same output to continue).",
-                                p.display()
-                            )
-                        } else {
-                            format!("Model written to {}", p.display())
-                        }))
+                    // A stopped run wrote no model; `TrainUpdate::Stopped` said what was kept.
+                    backend::train(&config, &options, &mut on_update, stop).map(|p| match p {
+                        Some(p) => Event::Train(TrainUpdate::Message(format!(
+                            "Model written to {}",
+                            p.display()
+                        ))),
+                        None => Event::TaskStopped(TaskKind::Train),
                     })
                 },
                 stops,

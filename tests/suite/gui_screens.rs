@@ -6,12 +6,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use countersign::gui::CountersignApp;
+use countersign::gui::{CountersignApp, Screen};
 use egui::accesskit;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-use crate::gui_app::{Fixture, harness, has_text, type_into, wait_for};
+use crate::gui_app::{Fixture, harness, has_text, sign_in, type_into, wait_for};
 
 fn wrong_pin(h: &mut Harness<'static, CountersignApp>, name: &str) {
     h.state_mut().sign_in.name.clear();
@@ -60,4 +60,116 @@ fn a_wrong_pin_says_how_many_attempts_are_left_and_clears_the_field() {
     let what = h.state().sign_in.error.clone().unwrap().what;
     assert!(what.contains("wrong operator name or PIN"), "{what}");
     assert!(!what.contains("attempt"), "{what}");
+}
+
+/// A small synthetic training archive.
+fn archive(f: &Fixture) -> std::path::PathBuf {
+    let data = f.path("archive");
+    countersign::synth::dataset::generate_dataset(
+        &data,
+        &countersign::synth::dataset::DatasetOptions {
+            writers: 8,
+            genuine: 5,
+            forgeries: 2,
+            cheques: 0,
+            seed: 5,
+            scan: false,
+        },
+    )
+    .unwrap();
+    data
+}
+
+#[test]
+fn stopping_a_training_run_says_it_stopped_and_what_was_kept() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "sam");
+    assert!(h.state_mut().open(Screen::Train));
+    h.run_ok();
+    let data = archive(&f);
+    let out = f.path("stopped.safetensors");
+    {
+        let t = &mut h.state_mut().train;
+        t.data = data.display().to_string();
+        t.out = out.display().to_string();
+        t.epochs = 200;
+        t.batch_size = 16;
+    }
+    h.get_by_label("Start training").click();
+    wait_for(&mut h, "the first training step", |a| {
+        !a.train.losses.is_empty()
+    });
+    h.get_by_label("Stop").click();
+    wait_for(&mut h, "the run to stop", |a| !a.train.running);
+    let t = &h.state().train;
+    assert!(
+        t.status.starts_with("Stopped after ")
+            && t.status.ends_with(" of 200 epochs: no model was written."),
+        "{}",
+        t.status
+    );
+    assert!(t.progress < 1.0, "the bar stays where the run stopped");
+    assert!(t.model_path.is_none());
+    assert!(!out.exists(), "no model was written");
+    let checkpoint = countersign::train::checkpoint_path(&out);
+    assert!(checkpoint.is_file(), "the checkpoint was kept");
+    assert!(
+        t.kept[0].contains(&checkpoint.display().to_string()),
+        "{:?}",
+        t.kept
+    );
+    assert!(has_text(&h, "Kept: the checkpoint"));
+    assert!(has_text(&h, "no model was written"));
+    assert!(!has_text(&h, "Model written"));
+}
+
+#[test]
+fn the_train_screen_fine_tunes_an_existing_model() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "sam");
+    assert!(h.state_mut().open(Screen::Train));
+    h.run_ok();
+    let data = archive(&f);
+    let out = f.path("tuned.safetensors");
+    {
+        let t = &mut h.state_mut().train;
+        t.data = data.display().to_string();
+        t.out = out.display().to_string();
+        t.epochs = 1;
+        t.batch_size = 16;
+    }
+    h.run_ok();
+    // Fine-tuning is a choice on the screen; the start button says which run it is.
+    h.get_by_label("an existing model (fine-tune)").click();
+    h.run_ok();
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Fine-tune from",
+        &f.model.display().to_string(),
+    );
+    let base = countersign::model::SignatureModel::load(&f.model, tch::Device::Cpu)
+        .unwrap()
+        .id();
+    h.get_by_label("Start fine-tuning").click();
+    wait_for(&mut h, "fine-tuning to finish", |a| {
+        !a.train.running && a.train.model_path.is_some()
+    });
+    let t = &h.state().train;
+    assert_eq!(t.model_path.as_deref(), Some(out.as_path()));
+    let from = t
+        .card
+        .iter()
+        .find(|(k, _)| k.ends_with("initialised_from"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    assert!(
+        from.contains(&base),
+        "the card names the model it started from: {:?}",
+        t.card
+    );
+    let tuned = countersign::model::SignatureModel::load(&out, tch::Device::Cpu).unwrap();
+    assert_ne!(tuned.id(), base, "the weights moved");
 }
