@@ -6,12 +6,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use countersign::gui::{CountersignApp, Screen};
+use countersign::gui::{CountersignApp, Screen, Slot};
 use egui::accesskit;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-use crate::gui_app::{Fixture, harness, has_text, sign_in, type_into, wait_for};
+use crate::gui_app::{Fixture, harness, has_text, load, sign_in, type_into, wait_for};
 
 fn wrong_pin(h: &mut Harness<'static, CountersignApp>, name: &str) {
     h.state_mut().sign_in.name.clear();
@@ -172,4 +172,72 @@ fn the_train_screen_fine_tunes_an_existing_model() {
     );
     let tuned = countersign::model::SignatureModel::load(&out, tch::Device::Cpu).unwrap();
     assert_ne!(tuned.id(), base, "the weights moved");
+}
+
+#[test]
+fn a_corner_drag_never_collapses_the_signature_box() {
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "clara");
+    let (reference, cheque) = f.demo_pair();
+    load(&mut h, Slot::Reference(0), &reference);
+    load(&mut h, Slot::Cheque, &cheque);
+    wait_for(&mut h, "the result", |a| a.verify.outcome.is_some());
+    let info = h.state().verify.cheque.as_ref().unwrap().info.clone();
+    let (b, _) = info.detected.expect("the demo cheque's signature is found");
+    let node = h.get_by_label("Cheque with the signature box");
+    node.scroll_to_me();
+    h.run_ok();
+    let img = h.get_by_label("Cheque with the signature box").rect();
+    let scale = img.width() / info.width as f32;
+    let at = |x: u32, y: u32| img.min + egui::vec2(x as f32 * scale, y as f32 * scale);
+    let top_left = at(b.x, b.y);
+    let bottom_right = at(b.x + b.width, b.y + b.height);
+    // Drag the bottom-right corner far past the top-left one, in small moves as a hand does.
+    let end = top_left - egui::vec2(80.0, 50.0);
+    h.hover_at(bottom_right);
+    h.run_ok();
+    h.drag_at(bottom_right);
+    h.run_ok();
+    for k in 1..=12 {
+        let t = k as f32 / 12.0;
+        h.hover_at(bottom_right + (end - bottom_right) * t);
+        h.run_ok();
+    }
+    let crop = h
+        .state()
+        .verify
+        .crop
+        .expect("the dragged box is the hand-drawn box");
+    h.drop_at(end);
+    h.run_ok();
+    let min = countersign::gui::verify::MIN_BOX;
+    assert!(
+        crop.width as f32 * scale >= min.x - 1.0 && crop.height as f32 * scale >= min.y - 1.0,
+        "the box kept its smallest size: {crop:?} at scale {scale}"
+    );
+    assert!(
+        crop.x.abs_diff(b.x) <= 2 && crop.y.abs_diff(b.y) <= 2,
+        "the opposite corner stayed: {crop:?} vs {b:?}"
+    );
+    // Dragged back out, the corner follows the pointer again.
+    let crop_screen = at(crop.x + crop.width, crop.y + crop.height);
+    h.hover_at(crop_screen);
+    h.run_ok();
+    h.drag_at(crop_screen);
+    h.run_ok();
+    for k in 1..=8 {
+        h.hover_at(crop_screen + egui::vec2(10.0, 6.0) * k as f32);
+        h.run_ok();
+    }
+    h.drop_at(crop_screen + egui::vec2(80.0, 48.0));
+    h.run_ok();
+    let grown = h.state().verify.crop.unwrap();
+    assert!(
+        grown.width > crop.width && grown.height > crop.height,
+        "{grown:?} grew from {crop:?}"
+    );
+    wait_for(&mut h, "the result with the hand-drawn box", |a| {
+        a.verify.outcome.is_some()
+    });
 }
