@@ -494,8 +494,11 @@ impl VerifyState {
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 ui.set_width(left_w - 12.0);
-                egui::ScrollArea::vertical()
+                // Both ways: whatever the inputs need, the left column never grows past its share
+                // and pushes the result (the Override button, the reason box) out of the window.
+                egui::ScrollArea::both()
                     .id_salt("verify-left")
+                    .max_width(left_w - 12.0)
                     .show(ui, |ui| {
                         self.inputs(ui, shared);
                     });
@@ -581,9 +584,11 @@ impl VerifyState {
         } else {
             (self.references.keys().max().map(|m| m + 2).unwrap_or(1)).clamp(1, REFERENCE_SLOTS)
         };
+        // One width for every zone, from the row's width less the gaps between zones.
+        let gaps = ui.spacing().item_spacing.x * (shown_refs as f32 - 1.0);
+        let w = ((ui.available_width() - gaps - 4.0) / shown_refs as f32).max(150.0);
         ui.horizontal_wrapped(|ui| {
             for i in 0..shown_refs {
-                let w = ((ui.available_width() - 16.0) / shown_refs as f32).max(150.0);
                 ui.vertical(|ui| {
                     ui.set_width(w);
                     self.drop_zone(ui, shared, Slot::Reference(i), egui::vec2(w, 110.0));
@@ -707,7 +712,7 @@ impl VerifyState {
                 Slot::Reference(i) => self.references.contains_key(&i),
                 Slot::Cheque => self.cheque.is_some(),
             };
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 ui.label(RichText::new(slot.label()).strong());
                 if loading {
                     ui.spinner();
@@ -748,16 +753,18 @@ impl VerifyState {
             }
             let path = self.paths.entry(slot).or_default();
             let mut load = false;
-            ui.horizontal(|ui| {
-                let r = ui.add(
-                    egui::TextEdit::singleline(path)
-                        .hint_text(format!("{} file path", slot.label()))
-                        .desired_width((size.x - 90.0).max(80.0)),
-                );
-                load |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            // The Load button first, from the right, and the field fills what is left: the zone
+            // keeps its width whatever the button's text.
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 load |= ui
                     .small_button(format!("Load {}", slot.label().to_lowercase()))
                     .clicked();
+                let r = ui.add(
+                    egui::TextEdit::singleline(path)
+                        .hint_text(format!("{} file path", slot.label()))
+                        .desired_width(ui.available_width().max(60.0)),
+                );
+                load |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             });
             if load && !path.trim().is_empty() {
                 let p = std::path::PathBuf::from(path.trim());
@@ -1023,7 +1030,9 @@ impl VerifyState {
         let decision = o.decision;
         let role = shared.role().unwrap_or(Role::Clerk);
         let targets = crate::store::override_targets(store_role(role), decision);
-        ui.horizontal(|ui| {
+        // Wrapped: at 1440 pixels with three references the right column is narrow, and a plain row
+        // pushed the Override button past the window's edge.
+        ui.horizontal_wrapped(|ui| {
             let text = if decision == Decision::Refer {
                 "Confirm REFER: send to a supervisor (Ctrl+Enter)".to_string()
             } else {

@@ -241,3 +241,46 @@ fn a_corner_drag_never_collapses_the_signature_box() {
         a.verify.outcome.is_some()
     });
 }
+
+#[test]
+fn at_1440_wide_with_three_references_the_override_controls_are_inside_the_window() {
+    let f = Fixture::new();
+    let size = egui::vec2(1440.0, 900.0);
+    let mut h = Harness::builder()
+        .with_size(size)
+        .with_max_steps(20)
+        .build_ui_state(|ui, app: &mut CountersignApp| app.show(ui), f.app());
+    sign_in(&mut h, "sam");
+    let (reference, cheque) = f.demo_pair();
+    load(&mut h, Slot::Reference(0), &reference);
+    load(&mut h, Slot::Reference(1), &f.signature(0, 1));
+    load(&mut h, Slot::Reference(2), &f.signature(0, 2));
+    load(&mut h, Slot::Cheque, &cheque);
+    wait_for(&mut h, "the result", |a| a.verify.outcome.is_some());
+    assert_eq!(
+        h.state().verify.outcome.as_ref().unwrap().references.len(),
+        3
+    );
+    h.get_by_label("Override...").click();
+    h.run_ok();
+    let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, size);
+    let inside = |r: egui::Rect| {
+        r.min.x >= screen.min.x - 0.5
+            && r.max.x <= screen.max.x + 0.5
+            && r.min.y >= screen.min.y - 0.5
+            && r.max.y <= screen.max.y + 0.5
+    };
+    h.get_by_label("Override...").scroll_to_me();
+    h.run_ok();
+    let button = h.get_by_label("Override...").rect();
+    assert!(inside(button), "Override... at {button:?}");
+    let overlay = h.get_by_label("Overlay").rect();
+    assert!(inside(overlay), "the overlay's label at {overlay:?}");
+    h.get_by_role_and_label(accesskit::Role::MultilineTextInput, "Reason (required)")
+        .scroll_to_me();
+    h.run_ok();
+    let reason = h
+        .get_by_role_and_label(accesskit::Role::MultilineTextInput, "Reason (required)")
+        .rect();
+    assert!(inside(reason), "the reason field at {reason:?}");
+}
