@@ -307,8 +307,16 @@ pub struct EvalSummary {
     pub model_id: String,
     pub writers: usize,
     pub current: Option<Thresholds>,
-    /// The calibration fitted on this data, saved with the thresholds.
+    /// The calibration fitted on this data (a change of its own, requested apart from thresholds).
     pub calibration: Option<crate::scoring::Calibration>,
+    /// The calibration in force now (store settings, else the model card; `None`: none, so every
+    /// cheque is referred), to show before and after.
+    pub calibration_in_force: Option<crate::scoring::Calibration>,
+    /// The raw scores behind `genuine` and `forgery`, to see them through either calibration.
+    pub genuine_scores: Vec<f64>,
+    pub forgery_scores: Vec<f64>,
+    /// The highest score the model's scoring stage can give (cosine: 1), when it is bounded.
+    pub score_ceiling: Option<f64>,
 }
 
 /// Options of the Train screen.
@@ -1801,7 +1809,50 @@ pub fn evaluate(
         writers,
         current,
         calibration: Some(calibration),
+        calibration_in_force: crate::verify::Policy::resolve(store.as_ref(), &model)
+            .ok()
+            .and_then(|p| p.calibration),
+        genuine_scores: split_scores(&scores, &labels, true),
+        forgery_scores: split_scores(&scores, &labels, false),
+        score_ceiling: (model.card().score_normalisation
+            == crate::scoring::ScoreNormalisation::None)
+            .then_some(1.0),
     })
+}
+
+/// The scores whose label is `genuine`.
+fn split_scores(scores: &[f64], labels: &[bool], genuine: bool) -> Vec<f64> {
+    scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| **l == genuine)
+        .map(|(s, _)| *s)
+        .collect()
+}
+
+impl Backend {
+    /// Requests a new probability calibration alone (four eyes: it takes effect when a second
+    /// supervisor approves). Thresholds are a change of their own ([`Backend::save_thresholds`]).
+    pub fn request_calibration(
+        &mut self,
+        calibration: crate::scoring::Calibration,
+        reason: &str,
+    ) -> Result<String, UserError> {
+        let op = self.require_operator()?;
+        let r = self
+            .store()?
+            .request_settings_change(
+                &op,
+                &crate::store::SettingsChange::Calibration(calibration),
+                reason,
+            )
+            .map_err(|e| store_error("The calibration change was not requested", e))?;
+        Ok(format!(
+            "Requested and logged: calibration change #{} (a {:.4} -> {:.4}, b {:.4} -> {:.4}). Nothing changes \
+             until a second supervisor approves on the Queue screen.",
+            r.id, r.old.calibration.a, calibration.a, r.old.calibration.b, calibration.b
+        ))
+    }
 }
 
 /// Trains a model with the training layer's loop on this thread, reporting every step.

@@ -87,6 +87,11 @@ pub enum Job {
         calibration: Option<Calibration>,
         reason: String,
     },
+    /// A new probability calibration alone (its own four-eyes change).
+    SaveCalibration {
+        calibration: Calibration,
+        reason: String,
+    },
     Train {
         options: TrainOptions,
     },
@@ -434,6 +439,19 @@ fn handle_job(
             calibration,
             reason,
         } => match backend.save_thresholds(thresholds, calibration, &reason) {
+            Ok(msg) => {
+                notify.send(Event::ThresholdsSaved(msg));
+                notify.send(Event::Status(backend.status()));
+            }
+            Err(error) => notify.send(Event::TaskFailed {
+                task: TaskKind::Evaluate,
+                error,
+            }),
+        },
+        Job::SaveCalibration {
+            calibration,
+            reason,
+        } => match backend.request_calibration(calibration, &reason) {
             Ok(msg) => {
                 notify.send(Event::ThresholdsSaved(msg));
                 notify.send(Event::Status(backend.status()));

@@ -450,9 +450,10 @@ impl Policy {
         })
     }
 
-    /// The policy in force. Calibration and thresholds come from the store's settings when a
-    /// supervisor has set both (`countersign calibrate`), else from the model card, else the built-in
-    /// default; the supervisor's amount rule and per-account overrides apply in every case.
+    /// The policy in force. Calibration and thresholds each come from the store's settings once a
+    /// supervisor's change of it was approved (`countersign calibrate`, the Calibrate screen), else
+    /// from the model card, else the built-in default; the supervisor's amount rule and per-account
+    /// overrides apply in every case.
     pub fn resolve(
         store: Option<&crate::store::Store>,
         model: &SignatureModel,
@@ -475,8 +476,14 @@ impl Policy {
         let set_calibration = history
             .iter()
             .any(|h| matches!(h.change, SettingsChange::Calibration(_)));
-        if set_thresholds && set_calibration {
+        // Thresholds and calibration are two changes, each approved on its own: each applies once
+        // approved, over the model card's (the Calibrate screen shows what a new calibration does at
+        // the thresholds in force before it is requested).
+        if set_thresholds {
             policy.decision.thresholds = settings.thresholds;
+            policy.source = PolicySource::Settings;
+        }
+        if set_calibration {
             policy.calibration = Some(settings.calibration);
             policy.source = PolicySource::Settings;
         }

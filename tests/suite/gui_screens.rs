@@ -284,3 +284,160 @@ fn at_1440_wide_with_three_references_the_override_controls_are_inside_the_windo
         .rect();
     assert!(inside(reason), "the reason field at {reason:?}");
 }
+
+#[test]
+fn calibrate_shows_the_calibration_before_and_after_and_requests_each_change_on_its_own() {
+    use countersign::scoring::Thresholds;
+    use countersign::store::SettingsChange;
+    let f = Fixture::new();
+    let in_force = Thresholds {
+        accept: 0.8,
+        reject: 0.3,
+    };
+    let model = countersign::model::SignatureModel::load(&f.model, tch::Device::Cpu).unwrap();
+    {
+        let mut s = countersign::store::Store::open(&f.db).unwrap();
+        s.set_kdf_cost(countersign::store::KdfCost::Test);
+        let sam = s.authenticate("sam", "sam-pin-1").unwrap();
+        crate::store_common::change_settings(
+            &mut s,
+            &sam,
+            &SettingsChange::Thresholds(in_force),
+            "thresholds before any calibration",
+        )
+        .unwrap();
+        // An approved threshold change applies on its own: the card (here without a calibration)
+        // keeps the calibration until a calibration change is approved.
+        let p = countersign::verify::Policy::resolve(Some(&s), &model).unwrap();
+        assert_eq!(p.decision.thresholds, in_force);
+        assert_eq!(p.source, countersign::verify::PolicySource::Settings);
+        assert_eq!(p.calibration, None);
+    }
+    let data = f.path("labelled");
+    countersign::synth::dataset::generate_dataset(
+        &data,
+        &countersign::synth::dataset::DatasetOptions {
+            writers: 4,
+            genuine: 4,
+            forgeries: 3,
+            cheques: 0,
+            seed: 7,
+            scan: false,
+        },
+    )
+    .unwrap();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "sam");
+    assert!(h.state_mut().open(Screen::Calibrate));
+    h.run_ok();
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Labelled folder",
+        &data.display().to_string(),
+    );
+    h.get_by_label("Evaluate").click();
+    wait_for(&mut h, "the evaluation", |a| a.calibrate.summary.is_some());
+    let s = h.state().calibrate.summary.clone().unwrap();
+    let fitted = s.calibration.unwrap();
+    assert_eq!(s.calibration_in_force, None);
+    assert_eq!(s.genuine_scores.len(), s.genuine.len());
+    assert_eq!(s.forgery_scores.len(), s.forgery.len());
+
+    // Before and after, side by side, at the thresholds in force.
+    assert!(has_text(
+        &h,
+        "Probability calibration: in force now and fitted here"
+    ));
+    assert!(has_text(&h, "none (every cheque is referred)"));
+    assert!(has_text(
+        &h,
+        &format!("a {:.4}, b {:.4}", fitted.a, fitted.b)
+    ));
+    assert!(has_text(
+        &h,
+        "At the thresholds in force (ACCEPT 0.800, REJECT 0.300): FAR"
+    ));
+    let after =
+        countersign::gui::calibrate::calibration_effect(Some(fitted), &s, in_force).unwrap();
+    let top = s.genuine.iter().copied().fold(0.0, f64::max);
+    assert!((after.max_genuine - top).abs() < 1e-12);
+    assert_eq!(
+        after.rates,
+        countersign::gui::calibrate::rates(&s.genuine, &s.forgery, in_force)
+    );
+    assert!(countersign::gui::calibrate::calibration_effect(None, &s, in_force).is_none());
+
+    // The calibration alone.
+    h.get_by_label("Request calibration change...")
+        .scroll_to_me();
+    h.run_ok();
+    h.get_by_label("Request calibration change...").click();
+    h.run_ok();
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Reason for the calibration change",
+        "refitted on the branch archive",
+    );
+    // Below the plots' top on a laptop-sized window: scrolled into view, as a user does.
+    h.get_by_label("Ask for approval of the calibration")
+        .scroll_to_me();
+    h.run_ok();
+    h.get_by_label("Ask for approval of the calibration")
+        .click();
+    h.run_ok();
+    wait_for(&mut h, "the calibration request", |a| {
+        a.calibrate
+            .saved
+            .as_deref()
+            .is_some_and(|m| m.contains("calibration change #"))
+    });
+    let pending = |f: &Fixture| {
+        countersign::store::Store::open(&f.db)
+            .unwrap()
+            .pending_settings_requests()
+            .unwrap()
+    };
+    let p = pending(&f);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].change, SettingsChange::Calibration(fitted));
+
+    // The thresholds alone.
+    h.get_by_label("Request threshold change...").scroll_to_me();
+    h.run_ok();
+    h.get_by_label("Request threshold change...").click();
+    h.run_ok();
+    assert!(has_text(
+        &h,
+        "With the calibration in force: no probability"
+    ));
+    type_into(
+        &mut h,
+        accesskit::Role::TextInput,
+        "Reason for the threshold change",
+        "stricter after the recalibration",
+    );
+    // Below the plots' top on a laptop-sized window: scrolled into view, as a user does.
+    h.get_by_label("Ask for approval of the thresholds")
+        .scroll_to_me();
+    h.run_ok();
+    h.get_by_label("Ask for approval of the thresholds").click();
+    h.run_ok();
+    wait_for(&mut h, "the threshold request", |a| {
+        a.calibrate
+            .saved
+            .as_deref()
+            .is_some_and(|m| m.contains("threshold change #"))
+    });
+    let p = pending(&f);
+    assert_eq!(p.len(), 2, "{p:?}");
+    let c = &h.state().calibrate;
+    assert_eq!(
+        p[1].change,
+        SettingsChange::Thresholds(Thresholds {
+            accept: c.accept,
+            reject: c.reject
+        })
+    );
+}
