@@ -775,12 +775,7 @@ impl Backend {
             .and_then(|s| s.current_settings().ok())
             .and_then(|s| s.x9_account_rule)
             .unwrap_or_else(|| crate::x9::AccountRule::DEFAULT.to_string());
-        let thresholds_in_force = self
-            .store()
-            .ok()
-            .and_then(|s| s.current_settings().ok())
-            .filter(|s| s.version > 0)
-            .map(|s| s.thresholds);
+        let thresholds_in_force = self.store().ok().and_then(approved_thresholds);
         StatusInfo {
             device,
             model,
@@ -1784,13 +1779,12 @@ pub fn evaluate(
     let roc = roc_points(&probs, &labels).map_err(bad)?;
     let roc = crate::scoring::downsample(&roc, 400);
     let e = eer(&probs, &labels).map_err(bad)?;
-    let current = match &store {
-        Some(s) => match s.current_settings() {
-            Ok(set) if set.version > 0 => Some(set.thresholds),
-            _ => model.card().thresholds,
-        },
-        None => model.card().thresholds,
-    };
+    // The operating point in force, by the policy's own rule (store, else card; `None` under the
+    // built-in default that refers everything).
+    let current = crate::verify::Policy::resolve(store.as_ref(), &model)
+        .ok()
+        .filter(|p| p.source != crate::verify::PolicySource::BuiltInDefault)
+        .map(|p| p.decision.thresholds);
     progress(1.0, "Done");
     let writers = genuine_per_writer.len();
     let skipped_note = if skipped > 0 {
@@ -1818,6 +1812,21 @@ pub fn evaluate(
             == crate::scoring::ScoreNormalisation::None)
             .then_some(1.0),
     })
+}
+
+/// The thresholds a supervisor's approved threshold change put in force; `None` while none was
+/// approved (then the model card's apply, as [`crate::verify::Policy::resolve`] decides). Another
+/// approved change (a model, an amount rule) does not make the settings' stored default thresholds
+/// the ones in force.
+fn approved_thresholds(store: &mut crate::store::Store) -> Option<Thresholds> {
+    let approved = store
+        .settings_history()
+        .ok()?
+        .iter()
+        .any(|h| matches!(h.change, crate::store::SettingsChange::Thresholds(_)));
+    approved
+        .then(|| store.current_settings().ok().map(|s| s.thresholds))
+        .flatten()
 }
 
 /// The scores whose label is `genuine`.

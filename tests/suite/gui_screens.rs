@@ -441,3 +441,34 @@ fn calibrate_shows_the_calibration_before_and_after_and_requests_each_change_on_
         })
     );
 }
+
+#[test]
+fn in_force_now_is_an_approved_threshold_change_not_any_settings_version() {
+    use countersign::scoring::Thresholds;
+    use countersign::store::SettingsChange;
+    // The fixture's only approved change activates the model: the settings have a version, but no
+    // threshold was ever approved, so none of the settings' stored thresholds is in force.
+    let f = Fixture::new();
+    let mut h = harness(f.app());
+    sign_in(&mut h, "sam");
+    wait_for(&mut h, "the status", |a| !a.shared.status.model.is_empty());
+    assert_eq!(h.state().shared.status.thresholds_in_force, None);
+    let mut s = countersign::store::Store::open(&f.db).unwrap();
+    s.set_kdf_cost(countersign::store::KdfCost::Test);
+    let sam = s.authenticate("sam", "sam-pin-1").unwrap();
+    let t = Thresholds {
+        accept: 0.9,
+        reject: 0.2,
+    };
+    crate::store_common::change_settings(&mut s, &sam, &SettingsChange::Thresholds(t), "stricter")
+        .unwrap();
+    drop(s);
+    // A new sign-in reads the status again.
+    h.state_mut().sign_out();
+    h.run_ok();
+    sign_in(&mut h, "sam");
+    wait_for(&mut h, "the new status", |a| {
+        a.shared.status.thresholds_in_force.is_some()
+    });
+    assert_eq!(h.state().shared.status.thresholds_in_force, Some(t));
+}
