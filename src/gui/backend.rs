@@ -391,6 +391,9 @@ pub struct StatusInfo {
     /// approved: the model card's apply). Read again after every approval, so screens never show a
     /// stale "in force now".
     pub thresholds_in_force: Option<Thresholds>,
+    /// The probability calibration an approved calibration change put in force (`None` while none
+    /// was approved: the model card's applies). Read again with the thresholds.
+    pub calibration_in_force: Option<crate::scoring::Calibration>,
 }
 
 /// A flag a long task polls to stop early.
@@ -776,12 +779,14 @@ impl Backend {
             .and_then(|s| s.x9_account_rule)
             .unwrap_or_else(|| crate::x9::AccountRule::DEFAULT.to_string());
         let thresholds_in_force = self.store().ok().and_then(approved_thresholds);
+        let calibration_in_force = self.store().ok().and_then(approved_calibration);
         StatusInfo {
             device,
             model,
             database: self.config.db_path.display().to_string(),
             x9_account_rule,
             thresholds_in_force,
+            calibration_in_force,
         }
     }
 
@@ -1826,6 +1831,19 @@ fn approved_thresholds(store: &mut crate::store::Store) -> Option<Thresholds> {
         .any(|h| matches!(h.change, crate::store::SettingsChange::Thresholds(_)));
     approved
         .then(|| store.current_settings().ok().map(|s| s.thresholds))
+        .flatten()
+}
+
+/// The calibration a supervisor's approved calibration change put in force; `None` while none was
+/// approved (then the model card's applies, as [`crate::verify::Policy::resolve`] decides).
+fn approved_calibration(store: &mut crate::store::Store) -> Option<crate::scoring::Calibration> {
+    let approved = store
+        .settings_history()
+        .ok()?
+        .iter()
+        .any(|h| matches!(h.change, crate::store::SettingsChange::Calibration(_)));
+    approved
+        .then(|| store.current_settings().ok().map(|s| s.calibration))
         .flatten()
 }
 

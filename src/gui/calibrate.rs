@@ -367,7 +367,12 @@ impl CalibrateState {
         let supervisor = shared.role() == Some(Role::Supervisor);
         let in_force = shared.status.thresholds_in_force.or(s.current);
         ui.add_space(6.0);
-        self.calibration_table(ui, s, in_force);
+        // Approvals happen on the Queue screen after the evaluation: the status is read again then.
+        let cal_now = shared
+            .status
+            .calibration_in_force
+            .or(s.calibration_in_force);
+        self.calibration_table(ui, s, in_force, cal_now);
         ui.add_space(6.0);
         ui.horizontal_wrapped(|ui| {
             if ui
@@ -398,19 +403,25 @@ impl CalibrateState {
             }
         });
         if self.save_open {
-            self.threshold_form(ui, shared, s);
+            self.threshold_form(ui, shared, s, cal_now);
         }
         if self.calibration_open
             && let Some(c) = s.calibration
         {
-            self.calibration_form(ui, shared, s, c, in_force);
+            self.calibration_form(ui, shared, s, c, in_force, cal_now);
         }
     }
 
     /// The calibration in force and the one fitted here, side by side, and what each does at the
     /// thresholds in force: a new calibration moves every probability, so the same thresholds can
     /// accept nothing afterwards.
-    fn calibration_table(&self, ui: &mut egui::Ui, s: &EvalSummary, in_force: Option<Thresholds>) {
+    fn calibration_table(
+        &self,
+        ui: &mut egui::Ui,
+        s: &EvalSummary,
+        in_force: Option<Thresholds>,
+        cal_now: Option<crate::scoring::Calibration>,
+    ) {
         ui.label(RichText::new("Probability calibration: in force now and fitted here").strong());
         let cal_text = |c: Option<crate::scoring::Calibration>| {
             c.map_or_else(
@@ -425,7 +436,7 @@ impl CalibrateState {
             );
             return;
         };
-        let before = calibration_effect(s.calibration_in_force, s, t);
+        let before = calibration_effect(cal_now, s, t);
         let after = calibration_effect(s.calibration, s, t);
         let cell = |e: Option<CalibrationEffect>, f: &dyn Fn(CalibrationEffect) -> String| {
             e.map_or_else(|| "-".to_string(), f)
@@ -439,7 +450,7 @@ impl CalibrateState {
                 ui.label(RichText::new("Fitted here (new)").strong());
                 ui.end_row();
                 ui.label("Calibration");
-                ui.label(cal_text(s.calibration_in_force));
+                ui.label(cal_text(cal_now));
                 ui.label(cal_text(s.calibration));
                 ui.end_row();
                 ui.label("Highest probability of a genuine signature here");
@@ -480,7 +491,13 @@ impl CalibrateState {
         }
     }
 
-    fn threshold_form(&mut self, ui: &mut egui::Ui, shared: &mut Shared, s: &EvalSummary) {
+    fn threshold_form(
+        &mut self,
+        ui: &mut egui::Ui,
+        shared: &mut Shared,
+        s: &EvalSummary,
+        cal_now: Option<crate::scoring::Calibration>,
+    ) {
         let t = Thresholds {
             accept: self.accept,
             reject: self.reject,
@@ -493,7 +510,7 @@ impl CalibrateState {
                 self.accept, self.reject
             ));
             // Thresholds are probabilities: what they do depends on the calibration they meet.
-            let now = calibration_effect(s.calibration_in_force, s, t);
+            let now = calibration_effect(cal_now, s, t);
             let new = calibration_effect(s.calibration, s, t);
             for (name, e) in [("the calibration in force", now), ("the calibration fitted here", new)] {
                 match e {
@@ -540,6 +557,7 @@ impl CalibrateState {
         s: &EvalSummary,
         c: crate::scoring::Calibration,
         in_force: Option<Thresholds>,
+        cal_now: Option<crate::scoring::Calibration>,
     ) {
         egui::Frame::new().stroke(egui::Stroke::new(1.0, Color32::from_gray(180))).inner_margin(8.0).show(ui, |ui| {
             ui.label(RichText::new("Calibration change").strong());
@@ -548,7 +566,7 @@ impl CalibrateState {
                  this change.",
                 c.a,
                 c.b,
-                s.calibration_in_force
+                cal_now
                     .map_or_else(|| "none".to_string(), |o| format!("a {:.4}, b {:.4}", o.a, o.b))
             ));
             if let Some(t) = in_force

@@ -443,7 +443,7 @@ fn calibrate_shows_the_calibration_before_and_after_and_requests_each_change_on_
 }
 
 #[test]
-fn in_force_now_is_an_approved_threshold_change_not_any_settings_version() {
+fn in_force_now_is_an_approved_change_not_any_settings_version() {
     use countersign::scoring::Thresholds;
     use countersign::store::SettingsChange;
     // The fixture's only approved change activates the model: the settings have a version, but no
@@ -453,6 +453,7 @@ fn in_force_now_is_an_approved_threshold_change_not_any_settings_version() {
     sign_in(&mut h, "sam");
     wait_for(&mut h, "the status", |a| !a.shared.status.model.is_empty());
     assert_eq!(h.state().shared.status.thresholds_in_force, None);
+    assert_eq!(h.state().shared.status.calibration_in_force, None);
     let mut s = countersign::store::Store::open(&f.db).unwrap();
     s.set_kdf_cost(countersign::store::KdfCost::Test);
     let sam = s.authenticate("sam", "sam-pin-1").unwrap();
@@ -461,6 +462,9 @@ fn in_force_now_is_an_approved_threshold_change_not_any_settings_version() {
         reject: 0.2,
     };
     crate::store_common::change_settings(&mut s, &sam, &SettingsChange::Thresholds(t), "stricter")
+        .unwrap();
+    let c = countersign::scoring::Calibration { a: 9.0, b: -7.0 };
+    crate::store_common::change_settings(&mut s, &sam, &SettingsChange::Calibration(c), "refitted")
         .unwrap();
     drop(s);
     // A new sign-in reads the status again.
@@ -471,4 +475,6 @@ fn in_force_now_is_an_approved_threshold_change_not_any_settings_version() {
         a.shared.status.thresholds_in_force.is_some()
     });
     assert_eq!(h.state().shared.status.thresholds_in_force, Some(t));
+    // The Calibrate screen's 'in force now' column reads the calibration from the status too.
+    assert_eq!(h.state().shared.status.calibration_in_force, Some(c));
 }
