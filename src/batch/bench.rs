@@ -16,7 +16,7 @@ use crate::imaging::cheque::ChequeLayout;
 use crate::model::SignatureModel;
 use crate::scoring::{Calibration, Thresholds};
 use crate::store::Store;
-use crate::verify::{ImageSource, Questioned, QuestionedKind, References, Verifier, VerifyRequest};
+use crate::verify::{ImageSource, Questioned, References, Verifier, VerifyRequest};
 
 /// What the benchmarks run on.
 #[derive(Clone, Debug)]
@@ -94,7 +94,7 @@ pub fn latency(s: &BenchSetup, device: tch::Device) -> anyhow::Result<Vec<(Strin
         let req = |references| VerifyRequest {
             references,
             questioned: Questioned {
-                kind: QuestionedKind::Cheque,
+                kind: crate::verify::InputKind::Cheque,
                 image: ImageSource::Path(cheque.clone()),
             },
             manual_crop: None,

@@ -11,12 +11,15 @@
 //! | `account_id`      | one of   | the account whose enrolled references are used (from the store)      |
 //! | `reference_paths` | one of   | reference signature image(s), separated by `;`                      |
 //! | `amount`          | no       | the cheque amount in currency units, e.g. `1234.56` (for amount rules) |
+//! | `kind`            | no       | `cheque`, `signature` or `auto` (the default): what the image shows   |
 //!
 //! Each row names either `account_id` or `reference_paths`. With both, the row is an ERROR unless a
 //! supervisor runs the batch: an account is verified against its enrolled references only, and a
 //! supervisor's exception is flagged in the decision's reason. Relative paths are
 //! relative to the folder holding the manifest. Other columns are refused, so that a misspelt column
-//! name (`ammount`) is not silently ignored.
+//! name (`ammount`) is not silently ignored. The `kind` follows the same rule as `countersign verify
+//! --kind` and the GUI ([`crate::verify::InputKind`]): `auto` takes an image at most 420 pixels tall as
+//! a bare signature and anything taller as a cheque.
 //!
 //! ```text
 //! cheque_id,cheque_path,account_id,reference_paths,amount
@@ -63,12 +66,13 @@ pub enum ManifestError {
 }
 
 /// The column names a manifest may use, in the documented order.
-pub const COLUMNS: [&str; 5] = [
+pub const COLUMNS: [&str; 6] = [
     "cheque_id",
     "cheque_path",
     "account_id",
     "reference_paths",
     "amount",
+    "kind",
 ];
 
 /// Where a row's references come from.
@@ -90,6 +94,8 @@ pub struct ManifestRow {
     pub account_id: Option<String>,
     pub references: RowReferences,
     pub amount_cents: Option<i64>,
+    /// What the image shows (the `kind` column; `auto` when absent or empty).
+    pub kind: crate::verify::InputKind,
     /// Why the row cannot be verified; `None` for a usable row.
     pub problem: Option<String>,
 }
@@ -100,7 +106,7 @@ pub struct ManifestReader {
     base: PathBuf,
     reader: csv::Reader<BufReader<File>>,
     record: csv::ByteRecord,
-    idx: [Option<usize>; 5],
+    idx: [Option<usize>; 6],
     /// Fields in the header.
     columns: usize,
     lines: LineCounter,
@@ -197,7 +203,7 @@ impl ManifestReader {
                 path: path.to_path_buf(),
             });
         }
-        let mut idx = [None; 5];
+        let mut idx = [None; 6];
         for (i, name) in headers.iter().enumerate() {
             // A UTF-8 byte order mark (spreadsheet exports add one) is not part of the first name.
             let name = name
@@ -360,6 +366,12 @@ impl ManifestReader {
                 Err(e) => problems.push(e),
             }
         }
+        if let Some(k) = self.text(5, &mut problems) {
+            match crate::verify::InputKind::parse(&k) {
+                Ok(k) => row.kind = k,
+                Err(e) => problems.push(e),
+            }
+        }
         if !problems.is_empty() {
             problems.dedup();
             row.problem = Some(problems.join("; "));
@@ -377,6 +389,7 @@ impl ManifestRow {
             account_id: None,
             references: RowReferences::Account,
             amount_cents: None,
+            kind: crate::verify::InputKind::Auto,
             problem: Some(problem.to_string()),
         }
     }
@@ -422,6 +435,38 @@ mod tests {
             out.push(row);
         }
         out
+    }
+
+    #[test]
+    fn the_kind_column_is_optional_and_defaults_to_auto() {
+        use crate::verify::InputKind;
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "cheque_id,cheque_path,account_id,kind\n\
+             C1,c/1.png,ACC,cheque\n\
+             C2,c/2.png,ACC,Signature\n\
+             C3,c/3.png,ACC,\n\
+             C4,c/4.png,ACC,photo\n",
+        );
+        let rows = rows(&p);
+        let kinds: Vec<InputKind> = rows.iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                InputKind::Cheque,
+                InputKind::Signature,
+                InputKind::Auto,
+                InputKind::Auto
+            ]
+        );
+        assert!(rows[..3].iter().all(|r| r.problem.is_none()));
+        assert!(rows[3].problem.as_deref().unwrap().contains("photo"));
+        let p = write(
+            dir.path(),
+            "cheque_id,cheque_path,account_id\nC1,c/1.png,ACC\n",
+        );
+        assert_eq!(self::rows(&p)[0].kind, InputKind::Auto);
     }
 
     #[test]

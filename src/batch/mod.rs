@@ -40,8 +40,8 @@ use serde::Serialize;
 use crate::imaging::NormalisedSignature;
 use crate::store::{Operator, Recorded, Source, Store};
 use crate::verify::{
-    ImageSource, PreparedQuestioned, PreparedReference, Questioned, QuestionedKind,
-    ReferenceEmbedding, StageTimings, Verifier, VerifyError, prepare_questioned, prepare_reference,
+    ImageSource, PreparedQuestioned, PreparedReference, Questioned, ReferenceEmbedding,
+    StageTimings, Verifier, VerifyError, prepare_questioned, prepare_reference,
 };
 
 use manifest::{ManifestError, ManifestReader, ManifestRow, RowReferences};
@@ -395,7 +395,7 @@ pub fn run(
                         .map(|item| match &item.work {
                             Work::Pending => {
                                 let q = Questioned {
-                                    kind: QuestionedKind::Cheque,
+                                    kind: item.row.kind,
                                     image: item.image.clone().unwrap_or_else(|| {
                                         ImageSource::Path(item.row.cheque_path.clone())
                                     }),

@@ -133,15 +133,16 @@ pub fn run(global: &GlobalOpts, args: &SettingsArgs) -> anyhow::Result<()> {
             });
             let r = store.request_settings_change(&op, &change, reason)?;
             requested(&r);
-            // The verify service uses the store's thresholds together with a stored calibration
-            // only; say so rather than let the supervisor believe the change is in force.
+            // Once approved, the thresholds apply on their own (verify::Policy::resolve); until a
+            // calibration is stored, they meet the model card's calibration. Say which one.
             let calibrated = store
                 .settings_history()?
                 .iter()
                 .any(|h| matches!(h.change, SettingsChange::Calibration(_)));
             if !calibrated {
                 crate::outln!(
-                    "note: no calibration is stored yet, so verification keeps the model card's                      calibration and thresholds until `countersign calibrate --save` stores one"
+                    "note: no calibration is stored yet, so once approved these thresholds apply to the model \
+                     card's calibration (a new calibration is a change of its own: `countersign calibrate --save`)"
                 );
             }
         }

@@ -12,7 +12,7 @@ use crate::model::SignatureModel;
 use crate::scoring::Decision;
 use crate::store::{Operator, Permission, Source, Store, StoreError};
 use crate::verify::{
-    ImageSource, Questioned, QuestionedKind, References, Verifier, VerifyRequest, VerifyResult,
+    ImageSource, InputKind, Questioned, References, Verifier, VerifyRequest, VerifyResult,
     account_references, format_amount, to_new_decision,
 };
 
@@ -25,21 +25,30 @@ dry run), and with --account only its enrolled references count (--reference bes
 flagged in the row).\n\n\
 Examples:\n  countersign verify --reference ref1.png --reference ref2.png --cheque cheque.png --amount 250.00\n  \
 countersign verify --account ACC-001 --cheque cheque.png --json\n  \
-countersign verify --reference ref.png --signature questioned.png --dry-run")]
+countersign verify --reference ref.png --signature questioned.png --dry-run\n  \
+countersign verify --account ACC-001 --image scan.png --kind auto")]
 pub struct VerifyArgs {
     /// A reference signature of the account holder (repeat for several). Without it, --account's
     /// enrolled references are used.
     #[arg(long = "reference", value_name = "IMAGE")]
     pub references: Vec<PathBuf>,
-    /// The cheque scan; the signature is found on it.
+    /// The questioned image, a cheque scan or a bare signature: what it is comes from --kind.
     #[arg(
         long,
         value_name = "IMAGE",
-        required_unless_present = "signature",
-        conflicts_with = "signature"
+        required_unless_present_any = ["cheque", "signature"],
+        conflicts_with_all = ["cheque", "signature"]
     )]
+    pub image: Option<PathBuf>,
+    /// What the questioned image shows: auto (by its height: at most 420 pixels tall is a bare
+    /// signature), cheque (the signature is searched for) or signature (scored whole). The same rule
+    /// as the GUI and the batch manifest's `kind` column.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub kind: Option<InputKind>,
+    /// The cheque scan; the signature is found on it (the same as --image IMAGE --kind cheque).
+    #[arg(long, value_name = "IMAGE", conflicts_with = "signature")]
     pub cheque: Option<PathBuf>,
-    /// An image of the questioned signature alone (instead of a cheque).
+    /// An image of the questioned signature alone (the same as --image IMAGE --kind signature).
     #[arg(long, value_name = "IMAGE")]
     pub signature: Option<PathBuf>,
     /// The account: its enrolled references (when no --reference is given) and its thresholds.
@@ -114,6 +123,30 @@ pub fn may_choose_policy(op: &Operator) -> bool {
 }
 
 pub use crate::verify::ADHOC_REFERENCES_FLAG;
+
+/// The questioned image and its kind: `--image` with `--kind` (auto by default), or `--cheque` /
+/// `--signature`, which fix the kind (a `--kind` beside them must agree).
+fn questioned_of(args: &VerifyArgs) -> anyhow::Result<Questioned> {
+    let (path, fixed) = match (&args.image, &args.cheque, &args.signature) {
+        (Some(p), _, _) => (p, None),
+        (None, Some(c), _) => (c, Some(InputKind::Cheque)),
+        (None, None, Some(s)) => (s, Some(InputKind::Signature)),
+        (None, None, None) => {
+            anyhow::bail!("give the questioned image with --image (or --cheque or --signature)")
+        }
+    };
+    let kind = match (fixed, args.kind) {
+        (Some(f), Some(k)) if f != k => anyhow::bail!(
+            "--kind {k} contradicts --{f}: use --image IMAGE --kind {k}, or drop --kind"
+        ),
+        (Some(f), _) => f,
+        (None, k) => k.unwrap_or_default(),
+    };
+    Ok(Questioned {
+        kind,
+        image: ImageSource::Path(path.clone()),
+    })
+}
 
 /// The cheque layout from `--layout`, else the default.
 pub fn load_layout(path: Option<&Path>) -> anyhow::Result<ChequeLayout> {
@@ -208,17 +241,7 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
                 .collect(),
         )
     };
-    let questioned = match (&args.cheque, &args.signature) {
-        (Some(c), _) => Questioned {
-            kind: QuestionedKind::Cheque,
-            image: ImageSource::Path(c.clone()),
-        },
-        (None, Some(s)) => Questioned {
-            kind: QuestionedKind::Signature,
-            image: ImageSource::Path(s.clone()),
-        },
-        (None, None) => anyhow::bail!("give the questioned image with --cheque or --signature"),
-    };
+    let questioned = questioned_of(args)?;
     let req = VerifyRequest {
         references,
         questioned,
@@ -355,8 +378,9 @@ pub fn out(text: &str) -> anyhow::Result<()> {
 /// Without --cheque-id, the audit row names the questioned file (its name, not its folder; the
 /// image's hash is appended by `run`).
 fn default_cheque_id(args: &VerifyArgs) -> Option<String> {
-    args.cheque
+    args.image
         .as_ref()
+        .or(args.cheque.as_ref())
         .or(args.signature.as_ref())
         .and_then(|p| Path::new(p).file_name())
         .map(|n| n.to_string_lossy().into_owned())
@@ -412,7 +436,10 @@ pub fn render(r: &VerifyResult, recorded_by: Option<&str>, db: &Path, colour: bo
             );
         }
         (true, None) => {
-            let _ = writeln!(s, "signature    the whole image");
+            let _ = writeln!(
+                s,
+                "signature    the whole image (taken as a bare signature, scored whole)"
+            );
         }
         (false, Some(c)) => {
             let _ = writeln!(

@@ -22,6 +22,9 @@ pub struct CalibrateState {
     pub references: usize,
     pub reason: String,
     pub save_open: bool,
+    /// The calibration request's form and reason (a change of its own, apart from thresholds).
+    pub calibration_open: bool,
+    pub calibration_reason: String,
     pub saving: bool,
     pub saved: Option<String>,
 }
@@ -39,6 +42,8 @@ impl Default for CalibrateState {
             references: crate::scoring::EvalConfig::default().references,
             reason: String::new(),
             save_open: false,
+            calibration_open: false,
+            calibration_reason: String::new(),
             saving: false,
             saved: None,
         }
@@ -97,6 +102,34 @@ pub fn rates(genuine: &[f64], forgery: &[f64], t: Thresholds) -> Rates {
     }
 }
 
+/// What a calibration does at the thresholds in force, on the labelled scores of an evaluation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CalibrationEffect {
+    /// The highest probability any genuine signature of the evaluation gets.
+    pub max_genuine: f64,
+    /// The highest probability the model's scores can reach at all (cosine 1), when bounded.
+    pub ceiling: Option<f64>,
+    /// FAR, FRR and referrals at the thresholds in force.
+    pub rates: Rates,
+}
+
+/// The effect of `calibration` on the operating point `thresholds`; `None` without a calibration
+/// (then no probability exists and every cheque is referred).
+pub fn calibration_effect(
+    calibration: Option<crate::scoring::Calibration>,
+    s: &EvalSummary,
+    thresholds: Thresholds,
+) -> Option<CalibrationEffect> {
+    let c = calibration?;
+    let genuine: Vec<f64> = s.genuine_scores.iter().map(|&x| c.probability(x)).collect();
+    let forgery: Vec<f64> = s.forgery_scores.iter().map(|&x| c.probability(x)).collect();
+    Some(CalibrationEffect {
+        max_genuine: genuine.iter().copied().fold(0.0, f64::max),
+        ceiling: s.score_ceiling.map(|x| c.probability(x)),
+        rates: rates(&genuine, &forgery, thresholds),
+    })
+}
+
 impl CalibrateState {
     pub fn start(&mut self, shared: &mut Shared) {
         let folder = self.folder.trim();
@@ -137,7 +170,9 @@ impl CalibrateState {
             Event::ThresholdsSaved(msg) => {
                 self.saving = false;
                 self.save_open = false;
+                self.calibration_open = false;
                 self.reason.clear();
+                self.calibration_reason.clear();
                 shared.notice(msg.clone());
                 self.saved = Some(msg);
             }
@@ -329,62 +364,248 @@ impl CalibrateState {
             );
         }
         let supervisor = shared.role() == Some(Role::Supervisor);
-        ui.horizontal(|ui| {
+        let in_force = shared.status.thresholds_in_force.or(s.current);
+        ui.add_space(6.0);
+        // Approvals happen on the Queue screen after the evaluation: the status is read again then.
+        let cal_now = shared
+            .status
+            .calibration_in_force
+            .or(s.calibration_in_force);
+        self.calibration_table(ui, s, in_force, cal_now);
+        ui.add_space(6.0);
+        ui.horizontal_wrapped(|ui| {
             if ui
                 .add_enabled(
                     supervisor && !self.saving,
-                    egui::Button::new("Save thresholds..."),
+                    egui::Button::new("Request threshold change..."),
                 )
                 .clicked()
             {
                 self.save_open = true;
+                self.calibration_open = false;
+            }
+            if ui
+                .add_enabled(
+                    supervisor && !self.saving && s.calibration.is_some(),
+                    egui::Button::new("Request calibration change..."),
+                )
+                .clicked()
+            {
+                self.calibration_open = true;
+                self.save_open = false;
             }
             if !supervisor {
-                widgets::caption(ui, "Only a supervisor may save thresholds.");
+                widgets::caption(ui, "Only a supervisor may request a change.");
             }
             if self.saving {
                 ui.spinner();
             }
         });
         if self.save_open {
-            egui::Frame::new().stroke(egui::Stroke::new(1.0, Color32::from_gray(180))).inner_margin(8.0).show(ui, |ui| {
-                ui.label(format!(
-                    "New thresholds: ACCEPT at {:.3} or more, REJECT below {:.3}. This change is logged under your name.",
-                    self.accept, self.reject
-                ));
-                if let Some(c) = s.calibration {
-                    ui.label(format!(
-                        "The probability calibration fitted here (a {:.4}, b {:.4}) is asked for as a separate, named change.",
-                        c.a, c.b
-                    ));
-                }
-                ui.colored_label(
-                    widgets::AMBER,
-                    "Four eyes: nothing changes until a second supervisor approves on the Queue screen.",
-                );
-                let l = ui.label("Reason for the change");
-                ui.add(
-                    egui::TextEdit::singleline(&mut self.reason)
-                        .hint_text("e.g. quarterly recalibration on 2026 Q4 archive")
-                        .desired_width(f32::INFINITY),
-                )
-                .labelled_by(l.id);
-                ui.horizontal(|ui| {
-                    let ok = !self.reason.trim().is_empty();
-                    if ui.add_enabled(ok && !self.saving, egui::Button::new("Ask for approval")).clicked() {
-                        self.saving = true;
-                        shared.send(Job::SaveThresholds {
-                            thresholds: Thresholds { accept: self.accept, reject: self.reject },
-                            calibration: s.calibration,
-                            reason: self.reason.trim().to_string(),
-                        });
-                    }
-                    if ui.button("Cancel").clicked() {
-                        self.save_open = false;
-                    }
-                });
-            });
+            self.threshold_form(ui, shared, s, cal_now);
         }
+        if self.calibration_open
+            && let Some(c) = s.calibration
+        {
+            self.calibration_form(ui, shared, s, c, in_force, cal_now);
+        }
+    }
+
+    /// The calibration in force and the one fitted here, side by side, and what each does at the
+    /// thresholds in force: a new calibration moves every probability, so the same thresholds can
+    /// accept nothing afterwards.
+    fn calibration_table(
+        &self,
+        ui: &mut egui::Ui,
+        s: &EvalSummary,
+        in_force: Option<Thresholds>,
+        cal_now: Option<crate::scoring::Calibration>,
+    ) {
+        ui.label(RichText::new("Probability calibration: in force now and fitted here").strong());
+        let cal_text = |c: Option<crate::scoring::Calibration>| {
+            c.map_or_else(
+                || "none (every cheque is referred)".to_string(),
+                |c| format!("a {:.4}, b {:.4}", c.a, c.b),
+            )
+        };
+        let Some(t) = in_force else {
+            widgets::caption(
+                ui,
+                "No thresholds are in force yet, so no operating point to compare.",
+            );
+            return;
+        };
+        let before = calibration_effect(cal_now, s, t);
+        let after = calibration_effect(s.calibration, s, t);
+        let cell = |e: Option<CalibrationEffect>, f: &dyn Fn(CalibrationEffect) -> String| {
+            e.map_or_else(|| "-".to_string(), f)
+        };
+        egui::Grid::new("calibrate-before-after")
+            .num_columns(3)
+            .striped(true)
+            .show(ui, |ui| {
+                ui.label("");
+                ui.label(RichText::new("In force now").strong());
+                ui.label(RichText::new("Fitted here (new)").strong());
+                ui.end_row();
+                ui.label("Calibration");
+                ui.label(cal_text(cal_now));
+                ui.label(cal_text(s.calibration));
+                ui.end_row();
+                ui.label("Highest probability of a genuine signature here");
+                ui.label(cell(before, &|e| widgets::pct(e.max_genuine)));
+                ui.label(cell(after, &|e| widgets::pct(e.max_genuine)));
+                ui.end_row();
+                if s.score_ceiling.is_some() {
+                    ui.label("Highest probability any signature can reach");
+                    ui.label(cell(before, &|e| {
+                        e.ceiling.map_or("-".into(), widgets::pct)
+                    }));
+                    ui.label(cell(after, &|e| e.ceiling.map_or("-".into(), widgets::pct)));
+                    ui.end_row();
+                }
+                ui.label(format!(
+                    "At the thresholds in force (ACCEPT {:.3}, REJECT {:.3}): FAR",
+                    t.accept, t.reject
+                ));
+                ui.label(cell(before, &|e| widgets::pct(e.rates.far)));
+                ui.label(cell(after, &|e| widgets::pct(e.rates.far)));
+                ui.end_row();
+                ui.label("FRR (genuine not ACCEPTED)");
+                ui.label(cell(before, &|e| widgets::pct(e.rates.frr)));
+                ui.label(cell(after, &|e| widgets::pct(e.rates.frr)));
+                ui.end_row();
+            });
+        if let Some(a) = after
+            && a.ceiling.unwrap_or(a.max_genuine).max(a.max_genuine) < t.accept
+        {
+            ui.colored_label(
+                widgets::RED,
+                format!(
+                    "With the calibration fitted here no signature would reach the ACCEPT threshold in force ({:.3}): \
+                     every cheque would be referred or rejected until the thresholds change too.",
+                    t.accept
+                ),
+            );
+        }
+    }
+
+    fn threshold_form(
+        &mut self,
+        ui: &mut egui::Ui,
+        shared: &mut Shared,
+        s: &EvalSummary,
+        cal_now: Option<crate::scoring::Calibration>,
+    ) {
+        let t = Thresholds {
+            accept: self.accept,
+            reject: self.reject,
+        };
+        egui::Frame::new().stroke(egui::Stroke::new(1.0, Color32::from_gray(180))).inner_margin(8.0).show(ui, |ui| {
+            ui.label(RichText::new("Threshold change").strong());
+            ui.label(format!(
+                "New thresholds: ACCEPT at {:.3} or more, REJECT below {:.3}. The probability calibration is not \
+                 part of this change.",
+                self.accept, self.reject
+            ));
+            // Thresholds are probabilities: what they do depends on the calibration they meet.
+            let now = calibration_effect(cal_now, s, t);
+            let new = calibration_effect(s.calibration, s, t);
+            for (name, e) in [("the calibration in force", now), ("the calibration fitted here", new)] {
+                match e {
+                    Some(e) => ui.label(format!(
+                        "With {name}: FAR {}, FRR {} (genuine not ACCEPTED).",
+                        widgets::pct(e.rates.far),
+                        widgets::pct(e.rates.frr)
+                    )),
+                    None => ui.label(format!("With {name}: no probability, every cheque is referred.")),
+                };
+            }
+            ui.colored_label(
+                widgets::AMBER,
+                "Four eyes: nothing changes until a second supervisor approves on the Queue screen.",
+            );
+            let l = ui.label("Reason for the threshold change");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.reason)
+                    .hint_text("e.g. quarterly recalibration on 2026 Q4 archive")
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(l.id);
+            ui.horizontal(|ui| {
+                let ok = !self.reason.trim().is_empty();
+                if ui.add_enabled(ok && !self.saving, egui::Button::new("Ask for approval of the thresholds")).clicked() {
+                    self.saving = true;
+                    shared.send(Job::SaveThresholds {
+                        thresholds: t,
+                        calibration: None,
+                        reason: self.reason.trim().to_string(),
+                    });
+                }
+                if ui.button("Cancel").clicked() {
+                    self.save_open = false;
+                }
+            });
+        });
+    }
+
+    fn calibration_form(
+        &mut self,
+        ui: &mut egui::Ui,
+        shared: &mut Shared,
+        s: &EvalSummary,
+        c: crate::scoring::Calibration,
+        in_force: Option<Thresholds>,
+        cal_now: Option<crate::scoring::Calibration>,
+    ) {
+        egui::Frame::new().stroke(egui::Stroke::new(1.0, Color32::from_gray(180))).inner_margin(8.0).show(ui, |ui| {
+            ui.label(RichText::new("Calibration change").strong());
+            ui.label(format!(
+                "New probability calibration: a {:.4}, b {:.4} (in force now: {}). The thresholds are not part of \
+                 this change.",
+                c.a,
+                c.b,
+                cal_now
+                    .map_or_else(|| "none".to_string(), |o| format!("a {:.4}, b {:.4}", o.a, o.b))
+            ));
+            if let Some(t) = in_force
+                && let Some(e) = calibration_effect(Some(c), s, t)
+            {
+                ui.label(format!(
+                    "At the thresholds in force (ACCEPT {:.3}, REJECT {:.3}) it gives FAR {}, FRR {}; the highest \
+                     probability of a genuine signature here becomes {}.",
+                    t.accept,
+                    t.reject,
+                    widgets::pct(e.rates.far),
+                    widgets::pct(e.rates.frr),
+                    widgets::pct(e.max_genuine)
+                ));
+            }
+            ui.colored_label(
+                widgets::AMBER,
+                "Four eyes: nothing changes until a second supervisor approves on the Queue screen.",
+            );
+            let l = ui.label("Reason for the calibration change");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.calibration_reason)
+                    .hint_text("e.g. refitted on the 2026 Q4 archive")
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(l.id);
+            ui.horizontal(|ui| {
+                let ok = !self.calibration_reason.trim().is_empty();
+                if ui.add_enabled(ok && !self.saving, egui::Button::new("Ask for approval of the calibration")).clicked() {
+                    self.saving = true;
+                    shared.send(Job::SaveCalibration {
+                        calibration: c,
+                        reason: self.calibration_reason.trim().to_string(),
+                    });
+                }
+                if ui.button("Cancel").clicked() {
+                    self.calibration_open = false;
+                }
+            });
+        });
     }
 
     fn plots(&self, ui: &mut egui::Ui, s: &EvalSummary) {

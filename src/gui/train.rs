@@ -20,9 +20,13 @@ pub struct TrainState {
     pub synthetic_writers: usize,
     pub triplet: bool,
     pub seed: u64,
-    /// Weights to fine-tune from (`--init`); empty trains a fresh network.
+    /// Fine-tune (`--init`) from the weights in `init` instead of training a fresh network.
+    pub fine_tune: bool,
+    /// Weights to fine-tune from (`--init`); used only when `fine_tune` is chosen.
     pub init: String,
     pub running: bool,
+    /// After a stopped run: what was kept (the run wrote no model).
+    pub kept: Vec<String>,
     pub progress: f32,
     pub status: String,
     /// (global step, loss) and (epoch, validation EER).
@@ -49,8 +53,10 @@ impl Default for TrainState {
             synthetic_writers: 0,
             triplet: true,
             seed: 2026,
+            fine_tune: false,
             init: String::new(),
             running: false,
+            kept: Vec::new(),
             progress: 0.0,
             status: String::new(),
             losses: Vec::new(),
@@ -87,11 +93,31 @@ impl TrainState {
                 if m.starts_with("Model written") {
                     self.running = false;
                     self.progress = 1.0;
-                } else if m.starts_with("Stopped") {
-                    // The bar stays where the run stopped: nothing was completed past it.
-                    self.running = false;
                 }
                 self.status = m;
+            }
+            Event::Train(TrainUpdate::Stopped {
+                epochs_completed,
+                epochs,
+                checkpoint,
+                best,
+            }) => {
+                // The bar stays where the run stopped: nothing was completed past it.
+                self.running = false;
+                self.model_path = None;
+                self.status = format!(
+                    "Stopped after {epochs_completed} of {epochs} epochs: no model was written."
+                );
+                self.kept = vec![format!(
+                    "Kept: the checkpoint {} (press Start training with the same \"Save model as\" to continue from it).",
+                    checkpoint.display()
+                )];
+                if let Some(b) = best {
+                    self.kept.push(format!(
+                        "Kept: the best epoch so far, {} (it can be activated below, or fine-tuned).",
+                        b.display()
+                    ));
+                }
             }
             Event::Train(TrainUpdate::Finished { model_path, card }) => {
                 self.running = false;
@@ -117,7 +143,17 @@ impl TrainState {
             ));
             return;
         }
+        let init = self.init.trim();
+        if self.fine_tune && init.is_empty() {
+            shared.error(UserError::new(
+                "Choose the model to fine-tune from.",
+                "Give its .safetensors file (with its .json card beside it), or choose a fresh network.",
+            ));
+            return;
+        }
         self.running = true;
+        self.kept.clear();
+        self.model_path = None;
         self.losses.clear();
         self.val_eer.clear();
         self.card.clear();
@@ -133,7 +169,7 @@ impl TrainState {
                 synthetic_writers: self.synthetic_writers,
                 triplet: self.triplet,
                 seed: self.seed,
-                init: (!self.init.trim().is_empty()).then(|| PathBuf::from(self.init.trim())),
+                init: self.fine_tune.then(|| PathBuf::from(init)),
             },
         });
     }
@@ -185,19 +221,25 @@ impl TrainState {
                     }
                 });
                 ui.end_row();
-                let l = ui.label("Fine-tune from");
+                ui.label("Start from");
                 ui.horizontal(|ui| {
-                    ui.add(
-                        egui::TextEdit::singleline(&mut self.init)
-                            .hint_text(
-                                "empty: a fresh network; or a model.safetensors to fine-tune",
-                            )
-                            .desired_width(360.0),
-                    )
-                    .labelled_by(l.id);
-                    if ui.button("Choose model...").clicked() {
-                        shared.pick("train-init", PickKind::Any);
-                    }
+                    ui.radio_value(&mut self.fine_tune, false, "a fresh network");
+                    ui.radio_value(&mut self.fine_tune, true, "an existing model (fine-tune)");
+                });
+                ui.end_row();
+                let l = ui.label("Fine-tune from");
+                ui.add_enabled_ui(self.fine_tune, |ui| {
+                    ui.horizontal(|ui| {
+                        ui.add(
+                            egui::TextEdit::singleline(&mut self.init)
+                                .hint_text("model.safetensors (its .json card beside it)")
+                                .desired_width(360.0),
+                        )
+                        .labelled_by(l.id);
+                        if ui.button("Choose model...").clicked() {
+                            shared.pick("train-init", PickKind::Any);
+                        }
+                    });
                 });
                 ui.end_row();
                 let l = ui.label("Epochs");
@@ -240,16 +282,30 @@ impl TrainState {
                         "Stopping after the current step (a checkpoint is written)...".into();
                 }
                 ui.spinner();
-            } else if ui
-                .button(RichText::new("Start training").size(16.0).strong())
-                .clicked()
-            {
-                self.start(shared);
+            } else {
+                let text = if self.fine_tune {
+                    "Start fine-tuning"
+                } else {
+                    "Start training"
+                };
+                if ui.button(RichText::new(text).size(16.0).strong()).clicked() {
+                    self.start(shared);
+                }
             }
             ui.label(&self.status);
         });
         if self.running || self.progress > 0.0 {
-            ui.add(egui::ProgressBar::new(self.progress.clamp(0.0, 1.0)).show_percentage());
+            let bar = egui::ProgressBar::new(self.progress.clamp(0.0, 1.0));
+            // A stopped run's bar says so, rather than a bare percentage that reads as progress.
+            let bar = if self.kept.is_empty() {
+                bar.show_percentage()
+            } else {
+                bar.text(format!("stopped at {:.0}%", self.progress * 100.0))
+            };
+            ui.add(bar);
+        }
+        for line in &self.kept {
+            ui.colored_label(widgets::AMBER, line);
         }
         ui.separator();
         let w = ui.available_width();

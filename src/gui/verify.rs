@@ -23,7 +23,7 @@ use crate::scoring::Decision;
 pub const REFERENCE_SLOTS: usize = 3;
 
 /// The smallest signature box a drag may leave, in screen points.
-const MIN_BOX: Vec2 = Vec2::new(24.0, 12.0);
+pub const MIN_BOX: Vec2 = Vec2::new(24.0, 12.0);
 
 /// How long a result must have been on screen before the keyboard may confirm it, in seconds: a
 /// double key press or a scanner's carriage return must not confirm a result nobody has seen.
@@ -59,6 +59,9 @@ pub struct VerifyState {
     pub account_loading: bool,
     /// The box the clerk set by hand, in cheque pixels; `None` uses the detected box.
     pub crop: Option<PixelBox>,
+    /// What the cheque slot's image is: auto (by its height), a cheque, or a bare signature; the
+    /// same rule as `verify --kind` and the batch manifest's `kind` column.
+    pub cheque_kind: crate::verify::InputKind,
     pub outcome: Option<OutcomeView>,
     pub verify_error: Option<UserError>,
     pub recording: bool,
@@ -78,12 +81,74 @@ pub struct VerifyState {
     /// Screen rectangles of the drop zones from the last frame, to route drops by pointer position.
     zones: Vec<(Slot, Rect)>,
     drag: Option<DragMode>,
+    /// The box (screen points) and the pointer where the current drag began.
+    drag_origin: Option<(Rect, Pos2)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum DragMode {
     Move,
+    /// A corner: 0 top left, 1 top right, 2 bottom right, 3 bottom left.
     Corner(usize),
+    /// A new box drawn from the point where the drag began.
+    Draw,
+}
+
+/// The smallest box, no larger than `bounds`, grown from `r` and moved inside `bounds`.
+fn at_least_min(r: Rect, bounds: Rect) -> Rect {
+    let min = MIN_BOX.min(bounds.size());
+    let mut r = r;
+    if r.width() < min.x {
+        r.max.x = r.min.x + min.x;
+    }
+    if r.height() < min.y {
+        r.max.y = r.min.y + min.y;
+    }
+    let dx = (bounds.max.x - r.max.x).min(0.0) + (bounds.min.x - r.min.x).max(0.0);
+    let dy = (bounds.max.y - r.max.y).min(0.0) + (bounds.min.y - r.min.y).max(0.0);
+    r.translate(egui::vec2(dx, dy))
+}
+
+/// `v` within `[lo, hi]`; `lo` wins when the range is empty (never panics, unlike `f32::clamp`).
+fn clamp_to(v: f32, lo: f32, hi: f32) -> f32 {
+    v.min(hi).max(lo)
+}
+
+/// Where a drag leaves the signature box, in screen points: `start` is the box when the drag began
+/// and `moved` how far the pointer has gone since. The box stays on the cheque (`bounds`) and never
+/// gets smaller than [`MIN_BOX`]: a corner dragged past the opposite one stops short of it, and the
+/// opposite corner stays where it was.
+fn dragged_box(start: Rect, mode: DragMode, moved: Vec2, bounds: Rect) -> Rect {
+    let min = MIN_BOX.min(bounds.size());
+    match mode {
+        DragMode::Move => {
+            let s = at_least_min(start, bounds);
+            let dx = clamp_to(moved.x, bounds.min.x - s.min.x, bounds.max.x - s.max.x);
+            let dy = clamp_to(moved.y, bounds.min.y - s.min.y, bounds.max.y - s.max.y);
+            s.translate(egui::vec2(dx, dy))
+        }
+        DragMode::Corner(i) => {
+            let s = at_least_min(start, bounds);
+            let mut r = s;
+            if matches!(i, 0 | 3) {
+                r.min.x = clamp_to(s.min.x + moved.x, bounds.min.x, s.max.x - min.x);
+            } else {
+                r.max.x = clamp_to(s.max.x + moved.x, s.min.x + min.x, bounds.max.x);
+            }
+            if matches!(i, 0 | 1) {
+                r.min.y = clamp_to(s.min.y + moved.y, bounds.min.y, s.max.y - min.y);
+            } else {
+                r.max.y = clamp_to(s.max.y + moved.y, s.min.y + min.y, bounds.max.y);
+            }
+            r
+        }
+        DragMode::Draw => {
+            // From the point where the drag began to the pointer, either way round.
+            let anchor = bounds.clamp(start.min);
+            let to = bounds.clamp(anchor + moved);
+            at_least_min(Rect::from_two_pos(anchor, to), bounds)
+        }
+    }
 }
 
 impl VerifyState {
@@ -111,10 +176,30 @@ impl VerifyState {
         }
         self.invalidate();
         self.flush_abandoned(shared);
+        if slot == Slot::Cheque {
+            // The worker classifies the cheque with the kind chosen here (a no-op when it has it).
+            shared.send(Job::SetChequeKind(self.cheque_kind));
+        }
         shared.send(Job::LoadImage {
             slot,
             path: path.to_path_buf(),
         });
+    }
+
+    /// Changes what the cheque slot's image is taken to be; a loaded cheque is classified again
+    /// (and its result withdrawn: an undecided one is logged as abandoned).
+    pub fn set_cheque_kind(&mut self, shared: &mut Shared, kind: crate::verify::InputKind) {
+        if kind == self.cheque_kind || self.recorded.is_some() {
+            return;
+        }
+        self.cheque_kind = kind;
+        if self.cheque.is_some() {
+            self.loading.insert(Slot::Cheque);
+            self.crop = None;
+            self.invalidate();
+            self.flush_abandoned(shared);
+        }
+        shared.send(Job::SetChequeKind(kind));
     }
 
     fn invalidate(&mut self) {
@@ -409,8 +494,11 @@ impl VerifyState {
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 ui.set_width(left_w - 12.0);
-                egui::ScrollArea::vertical()
+                // Both ways: whatever the inputs need, the left column never grows past its share
+                // and pushes the result (the Override button, the reason box) out of the window.
+                egui::ScrollArea::both()
                     .id_salt("verify-left")
+                    .max_width(left_w - 12.0)
                     .show(ui, |ui| {
                         self.inputs(ui, shared);
                     });
@@ -496,9 +584,11 @@ impl VerifyState {
         } else {
             (self.references.keys().max().map(|m| m + 2).unwrap_or(1)).clamp(1, REFERENCE_SLOTS)
         };
+        // One width for every zone, from the row's width less the gaps between zones.
+        let gaps = ui.spacing().item_spacing.x * (shown_refs as f32 - 1.0);
+        let w = ((ui.available_width() - gaps - 4.0) / shown_refs as f32).max(150.0);
         ui.horizontal_wrapped(|ui| {
             for i in 0..shown_refs {
-                let w = ((ui.available_width() - 16.0) / shown_refs as f32).max(150.0);
                 ui.vertical(|ui| {
                     ui.set_width(w);
                     self.drop_zone(ui, shared, Slot::Reference(i), egui::vec2(w, 110.0));
@@ -507,6 +597,20 @@ impl VerifyState {
         });
         ui.add_space(10.0);
         ui.heading("2  Cheque");
+        ui.horizontal_wrapped(|ui| {
+            use crate::verify::InputKind;
+            ui.label("The image is");
+            let open = self.recorded.is_none();
+            let mut kind = self.cheque_kind;
+            for (k, text) in [
+                (InputKind::Auto, "auto (by its size)"),
+                (InputKind::Cheque, "a cheque"),
+                (InputKind::Signature, "a bare signature"),
+            ] {
+                ui.add_enabled_ui(open, |ui| ui.radio_value(&mut kind, k, text));
+            }
+            self.set_cheque_kind(shared, kind);
+        });
         let w = ui.available_width();
         self.drop_zone(
             ui,
@@ -538,6 +642,10 @@ impl VerifyState {
                         .detection_note
                         .clone()
                         .unwrap_or_else(|| "No signature box was found.".into());
+                    if note.starts_with("Taken as a bare signature") {
+                        widgets::caption(ui, note);
+                        return;
+                    }
                     ui.colored_label(
                         widgets::AMBER,
                         format!("{note} Drag on the cheque to draw the box."),
@@ -604,7 +712,7 @@ impl VerifyState {
                 Slot::Reference(i) => self.references.contains_key(&i),
                 Slot::Cheque => self.cheque.is_some(),
             };
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 ui.label(RichText::new(slot.label()).strong());
                 if loading {
                     ui.spinner();
@@ -645,16 +753,18 @@ impl VerifyState {
             }
             let path = self.paths.entry(slot).or_default();
             let mut load = false;
-            ui.horizontal(|ui| {
-                let r = ui.add(
-                    egui::TextEdit::singleline(path)
-                        .hint_text(format!("{} file path", slot.label()))
-                        .desired_width((size.x - 90.0).max(80.0)),
-                );
-                load |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            // The Load button first, from the right, and the field fills what is left: the zone
+            // keeps its width whatever the button's text.
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 load |= ui
                     .small_button(format!("Load {}", slot.label().to_lowercase()))
                     .clicked();
+                let r = ui.add(
+                    egui::TextEdit::singleline(path)
+                        .hint_text(format!("{} file path", slot.label()))
+                        .desired_width(ui.available_width().max(60.0)),
+                );
+                load |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             });
             if load && !path.trim().is_empty() {
                 let p = std::path::PathBuf::from(path.trim());
@@ -678,6 +788,9 @@ impl VerifyState {
         let scale = (max_w / iw).min(max_h.max(80.0) / ih);
         let shown = egui::vec2(iw * scale, ih * scale);
         let (resp, painter) = ui.allocate_painter(shown, Sense::click_and_drag());
+        resp.widget_info(|| {
+            egui::WidgetInfo::labeled(egui::Role::Image, true, "Cheque with the signature box")
+        });
         let rect = resp.rect;
         painter.image(
             tex.id(),
@@ -707,10 +820,14 @@ impl VerifyState {
             }
         };
         let handle = 7.0;
+        // Where the button went down: a drag is recognised only after the pointer has moved a little.
+        let origin = ui
+            .input(|i| i.pointer.press_origin())
+            .or(resp.interact_pointer_pos());
         if resp.drag_started()
-            && let Some(p) = resp.interact_pointer_pos()
+            && let Some(p) = origin
         {
-            self.drag = Some(match current.map(to_screen) {
+            let (mode, start) = match current.map(to_screen) {
                 Some(b) => {
                     let corners = [
                         b.left_top(),
@@ -718,52 +835,33 @@ impl VerifyState {
                         b.right_bottom(),
                         b.left_bottom(),
                     ];
-                    match corners.iter().position(|c| c.distance(p) <= handle * 1.8) {
-                        Some(i) => DragMode::Corner(i),
-                        None if b.contains(p) => DragMode::Move,
-                        None => {
-                            // A drag outside the box draws a new one from this point.
-                            self.crop =
-                                Some(to_pixels(Rect::from_min_size(p, egui::vec2(1.0, 1.0))));
-                            DragMode::Corner(2)
-                        }
+                    // The nearest corner within reach: on a small box two corners can be in reach.
+                    let nearest = (0..4)
+                        .filter(|&i| corners[i].distance(p) <= handle * 1.8)
+                        .min_by(|&i, &j| corners[i].distance(p).total_cmp(&corners[j].distance(p)));
+                    match nearest {
+                        Some(i) => (DragMode::Corner(i), b),
+                        None if b.contains(p) => (DragMode::Move, b),
+                        // A drag outside the box draws a new one from this point.
+                        None => (DragMode::Draw, Rect::from_min_size(p, Vec2::ZERO)),
                     }
                 }
-                None => {
-                    self.crop = Some(to_pixels(Rect::from_min_size(p, egui::vec2(1.0, 1.0))));
-                    DragMode::Corner(2)
-                }
-            });
+                None => (DragMode::Draw, Rect::from_min_size(p, Vec2::ZERO)),
+            };
+            self.drag = Some(mode);
+            self.drag_origin = Some((start, p));
         }
-        if let (Some(mode), true) = (self.drag, resp.dragged()) {
-            let delta = resp.drag_delta();
-            if let Some(b) = self.crop.or(detected).map(to_screen) {
-                let mut r = b;
-                match mode {
-                    DragMode::Move => r = r.translate(delta),
-                    DragMode::Corner(0) => r.min += delta,
-                    DragMode::Corner(1) => {
-                        r.max.x += delta.x;
-                        r.min.y += delta.y;
-                    }
-                    DragMode::Corner(2) => r.max += delta,
-                    DragMode::Corner(_) => {
-                        r.min.x += delta.x;
-                        r.max.y += delta.y;
-                    }
-                }
-                // A box never collapses to a dot: a drag that would make it smaller than a
-                // readable signature (or push it off the cheque) keeps the last good box. A new box
-                // being drawn starts small and may grow.
-                let r = Rect::from_two_pos(r.min, r.max).intersect(rect);
-                let big_enough = |r: Rect| r.width() >= MIN_BOX.x && r.height() >= MIN_BOX.y;
-                if big_enough(r) || !big_enough(b) {
-                    self.crop = Some(to_pixels(r));
-                }
-            }
+        if let (Some(mode), Some((start, from)), true) =
+            (self.drag, self.drag_origin, resp.dragged())
+            && let Some(now) = resp.interact_pointer_pos()
+        {
+            // From the box where the drag began, so a corner follows the pointer back after it was
+            // held at the smallest size.
+            self.crop = Some(to_pixels(dragged_box(start, mode, now - from, rect)));
         }
         if resp.drag_stopped() {
             self.drag = None;
+            self.drag_origin = None;
             self.invalidate();
         }
         if let Some(b) = self.crop.or(detected).map(to_screen) {
@@ -932,7 +1030,9 @@ impl VerifyState {
         let decision = o.decision;
         let role = shared.role().unwrap_or(Role::Clerk);
         let targets = crate::store::override_targets(store_role(role), decision);
-        ui.horizontal(|ui| {
+        // Wrapped: at 1440 pixels with three references the right column is narrow, and a plain row
+        // pushed the Override button past the window's edge.
+        ui.horizontal_wrapped(|ui| {
             let text = if decision == Decision::Refer {
                 "Confirm REFER: send to a supervisor (Ctrl+Enter)".to_string()
             } else {
@@ -1058,5 +1158,53 @@ fn store_role(r: Role) -> crate::store::Role {
         Role::Clerk => crate::store::Role::Clerk,
         Role::Supervisor => crate::store::Role::Supervisor,
         Role::Auditor => crate::store::Role::Auditor,
+    }
+}
+
+#[cfg(test)]
+mod drag_tests {
+    use super::*;
+
+    fn bounds() -> Rect {
+        Rect::from_min_size(Pos2::new(100.0, 50.0), egui::vec2(800.0, 400.0))
+    }
+
+    #[test]
+    fn a_corner_dragged_past_the_opposite_one_stops_at_the_smallest_box() {
+        let b = Rect::from_min_size(Pos2::new(500.0, 300.0), egui::vec2(200.0, 60.0));
+        // Bottom right dragged far up and left: the top-left corner stays, the box keeps MIN_BOX.
+        let r = dragged_box(b, DragMode::Corner(2), egui::vec2(-900.0, -700.0), bounds());
+        assert_eq!(r.min, b.min);
+        assert_eq!(r.size(), MIN_BOX);
+        // Top left dragged far down and right: the bottom-right corner stays.
+        let r = dragged_box(b, DragMode::Corner(0), egui::vec2(900.0, 700.0), bounds());
+        assert_eq!(r.max, b.max);
+        assert_eq!(r.size(), MIN_BOX);
+        // Out of the cheque: clamped to its edge.
+        let r = dragged_box(b, DragMode::Corner(1), egui::vec2(900.0, -900.0), bounds());
+        assert_eq!((r.max.x, r.min.y), (bounds().max.x, bounds().min.y));
+        assert_eq!((r.min.x, r.max.y), (b.min.x, b.max.y));
+    }
+
+    #[test]
+    fn a_move_keeps_the_size_and_a_new_box_is_never_a_dot() {
+        let b = Rect::from_min_size(Pos2::new(500.0, 300.0), egui::vec2(200.0, 60.0));
+        let r = dragged_box(b, DragMode::Move, egui::vec2(5000.0, 5000.0), bounds());
+        assert_eq!(r.size(), b.size());
+        assert_eq!(r.max, bounds().max);
+        // A click-drag of nothing draws the smallest box; drawn up and left it still has area.
+        let p = Rect::from_min_size(Pos2::new(300.0, 200.0), Vec2::ZERO);
+        let r = dragged_box(p, DragMode::Draw, Vec2::ZERO, bounds());
+        assert_eq!(r.size(), MIN_BOX);
+        let r = dragged_box(p, DragMode::Draw, egui::vec2(-100.0, -40.0), bounds());
+        assert_eq!(
+            r,
+            Rect::from_min_max(Pos2::new(200.0, 160.0), Pos2::new(300.0, 200.0))
+        );
+        // A degenerate start box (a dot left by an older version) grows to MIN_BOX.
+        let dot = Rect::from_min_size(Pos2::new(890.0, 445.0), egui::vec2(1.0, 1.0));
+        let r = dragged_box(dot, DragMode::Corner(2), Vec2::ZERO, bounds());
+        assert!(r.width() >= MIN_BOX.x && r.height() >= MIN_BOX.y);
+        assert!(bounds().contains_rect(r));
     }
 }

@@ -46,6 +46,8 @@ pub enum Job {
         path: PathBuf,
     },
     ClearSlot(Slot),
+    /// What the cheque slot's image is taken to be (auto, cheque, signature).
+    SetChequeKind(crate::verify::InputKind),
     LoadAccount {
         account: String,
     },
@@ -85,6 +87,11 @@ pub enum Job {
     SaveThresholds {
         thresholds: Thresholds,
         calibration: Option<Calibration>,
+        reason: String,
+    },
+    /// A new probability calibration alone (its own four-eyes change).
+    SaveCalibration {
+        calibration: Calibration,
         reason: String,
     },
     Train {
@@ -346,6 +353,14 @@ fn handle_job(
             Err(error) => notify.send(Event::ImageFailed { slot, error }),
         },
         Job::ClearSlot(slot) => backend.clear_slot(slot),
+        Job::SetChequeKind(kind) => match backend.set_cheque_kind(kind) {
+            Ok(Some(img)) => notify.send(Event::ImageLoaded(Box::new(img))),
+            Ok(None) => {}
+            Err(error) => notify.send(Event::ImageFailed {
+                slot: Slot::Cheque,
+                error,
+            }),
+        },
         Job::LoadAccount { account } => match backend.load_account(&account) {
             Ok((holder, images)) => notify.send(Event::AccountLoaded {
                 account,
@@ -470,6 +485,19 @@ fn handle_job(
                 error,
             }),
         },
+        Job::SaveCalibration {
+            calibration,
+            reason,
+        } => match backend.request_calibration(calibration, &reason) {
+            Ok(msg) => {
+                notify.send(Event::ThresholdsSaved(msg));
+                notify.send(Event::Status(backend.status()));
+            }
+            Err(error) => notify.send(Event::TaskFailed {
+                task: TaskKind::Evaluate,
+                error,
+            }),
+        },
         Job::Train { options } => {
             let config = config.clone();
             spawn_task(
@@ -477,16 +505,13 @@ fn handle_job(
                 notify,
                 move |n, stop| {
                     let mut on_update = |u: TrainUpdate| n.send(Event::Train(u));
-                    backend::train(&config, &options, &mut on_update, stop).map(|p| {
-                        // A stopped run keeps its checkpoint; it wrote no model, and says so.
-                        Event::Train(TrainUpdate::Message(if backend::stopped(stop) {
-                            format!(
-                                "Stopped: no model was written; the checkpoint {} was kept (start again with the same output to continue).",
-                                p.display()
-                            )
-                        } else {
-                            format!("Model written to {}", p.display())
-                        }))
+                    // A stopped run wrote no model; `TrainUpdate::Stopped` said what was kept.
+                    backend::train(&config, &options, &mut on_update, stop).map(|p| match p {
+                        Some(p) => Event::Train(TrainUpdate::Message(format!(
+                            "Model written to {}",
+                            p.display()
+                        ))),
+                        None => Event::TaskStopped(TaskKind::Train),
                     })
                 },
                 stops,

@@ -267,6 +267,20 @@ impl Store {
             .map_err(|e| self.map(e))
     }
 
+    /// How many more wrong PINs operator `name` may enter before being locked out (`None` for a
+    /// name that is not an operator; 0 once locked). A sign-in screen shows it after a wrong PIN.
+    pub fn pin_attempts_left(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT failed_attempts FROM operators WHERE name = ?1",
+                params![name],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|f| f.map(|f| (FREE_FAILURES - f).max(0)))
+            .map_err(|e| self.map(e))
+    }
+
     /// Lists operators (names, roles, lockout state).
     pub fn list_operators(&self) -> Result<Vec<OperatorInfo>, StoreError> {
         let m = self.mapper();

@@ -26,6 +26,7 @@
 
 pub mod audit;
 pub mod input;
+pub mod kind;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,6 +46,7 @@ use crate::store::SettingsChange;
 
 pub use audit::{account_references, to_new_decision};
 pub use input::{ImageSource, load, sha256_hex};
+pub use kind::InputKind;
 
 /// The reason's opening words when the finder's box covers only part of the ink (see
 /// [`crate::imaging::cheque::SignatureFind::box_uncertain`]); the cheque is referred.
@@ -100,10 +102,11 @@ pub enum QuestionedKind {
     Signature,
 }
 
-/// The questioned image and what it shows.
+/// The questioned image and what the operator says it shows ([`InputKind::resolve`] decides
+/// `Auto` once the image is decoded).
 #[derive(Clone, Debug)]
 pub struct Questioned {
-    pub kind: QuestionedKind,
+    pub kind: InputKind,
     pub image: ImageSource,
 }
 
@@ -271,18 +274,25 @@ pub fn prepare_questioned(
     manual_crop: Option<CropBox>,
 ) -> Result<PreparedQuestioned, VerifyError> {
     let what = match questioned.kind {
-        QuestionedKind::Cheque => "cheque",
-        QuestionedKind::Signature => "questioned signature",
+        InputKind::Cheque => "cheque",
+        InputKind::Signature => "questioned signature",
+        InputKind::Auto => "questioned",
     };
     let t0 = Instant::now();
     let loaded = load(&questioned.image, &params.limits).map_err(|source| VerifyError::Image {
         what: what.to_string(),
         source,
     })?;
+    let (width, height) = loaded.image.dimensions();
+    let kind = questioned.kind.resolve(width, height);
+    let what = match kind {
+        QuestionedKind::Cheque => "cheque",
+        QuestionedKind::Signature => "questioned signature",
+    };
     let decode_ms = ms_since(t0);
     let t1 = Instant::now();
     let mut out = PreparedQuestioned {
-        kind: questioned.kind,
+        kind,
         sha256: loaded.sha256,
         normalised: None,
         found: false,
@@ -292,7 +302,7 @@ pub fn prepare_questioned(
         decode_ms,
         find_normalise_ms: 0.0,
     };
-    match questioned.kind {
+    match kind {
         QuestionedKind::Cheque => {
             match crate::imaging::cheque::prepare_questioned(
                 &loaded.image,
@@ -445,9 +455,10 @@ impl Policy {
         })
     }
 
-    /// The policy in force. Calibration and thresholds come from the store's settings when a
-    /// supervisor has set both (`countersign calibrate`), else from the model card, else the built-in
-    /// default; the supervisor's amount rule and per-account overrides apply in every case.
+    /// The policy in force. Calibration and thresholds each come from the store's settings once a
+    /// supervisor's change of it was approved (`countersign calibrate`, the Calibrate screen), else
+    /// from the model card, else the built-in default; the supervisor's amount rule and per-account
+    /// overrides apply in every case.
     pub fn resolve(
         store: Option<&crate::store::Store>,
         model: &SignatureModel,
@@ -470,8 +481,14 @@ impl Policy {
         let set_calibration = history
             .iter()
             .any(|h| matches!(h.change, SettingsChange::Calibration(_)));
-        if set_thresholds && set_calibration {
+        // Thresholds and calibration are two changes, each approved on its own: each applies once
+        // approved, over the model card's (the Calibrate screen shows what a new calibration does at
+        // the thresholds in force before it is requested).
+        if set_thresholds {
             policy.decision.thresholds = settings.thresholds;
+            policy.source = PolicySource::Settings;
+        }
+        if set_calibration {
             policy.calibration = Some(settings.calibration);
             policy.source = PolicySource::Settings;
         }

@@ -113,6 +113,8 @@ impl X9Rows {
                 account_id: account,
                 references: RowReferences::Account,
                 amount_cents: Some(item.amount_cents),
+                // An item of a cash letter is a cheque by definition.
+                kind: crate::verify::InputKind::Cheque,
                 problem,
             },
             image,

@@ -468,7 +468,7 @@ fn calibrate_records_the_stage_in_the_card_and_the_gui_and_library_decide_with_i
                     .collect(),
             ),
             questioned: countersign::verify::Questioned {
-                kind: countersign::verify::QuestionedKind::Cheque,
+                kind: countersign::verify::InputKind::Cheque,
                 image: countersign::verify::ImageSource::Path(w.cheques[0].clone()),
             },
             manual_crop: None,

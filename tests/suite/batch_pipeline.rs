@@ -16,9 +16,7 @@ use countersign::batch::{BatchOptions, StopReason};
 use countersign::imaging::cheque::ChequeLayout;
 use countersign::model::SignatureModel;
 use countersign::store::{DecisionFilter, Store};
-use countersign::verify::{
-    ImageSource, Questioned, QuestionedKind, References, Verifier, VerifyRequest,
-};
+use countersign::verify::{ImageSource, Questioned, References, Verifier, VerifyRequest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_countersign");
 
@@ -119,7 +117,7 @@ fn batch_decides_exactly_as_verify_does() {
                 .verify(&VerifyRequest {
                     references,
                     questioned: Questioned {
-                        kind: QuestionedKind::Cheque,
+                        kind: countersign::verify::InputKind::Cheque,
                         image: ImageSource::Path(cheque.clone()),
                     },
                     manual_crop: None,

@@ -13,8 +13,8 @@ use countersign::model::SignatureModel;
 use countersign::scoring::{Calibration, Decision, Thresholds};
 use countersign::store::{DecisionFilter, SettingsChange, Source, Store};
 use countersign::verify::{
-    ImageSource, NO_POLICY_REASON, PolicySource, Questioned, QuestionedKind, References, Verifier,
-    VerifyError, VerifyRequest, account_references, sha256_hex, to_new_decision,
+    ImageSource, NO_POLICY_REASON, PolicySource, Questioned, References, Verifier, VerifyError,
+    VerifyRequest, account_references, sha256_hex, to_new_decision,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_countersign");
@@ -35,7 +35,7 @@ fn cheque_request(cheque: &Path, references: References, account: Option<&str>) 
     VerifyRequest {
         references,
         questioned: Questioned {
-            kind: QuestionedKind::Cheque,
+            kind: countersign::verify::InputKind::Cheque,
             image: ImageSource::Path(cheque.to_path_buf()),
         },
         manual_crop: None,

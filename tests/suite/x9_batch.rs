@@ -16,9 +16,7 @@ use countersign::batch::{BatchOptions, BatchSummary};
 use countersign::imaging::cheque::ChequeLayout;
 use countersign::model::SignatureModel;
 use countersign::store::{DecisionFilter, Store};
-use countersign::verify::{
-    ImageSource, Questioned, QuestionedKind, References, Verifier, VerifyRequest,
-};
+use countersign::verify::{ImageSource, Questioned, References, Verifier, VerifyRequest};
 use countersign::x9::synth::{X9SynthOptions, X9Truth, generate, read_truth};
 
 const BIN: &str = env!("CARGO_BIN_EXE_countersign");
@@ -242,7 +240,7 @@ fn the_same_cheque_decides_the_same_from_an_x9_file_and_from_a_png() {
             .verify(&VerifyRequest {
                 references: References::Embeddings(refs.into()),
                 questioned: Questioned {
-                    kind: QuestionedKind::Cheque,
+                    kind: countersign::verify::InputKind::Cheque,
                     image: ImageSource::Path(png),
                 },
                 manual_crop: None,

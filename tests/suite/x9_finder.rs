@@ -110,7 +110,7 @@ fn a_box_covering_part_of_the_ink_is_referred_as_uncertain() {
                 countersign::verify::ImageSource::Path(reference),
             ]),
             questioned: countersign::verify::Questioned {
-                kind: countersign::verify::QuestionedKind::Cheque,
+                kind: countersign::verify::InputKind::Cheque,
                 image: countersign::verify::ImageSource::Path(png),
             },
             manual_crop: None,

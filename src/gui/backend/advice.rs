@@ -109,6 +109,33 @@ pub(super) fn store_error(context: &str, e: crate::store::StoreError) -> UserErr
     UserError::new(format!("{context}: {e}"), todo)
 }
 
+/// Why a sign-in was refused, with how many wrong PINs are left before the operator is locked out
+/// (and, once locked, since when and who can unlock).
+pub(super) fn sign_in_refused(
+    store: &crate::store::Store,
+    name: &str,
+    e: crate::store::StoreError,
+) -> UserError {
+    use crate::store::StoreError as E;
+    match (&e, store.pin_attempts_left(name)) {
+        (E::AuthFailed, Ok(Some(left))) if left > 0 => UserError::new(
+            format!(
+                "Sign-in refused: wrong operator name or PIN. {left} attempt{} left before {name} is locked out.",
+                if left == 1 { "" } else { "s" }
+            ),
+            "Check the PIN and type it again. After a lockout only a supervisor can unlock the operator.",
+        ),
+        (E::LockedOut { since, .. }, _) => UserError::new(
+            format!(
+                "Sign-in refused: {name} is locked out after {} wrong PINs (since {since}). No attempts are left.",
+                crate::store::operators::FREE_FAILURES
+            ),
+            "Ask a supervisor to unlock you (Operators, or `countersign operator unlock`); the lock does not expire by itself.",
+        ),
+        _ => store_error("Sign-in refused", e),
+    }
+}
+
 pub(super) fn model_error(context: &str, e: &crate::model::ModelError) -> UserError {
     UserError::new(
         format!("{context}: {e}"),

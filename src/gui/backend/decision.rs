@@ -24,7 +24,7 @@ fn box_uncertain_reason(gray: &image::GrayImage, sha256: &str) -> Option<String>
         normalise: crate::imaging::normalise::NormaliseParams::default(),
     };
     let questioned = crate::verify::Questioned {
-        kind: crate::verify::QuestionedKind::Cheque,
+        kind: crate::verify::InputKind::Cheque,
         image: crate::verify::ImageSource::Decoded {
             name: "cheque".into(),
             image: Arc::new(gray.clone()),

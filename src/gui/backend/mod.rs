@@ -68,6 +68,8 @@ pub struct Backend {
     images: HashMap<Slot, session::Decoded>,
     /// Reference ids of the account whose references are loaded, in slot order.
     account_refs: Vec<i64>,
+    /// What the clerk says the cheque slot's image is (the Verify screen's choice).
+    cheque_kind: crate::verify::InputKind,
 }
 
 fn open_store(config: &BackendConfig) -> Result<crate::store::Store, UserError> {
@@ -143,6 +145,7 @@ impl Backend {
             model_error: None,
             images: HashMap::new(),
             account_refs: Vec::new(),
+            cheque_kind: crate::verify::InputKind::Auto,
         }
     }
 
@@ -280,18 +283,18 @@ impl Backend {
             .and_then(|s| s.current_settings().ok())
             .and_then(|s| s.x9_account_rule)
             .unwrap_or_else(|| crate::x9::AccountRule::DEFAULT.to_string());
-        let thresholds_in_force = self
+        let thresholds_in_force = self.store().ok().and_then(settings_changes::approved_thresholds);
+        let calibration_in_force = self
             .store()
             .ok()
-            .and_then(|s| s.current_settings().ok())
-            .filter(|s| s.version > 0)
-            .map(|s| s.thresholds);
+            .and_then(settings_changes::approved_calibration);
         StatusInfo {
             device,
             model,
             database: self.config.db_path.display().to_string(),
             x9_account_rule,
             thresholds_in_force,
+            calibration_in_force,
         }
     }
 
@@ -299,7 +302,7 @@ impl Backend {
         let store = self.store()?;
         let op = store
             .authenticate(name, pin)
-            .map_err(|e| store_error("Sign-in refused", e))?;
+            .map_err(|e| advice::sign_in_refused(store, name, e))?;
         store
             .log_session(&op, true, "gui")
             .map_err(|e| store_error("The sign-in could not be logged", e))?;

@@ -28,23 +28,44 @@ const CHEQUE_PREVIEW: (u32, u32) = (1600, 900);
 pub(super) const REFERENCE_PREVIEW: (u32, u32) = (700, 350);
 
 /// What the cheque slot holds: a full cheque scan, or a bare signature image (a clerk may scan just
-/// the signature). Bare signatures are scored whole; a cheque's signature is found by the imaging
-/// layer's finder, and when it finds nothing convincing the clerk draws the box or the cheque is REFERRED.
+/// the signature), as [`crate::verify::InputKind::resolve`] decides for `verify` and `batch` too. Bare
+/// signatures are scored whole; a cheque's signature is found by the imaging layer's finder, and when
+/// it finds nothing convincing the clerk draws the box or the cheque is REFERRED.
 enum ChequeKind {
     Found(PixelBox, f32),
     NotFound(String),
-    BareSignature,
+    /// With the note that says why it was taken as a bare signature.
+    BareSignature(String),
 }
 
-/// Images no taller than this (in pixels) are taken as a bare signature when the finder finds no
-/// signature zone in them; a cheque scanned at 200 dpi is about 550-800 pixels tall.
-const BARE_SIGNATURE_MAX_HEIGHT: u32 = 420;
+impl Backend {
+    /// Sets what the cheque slot's image is taken to be (the Verify screen's choice, the same
+    /// [`crate::verify::InputKind`] as `verify --kind` and the manifest's `kind` column). A loaded
+    /// cheque is classified again at once; the new view comes back (`None` when nothing changed).
+    pub fn set_cheque_kind(
+        &mut self,
+        kind: crate::verify::InputKind,
+    ) -> Result<Option<LoadedImage>, UserError> {
+        if kind == self.cheque_kind {
+            return Ok(None);
+        }
+        self.cheque_kind = kind;
+        let Some(d) = self.images.remove(&Slot::Cheque) else {
+            return Ok(None);
+        };
+        self.insert_image(Slot::Cheque, d.gray, d.sha256, d.source)
+            .map(Some)
+    }
+}
 
-fn classify_cheque(gray: &image::GrayImage) -> ChequeKind {
+fn classify_cheque(gray: &image::GrayImage, kind: crate::verify::InputKind) -> ChequeKind {
     use crate::imaging::cheque::{ChequeLayout, find_signature};
-    let bare = gray.height() <= BARE_SIGNATURE_MAX_HEIGHT;
+    let (w, h) = gray.dimensions();
+    if kind.resolve(w, h) == crate::verify::QuestionedKind::Signature {
+        return ChequeKind::BareSignature(kind.explain(w, h));
+    }
     match find_signature(gray, &ChequeLayout::default()) {
-        Ok(f) if f.found && !bare => ChequeKind::Found(
+        Ok(f) if f.found => ChequeKind::Found(
             PixelBox {
                 x: f.bbox.x,
                 y: f.bbox.y,
@@ -53,7 +74,10 @@ fn classify_cheque(gray: &image::GrayImage) -> ChequeKind {
             },
             f.confidence,
         ),
-        _ if bare => ChequeKind::BareSignature,
+        Ok(f) if f.box_uncertain => ChequeKind::NotFound(format!(
+            "The signature box is uncertain: the box found holds only part of the ink. {}",
+            kind.explain(w, h)
+        )),
         Ok(f) => ChequeKind::NotFound(format!(
             "No convincing signature was found on the cheque (confidence {:.0}%).",
             f.confidence * 100.0
@@ -129,13 +153,12 @@ impl Backend {
                     imaging_error(&format!("{} has no usable signature", slot.label()), &e)
                 })?;
             }
-            Slot::Cheque => match classify_cheque(&gray) {
+            Slot::Cheque => match classify_cheque(&gray, self.cheque_kind) {
                 ChequeKind::Found(b, c) => detected = Some((b, c)),
                 ChequeKind::NotFound(note) => detection_note = Some(note),
-                ChequeKind::BareSignature => {
+                ChequeKind::BareSignature(note) => {
                     bare = true;
-                    detection_note =
-                        Some("This looks like a bare signature image; it is scored whole.".into());
+                    detection_note = Some(note);
                 }
             },
         }

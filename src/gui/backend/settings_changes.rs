@@ -75,3 +75,58 @@ impl Backend {
         ))
     }
 }
+
+/// The thresholds a supervisor's approved threshold change put in force; `None` while none was
+/// approved (then the model card's apply, as [`crate::verify::Policy::resolve`] decides). Another
+/// approved change (a model, an amount rule) does not make the settings' stored default thresholds
+/// the ones in force.
+pub(super) fn approved_thresholds(store: &mut crate::store::Store) -> Option<Thresholds> {
+    let approved = store
+        .settings_history()
+        .ok()?
+        .iter()
+        .any(|h| matches!(h.change, crate::store::SettingsChange::Thresholds(_)));
+    approved
+        .then(|| store.current_settings().ok().map(|s| s.thresholds))
+        .flatten()
+}
+
+/// The calibration a supervisor's approved calibration change put in force; `None` while none was
+/// approved (then the model card's applies, as [`crate::verify::Policy::resolve`] decides).
+pub(super) fn approved_calibration(
+    store: &mut crate::store::Store,
+) -> Option<crate::scoring::Calibration> {
+    let approved = store
+        .settings_history()
+        .ok()?
+        .iter()
+        .any(|h| matches!(h.change, crate::store::SettingsChange::Calibration(_)));
+    approved
+        .then(|| store.current_settings().ok().map(|s| s.calibration))
+        .flatten()
+}
+
+impl Backend {
+    /// Requests a new probability calibration alone (four eyes: it takes effect when a second
+    /// supervisor approves). Thresholds are a change of their own ([`Backend::save_thresholds`]).
+    pub fn request_calibration(
+        &mut self,
+        calibration: crate::scoring::Calibration,
+        reason: &str,
+    ) -> Result<String, UserError> {
+        let op = self.require_operator()?;
+        let r = self
+            .store()?
+            .request_settings_change(
+                &op,
+                &crate::store::SettingsChange::Calibration(calibration),
+                reason,
+            )
+            .map_err(|e| store_error("The calibration change was not requested", e))?;
+        Ok(format!(
+            "Requested and logged: calibration change #{} (a {:.4} -> {:.4}, b {:.4} -> {:.4}). Nothing changes \
+             until a second supervisor approves on the Queue screen.",
+            r.id, r.old.calibration.a, calibration.a, r.old.calibration.b, calibration.b
+        ))
+    }
+}

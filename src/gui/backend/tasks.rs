@@ -87,13 +87,23 @@ pub fn evaluate(
     let roc = crate::scoring::downsample(&roc, 400);
     // The EER on the scores, as `calibrate` reports it; its threshold shown as a probability.
     let e = eer(&scores, &labels).map_err(|e| bad(&e))?;
-    let current = match &store {
-        Some(s) => match s.current_settings() {
-            Ok(set) if set.version > 0 => Some(set.thresholds),
-            _ => model.card().thresholds,
-        },
-        None => model.card().thresholds,
+    // The operating point in force, by the policy's own rule (store, else card; `None` under the
+    // built-in default that refers everything).
+    let policy = crate::verify::Policy::resolve(store.as_ref(), &model).ok();
+    let current = policy
+        .as_ref()
+        .filter(|p| p.source != crate::verify::PolicySource::BuiltInDefault)
+        .map(|p| p.decision.thresholds);
+    let calibration_in_force = policy.as_ref().and_then(|p| p.calibration);
+    let raw_split = |genuine: bool| -> Vec<f64> {
+        scores
+            .iter()
+            .zip(&labels)
+            .filter(|(_, l)| **l == genuine)
+            .map(|(s, _)| *s)
+            .collect()
     };
+    let (genuine_scores, forgery_scores) = (raw_split(true), raw_split(false));
     progress(1.0, "Done");
     let writers = pairs
         .iter()
@@ -116,6 +126,12 @@ pub fn evaluate(
         writers,
         current,
         calibration: Some(calibration),
+        calibration_in_force,
+        genuine_scores,
+        forgery_scores,
+        score_ceiling: (model.card().score_normalisation
+            == crate::scoring::ScoreNormalisation::None)
+            .then_some(1.0),
         proposed: Some(result.choice),
         scores,
         labels,
@@ -129,7 +145,7 @@ pub fn train(
     options: &TrainOptions,
     on_update: &mut dyn FnMut(TrainUpdate),
     stop: &StopFlag,
-) -> Result<PathBuf, UserError> {
+) -> Result<Option<PathBuf>, UserError> {
     use crate::train::{LossKind, SourceSpec, TrainConfig};
     let device = config
         .device
@@ -217,20 +233,23 @@ pub fn train(
             "Check the dataset folder (one folder per writer with genuine signatures) and the options.",
         )
     })?;
-    let Some(weights) = outcome.weights.clone() else {
-        on_update(TrainUpdate::Message(format!(
-            "Stopped after {} epochs; checkpoint {} (start again with the same output to continue).",
-            outcome.epochs_completed,
-            outcome.checkpoint.display()
-        )));
-        return Ok(outcome.checkpoint);
+    // Whether the run stopped is the training loop's answer, not the flag's: a stop pressed after
+    // the last step still ends with a written model.
+    let Some(weights) = outcome.weights.clone().filter(|_| !outcome.stopped) else {
+        on_update(TrainUpdate::Stopped {
+            epochs_completed: outcome.epochs_completed,
+            epochs: cfg.epochs,
+            checkpoint: outcome.checkpoint.clone(),
+            best: outcome.best.clone(),
+        });
+        return Ok(None);
     };
     let card = card_fields(&crate::model::card_path(&weights));
     on_update(TrainUpdate::Finished {
         model_path: weights.clone(),
         card,
     });
-    Ok(weights)
+    Ok(Some(weights))
 }
 
 /// The model card as (field, value) lines for display, nested objects flattened with dots.

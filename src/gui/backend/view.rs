@@ -217,8 +217,16 @@ pub struct EvalSummary {
     pub model_id: String,
     pub writers: usize,
     pub current: Option<Thresholds>,
-    /// The calibration fitted on this data, saved with the thresholds.
+    /// The calibration fitted on this data (a change of its own, requested apart from thresholds).
     pub calibration: Option<crate::scoring::Calibration>,
+    /// The calibration in force now (store settings, else the model card; `None`: none, so every
+    /// cheque is referred), to show before and after.
+    pub calibration_in_force: Option<crate::scoring::Calibration>,
+    /// The raw scores behind `genuine` and `forgery`, to see them through either calibration.
+    pub genuine_scores: Vec<f64>,
+    pub forgery_scores: Vec<f64>,
+    /// The highest score the model's scoring stage can give (cosine: 1), when it is bounded.
+    pub score_ceiling: Option<f64>,
     /// The thresholds `countersign calibrate` chooses on this data with its default target FAR.
     pub proposed: Option<crate::scoring::ThresholdChoice>,
     /// The raw scores of the protocol's pairs and their labels (true: genuine).
@@ -282,6 +290,16 @@ pub enum TrainUpdate {
         model_path: PathBuf,
         card: Vec<(String, String)>,
     },
+    /// The run was stopped before its last epoch: no model was written; what was kept is named.
+    Stopped {
+        epochs_completed: u32,
+        epochs: u32,
+        /// The checkpoint (the last full epoch plus the partial one); starting again with the same
+        /// output continues from it.
+        checkpoint: PathBuf,
+        /// The best epoch's weights so far, when validation ran.
+        best: Option<PathBuf>,
+    },
 }
 
 /// One result row of a batch run.
@@ -310,6 +328,9 @@ pub struct StatusInfo {
     /// approved: the model card's apply). Read again after every approval, so screens never show a
     /// stale "in force now".
     pub thresholds_in_force: Option<Thresholds>,
+    /// The probability calibration an approved calibration change put in force (`None` while none
+    /// was approved: the model card's applies). Read again with the thresholds.
+    pub calibration_in_force: Option<crate::scoring::Calibration>,
 }
 
 pub(super) fn role_of(r: crate::store::Role) -> Role {
