@@ -306,6 +306,10 @@ fn failure_event(job: &Job) -> FailureEvent {
             let slot = *slot;
             Box::new(move |error| Event::ImageFailed { slot, error })
         }
+        Job::SetChequeKind(_) => Box::new(|error| Event::ImageFailed {
+            slot: Slot::Cheque,
+            error,
+        }),
         Job::LoadAccount { .. } => Box::new(Event::AccountFailed),
         Job::Verify { .. } => Box::new(Event::VerifyFailed),
         Job::Record { .. } => Box::new(Event::RecordFailed),
@@ -316,7 +320,9 @@ fn failure_event(job: &Job) -> FailureEvent {
         | Job::AuditEvents { .. } => Box::new(Event::AuditFailed),
         Job::VerifyChain => task(TaskKind::Chain),
         Job::AuditExport { .. } => task(TaskKind::Export),
-        Job::Evaluate { .. } | Job::SaveThresholds { .. } => task(TaskKind::Evaluate),
+        Job::Evaluate { .. } | Job::SaveThresholds { .. } | Job::SaveCalibration { .. } => {
+            task(TaskKind::Evaluate)
+        }
         Job::Train { .. } | Job::ActivateModel { .. } => task(TaskKind::Train),
         Job::Batch { .. } | Job::BatchExport { .. } => task(TaskKind::Batch),
         Job::Queue(_) => Box::new(|e| Event::Queue(super::queue::QueueEvent::Failed(e))),

@@ -283,7 +283,10 @@ impl Backend {
             .and_then(|s| s.current_settings().ok())
             .and_then(|s| s.x9_account_rule)
             .unwrap_or_else(|| crate::x9::AccountRule::DEFAULT.to_string());
-        let thresholds_in_force = self.store().ok().and_then(settings_changes::approved_thresholds);
+        let thresholds_in_force = self
+            .store()
+            .ok()
+            .and_then(settings_changes::approved_thresholds);
         let calibration_in_force = self
             .store()
             .ok()
