@@ -318,7 +318,7 @@ fn calibrate_shows_the_calibration_before_and_after_and_requests_each_change_on_
         &data,
         &countersign::synth::dataset::DatasetOptions {
             writers: 4,
-            genuine: 4,
+            genuine: 6,
             forgeries: 3,
             cheques: 0,
             seed: 7,
