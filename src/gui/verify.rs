@@ -950,14 +950,8 @@ impl VerifyState {
                         .size(16.0)
                         .strong(),
                 );
-                if o.calibrated {
-                    ui.label(format!(
-                        "Probability genuine {:.1}%   (score {:.3})",
-                        o.probability * 100.0,
-                        o.score
-                    ));
-                } else if o.score.is_finite() {
-                    ui.label(format!("Score {:.3} (no probability)", o.score));
+                if let Some(line) = score_line(o.score, o.probability) {
+                    ui.label(line);
                 }
                 if let Some(cents) = o.amount_cents {
                     ui.label(format!("Amount {}", crate::verify::format_amount(cents)));
@@ -1206,5 +1200,41 @@ mod drag_tests {
         let r = dragged_box(dot, DragMode::Corner(2), Vec2::ZERO, bounds());
         assert!(r.width() >= MIN_BOX.x && r.height() >= MIN_BOX.y);
         assert!(bounds().contains_rect(r));
+    }
+}
+
+/// The result's score line: the probability with the score, or the score alone ("no probability"),
+/// with "—" for a missing score; `None` when nothing was scored or calibrated (the screen says why).
+fn score_line(score: Option<f64>, probability: Option<f64>) -> Option<String> {
+    let score_text = score.map_or_else(|| "—".to_string(), |s| format!("{s:.3}"));
+    match (probability, score) {
+        (Some(p), _) => Some(format!(
+            "Probability genuine {:.1}%   (score {score_text})",
+            p * 100.0
+        )),
+        (None, Some(_)) => Some(format!("Score {score_text} (no probability)")),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod score_line_tests {
+    use super::score_line;
+
+    #[test]
+    fn a_missing_value_is_a_dash_or_no_line_never_nan() {
+        assert_eq!(
+            score_line(Some(0.5), Some(0.25)).as_deref(),
+            Some("Probability genuine 25.0%   (score 0.500)")
+        );
+        assert_eq!(
+            score_line(Some(0.5), None).as_deref(),
+            Some("Score 0.500 (no probability)")
+        );
+        assert_eq!(
+            score_line(None, Some(0.25)).as_deref(),
+            Some("Probability genuine 25.0%   (score —)")
+        );
+        assert_eq!(score_line(None, None), None);
     }
 }

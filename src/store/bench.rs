@@ -80,6 +80,7 @@ pub fn bench_with(dir: &Path, rows: u64) -> anyhow::Result<Vec<(String, String)>
                 reason: None,
                 final_decision: None,
                 hand_drawn_box: false,
+                image_kind: None,
                 model_id: "countersign-default@0123456789abcdef".into(),
                 device: "cpu".into(),
                 latency_ms: 14.25,

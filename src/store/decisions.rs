@@ -138,6 +138,52 @@ fn payload_final(payload: Option<&str>) -> Option<Decision> {
     parse_decision(v.get(FINAL_DECISION_KEY)?.as_str()?)
 }
 
+/// The keys of what the operator said the questioned image is and what it was taken as, in a
+/// decision's chained payload (see [`ImageKind`]).
+const KIND_CHOSEN_KEY: &str = "kind_chosen";
+const KIND_RESOLVED_KEY: &str = "kind_resolved";
+
+/// What the operator said the questioned image is (`auto`, `cheque` or `signature`: the Verify
+/// screen's choice, `verify --kind`, a manifest's `kind` column) and what it was taken as (`cheque`
+/// or `signature`), as [`crate::verify::InputKind`] names them. Chained with the decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageKind {
+    pub chosen: String,
+    pub resolved: String,
+}
+
+impl ImageKind {
+    pub fn new(chosen: &str, resolved: &str) -> Self {
+        ImageKind {
+            chosen: chosen.into(),
+            resolved: resolved.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), StoreError> {
+        let ok = ["auto", "cheque", "signature"].contains(&self.chosen.as_str())
+            && ["cheque", "signature"].contains(&self.resolved.as_str())
+            && (self.chosen == "auto" || self.chosen == self.resolved);
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::Invalid(format!(
+                "the image kind chosen {:?} and taken as {:?} is not one of auto, cheque, signature \
+                 taken as cheque or signature (a chosen kind is taken as itself)",
+                self.chosen, self.resolved
+            )))
+        }
+    }
+}
+
+fn payload_image_kind(payload: Option<&str>) -> Option<ImageKind> {
+    let v: serde_json::Value = serde_json::from_str(payload?).ok()?;
+    Some(ImageKind::new(
+        v.get(KIND_CHOSEN_KEY)?.as_str()?,
+        v.get(KIND_RESOLVED_KEY)?.as_str()?,
+    ))
+}
+
 fn payload_hand_drawn(payload: Option<&str>) -> bool {
     payload
         .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
@@ -211,6 +257,9 @@ pub struct NewDecision {
     pub final_decision: Option<Decision>,
     /// The operator drew or moved the signature box by hand instead of using the one found.
     pub hand_drawn_box: bool,
+    /// What the operator said the questioned image is and what it was taken as; `None` where the
+    /// caller did not say (rows from before it was recorded, synthetic rows).
+    pub image_kind: Option<ImageKind>,
     pub model_id: String,
     pub device: String,
     pub latency_ms: f64,
@@ -243,6 +292,7 @@ impl Default for NewDecision {
             reason: None,
             final_decision: None,
             hand_drawn_box: false,
+            image_kind: None,
             model_id: String::new(),
             device: String::new(),
             latency_ms: 0.0,
@@ -339,6 +389,9 @@ impl NewDecision {
         if self.reference_sha256s.len() > 64 {
             return bad("at most 64 reference images per decision".into());
         }
+        if let Some(k) = &self.image_kind {
+            k.validate()?;
+        }
         if let Some(a) = &self.account {
             bounded_text("account", a, 64)?;
         }
@@ -429,6 +482,10 @@ impl NewDecision {
         if self.hand_drawn_box {
             m.insert(HAND_DRAWN_KEY.into(), true.into());
         }
+        if let Some(k) = &self.image_kind {
+            m.insert(KIND_CHOSEN_KEY.into(), k.chosen.clone().into());
+            m.insert(KIND_RESOLVED_KEY.into(), k.resolved.clone().into());
+        }
         (!m.is_empty()).then(|| serde_json::Value::Object(m).to_string())
     }
 }
@@ -482,6 +539,8 @@ pub struct DecisionRow {
     pub final_decision: Decision,
     /// The signature box was drawn or moved by hand.
     pub hand_drawn_box: bool,
+    /// What the operator said the questioned image is and what it was taken as, when recorded.
+    pub image_kind: Option<ImageKind>,
 }
 
 impl DecisionRow {
@@ -681,6 +740,7 @@ pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRow> {
         action,
         final_decision,
         hand_drawn_box: payload_hand_drawn(d_payload.as_deref()),
+        image_kind: payload_image_kind(d_payload.as_deref()),
     })
 }
 

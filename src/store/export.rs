@@ -61,6 +61,12 @@ pub struct ExportRecord {
     pub hash: String,
     /// The decision in force after overrides and resolutions (the model's `decision` otherwise).
     pub final_decision: String,
+    /// What the operator said the questioned image is (`auto`, `cheque`, `signature`) and what it was
+    /// taken as; empty (CSV) or null (JSON) where not recorded.
+    #[serde(default)]
+    pub kind_chosen: Option<String>,
+    #[serde(default)]
+    pub kind_resolved: Option<String>,
 }
 
 impl From<&DecisionRow> for ExportRecord {
@@ -95,6 +101,8 @@ impl From<&DecisionRow> for ExportRecord {
             action_reason: d.action.as_ref().and_then(|a| a.reason.clone()),
             hash: d.hash.clone(),
             final_decision: d.final_decision.as_str().into(),
+            kind_chosen: d.image_kind.as_ref().map(|k| k.chosen.clone()),
+            kind_resolved: d.image_kind.as_ref().map(|k| k.resolved.clone()),
         }
     }
 }
@@ -341,7 +349,7 @@ impl Store {
 }
 
 /// The CSV header, in [`ExportRecord`] field order.
-pub fn csv_header() -> [&'static str; 29] {
+pub fn csv_header() -> [&'static str; 31] {
     [
         "id",
         "time",
@@ -372,6 +380,8 @@ pub fn csv_header() -> [&'static str; 29] {
         "action_reason",
         "hash",
         "final_decision",
+        "kind_chosen",
+        "kind_resolved",
     ]
 }
 

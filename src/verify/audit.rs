@@ -66,6 +66,15 @@ pub fn account_references(
     Ok(out.into_iter().flatten().collect())
 }
 
+/// What the operator chose the questioned image to be and what it was taken as, for the audit row
+/// (the same for the GUI, `verify` and `batch`).
+pub fn image_kind(
+    chosen: super::InputKind,
+    resolved: super::QuestionedKind,
+) -> crate::store::ImageKind {
+    crate::store::ImageKind::new(chosen.as_str(), super::InputKind::from(resolved).as_str())
+}
+
 /// The audit row for a verification, as decided by the pipeline. The final action is pending: a
 /// clerk's confirmation or override is recorded later, as its own row, by the GUI.
 ///
@@ -95,6 +104,7 @@ pub fn to_new_decision(result: &VerifyResult, operator: &Operator, source: Sourc
         reason: Some(result.outcome.reason.clone()),
         final_decision: None,
         hand_drawn_box: false,
+        image_kind: Some(image_kind(result.input_kind, result.questioned_kind)),
         model_id: result.model_id.clone(),
         device: result.device.clone(),
         latency_ms: result.latency_ms,

@@ -44,7 +44,7 @@ use crate::scoring::{
 };
 use crate::store::SettingsChange;
 
-pub use audit::{account_references, to_new_decision};
+pub use audit::{account_references, image_kind, to_new_decision};
 pub use input::{ImageSource, load, sha256_hex};
 pub use kind::InputKind;
 
@@ -211,6 +211,8 @@ pub struct VerifyResult {
     #[serde(skip)]
     pub questioned: Option<NormalisedSignature>,
     pub questioned_kind: QuestionedKind,
+    /// What the operator said the questioned image is (`auto` unless chosen).
+    pub input_kind: InputKind,
     pub questioned_sha256: String,
     pub reference_sha256s: Vec<String>,
     pub policy_source: PolicySource,
@@ -239,7 +241,10 @@ pub struct PrepareParams {
 /// A questioned image, decoded and normalised, ready for the network.
 #[derive(Clone, Debug)]
 pub struct PreparedQuestioned {
+    /// What the image was taken as, by [`InputKind::resolve`] from `input_kind`.
     pub kind: QuestionedKind,
+    /// What the operator said the image is (recorded with the decision).
+    pub input_kind: InputKind,
     pub sha256: String,
     /// `None` when no signature was found (or after a batch moved the pixels to the network).
     pub normalised: Option<NormalisedSignature>,
@@ -293,6 +298,7 @@ pub fn prepare_questioned(
     let t1 = Instant::now();
     let mut out = PreparedQuestioned {
         kind,
+        input_kind: questioned.kind,
         sha256: loaded.sha256,
         normalised: None,
         found: false,
@@ -842,6 +848,7 @@ impl Verifier {
             found: q.found,
             questioned: q.normalised,
             questioned_kind: q.kind,
+            input_kind: q.input_kind,
             questioned_sha256: q.sha256,
             reference_sha256s: references.iter().map(|r| r.sha256.clone()).collect(),
             policy_source: self.policy.source,

@@ -268,8 +268,8 @@ fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
     assert!(outcome.signature_found);
     // The fixture's fresh network has no calibration: the raw score is shown, no made-up probability,
     // and the cheque is referred.
-    assert!(!outcome.calibrated);
-    assert!(outcome.score.is_finite());
+    assert_eq!(outcome.probability, None);
+    assert!(outcome.score.is_some_and(f64::is_finite));
     assert!(has_text(&h, "(no probability)"));
     assert_eq!(outcome.decision, countersign::scoring::Decision::Refer);
     assert!(
@@ -635,6 +635,8 @@ fn a_cheque_without_a_signature_is_referred() {
         .map(|o| o.outcome.clone())
         .expect("outcome");
     assert!(!o.signature_found);
+    // Nothing scored: no score and no probability (None, never NaN or a stand-in 0).
+    assert_eq!((o.score, o.probability), (None, None));
     assert_eq!(o.decision, countersign::scoring::Decision::Refer);
     assert!(has_text(&h, "No signature was found"));
     assert!(has_text(&h, "REFER"));
@@ -673,7 +675,7 @@ fn a_bare_signature_in_the_cheque_slot_is_scored_whole() {
         .map(|o| o.outcome.clone())
         .expect("outcome");
     assert!(o.signature_found);
-    assert!(o.latency_ms >= 0.0 && o.score.is_finite());
+    assert!(o.latency_ms >= 0.0 && o.score.is_some_and(f64::is_finite));
     assert_eq!(o.references.len(), 1);
     assert_eq!(o.overlay.width, o.questioned.width);
 }
@@ -955,8 +957,10 @@ fn the_batch_screen_accepts_an_x9_cash_letter_and_shows_the_account_rule() {
     assert_eq!(outcome.decision.as_str(), batch_row.outcome);
     let batch_score = batch_row.score.expect("scored in the batch");
     assert!(
-        (outcome.score - batch_score).abs() < 1e-5,
-        "GUI {} vs X9 batch {batch_score}",
+        outcome
+            .score
+            .is_some_and(|s| (s - batch_score).abs() < 1e-5),
+        "GUI {:?} vs X9 batch {batch_score}",
         outcome.score
     );
 }
@@ -1006,6 +1010,8 @@ fn a_cheque_whose_signature_runs_out_of_the_zone_is_referred_as_box_uncertain() 
         .map(|o| o.outcome.clone())
         .expect("outcome");
     assert!(!o.signature_found);
+    // Nothing scored: no score and no probability (None, never NaN or a stand-in 0).
+    assert_eq!((o.score, o.probability), (None, None));
     assert_eq!(o.decision, countersign::scoring::Decision::Refer);
     // The same reason as `countersign verify` and `batch` give, shown to the clerk.
     assert!(

@@ -125,6 +125,7 @@ pub fn decision(op: &Operator, i: usize) -> NewDecision {
         reason: None,
         final_decision: None,
         hand_drawn_box: false,
+        image_kind: None,
         model_id: "siamese-v1@abc123".into(),
         device: "cpu".into(),
         latency_ms: 12.5 + i as f64,

@@ -298,6 +298,7 @@ impl Backend {
                     "as found".into()
                 },
             ),
+            ("Image".into(), image_kind_text(r.image_kind.as_ref())),
         ];
         if r.in_referral() {
             fields.push((
@@ -356,5 +357,22 @@ impl Backend {
             .ledger_events(kind, crate::gui::audit_events::EVENTS_LIMIT)
             .map_err(|e| store_error("Could not read the ledger", e))?;
         Ok((kinds, rows))
+    }
+}
+
+/// The Audit screen's words for what the operator said the image is and what it was taken as.
+pub(crate) fn image_kind_text(k: Option<&crate::store::ImageKind>) -> String {
+    let Some(k) = k else {
+        return "—  (not recorded)".into();
+    };
+    let taken = match k.resolved.as_str() {
+        "signature" => "a bare signature",
+        "cheque" => "a cheque",
+        other => other,
+    };
+    if k.chosen == "auto" {
+        format!("taken as {taken} (kind left to the image's size)")
+    } else {
+        format!("taken as {taken}, as the operator chose")
     }
 }

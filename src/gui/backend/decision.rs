@@ -49,6 +49,7 @@ impl Backend {
     ) -> Result<Option<crate::scoring::Embedding>, UserError> {
         let model_id = verifier.model_id().to_string();
         let params = &verifier.params().normalise;
+        let kind = self.cheque_kind;
         let Some(d) = self.images.get_mut(&slot) else {
             return Ok(None);
         };
@@ -59,20 +60,40 @@ impl Backend {
         {
             return Ok(Some(e.clone()));
         }
-        // The cheque goes through the same crop-and-normalise step as `verify` and `batch`.
+        // A cheque with a box (found, or drawn by hand) goes through the one decision path's step,
+        // `verify::prepare_questioned` with the box as its crop: what `countersign verify --crop` does
+        // with the same image, kind and box.
         let normalised = match (slot, crop.or(d.detected.map(|(b, _)| b))) {
-            (Slot::Cheque, Some(b)) => crate::imaging::cheque::prepare_questioned(
-                &d.gray,
-                &verifier.params().layout,
-                Some(crate::imaging::cheque::CropBox {
+            (Slot::Cheque, Some(b)) => {
+                let questioned = crate::verify::Questioned {
+                    kind,
+                    image: crate::verify::ImageSource::Decoded {
+                        name: d.source.clone(),
+                        image: Arc::new(d.gray.clone()),
+                        sha256: Some(d.sha256.clone()),
+                    },
+                };
+                let bbox = crate::imaging::cheque::CropBox {
                     x: b.x,
                     y: b.y,
                     width: b.width,
                     height: b.height,
-                }),
-                params,
-            )
-            .map(|p| p.normalised),
+                };
+                match crate::verify::prepare_questioned(verifier.params(), &questioned, Some(bbox))
+                {
+                    Ok(p) => match p.normalised {
+                        Some(n) => Ok(n),
+                        None => return Ok(None),
+                    },
+                    Err(crate::verify::VerifyError::Image { source, .. }) => Err(source),
+                    Err(e) => {
+                        return Err(UserError::new(
+                            format!("The cheque could not be prepared: {e}"),
+                            "Load the cheque again.",
+                        ));
+                    }
+                }
+            }
             // A cheque without a box is not scored: the decision is REFER until the clerk draws one.
             (Slot::Cheque, None) if !d.bare => return Ok(None),
             _ => crate::imaging::normalise::normalise(&d.gray, params),
@@ -169,8 +190,9 @@ impl Backend {
                     "Load other references and try again.",
                 )
             })?;
-        let score = scored.raw_score.unwrap_or(f64::NAN);
-        let probability = scored.probability;
+        // Missing values stay missing: never a NaN or a stand-in 0 that a screen or row could show.
+        let score = scored.raw_score.filter(|s| s.is_finite());
+        let probability = scored.probability.filter(|p| p.is_finite());
         let mut outcome = scored.outcome;
         // Only when there really is no calibration: a probability can also be missing because the
         // model's per-account stage needs more references, and the policy's reason says so.
@@ -210,8 +232,7 @@ impl Backend {
         let cheque = self.images.get(&Slot::Cheque);
         Ok(VerifyOutcome {
             score,
-            probability: probability.unwrap_or(0.0),
-            calibrated: probability.is_some(),
+            probability,
             amount_cents,
             decision: outcome.decision,
             thresholds: outcome.thresholds_used,
@@ -225,6 +246,12 @@ impl Backend {
             latency_ms: 0.0,
             reason: outcome.reason.clone(),
             hand_drawn: crop.is_some(),
+            input_kind: self.cheque_kind,
+            taken_as: if cheque.is_some_and(|c| c.bare) {
+                crate::verify::QuestionedKind::Signature
+            } else {
+                crate::verify::QuestionedKind::Cheque
+            },
             cheque_sha256: cheque.map(|c| c.sha256.clone()).unwrap_or_default(),
             reference_sha256: ref_slots
                 .iter()
@@ -298,8 +325,8 @@ impl Backend {
                 w: b.width,
                 h: b.height,
             }),
-            raw_score: outcome.score.is_finite().then_some(outcome.score),
-            probability: outcome.calibrated.then_some(outcome.probability),
+            raw_score: outcome.score,
+            probability: outcome.probability,
             t_accept: outcome.thresholds.accept,
             t_reject: outcome.thresholds.reject,
             decision: outcome.decision,
@@ -307,6 +334,10 @@ impl Backend {
             reason,
             final_decision,
             hand_drawn_box: outcome.hand_drawn,
+            image_kind: Some(crate::verify::image_kind(
+                outcome.input_kind,
+                outcome.taken_as,
+            )),
             model_id: outcome.model_id.clone(),
             device,
             latency_ms: outcome.latency_ms,

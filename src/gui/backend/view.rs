@@ -96,11 +96,11 @@ pub struct LoadedImage {
 /// The outcome of one verification, before the clerk confirms or overrides it.
 #[derive(Clone, Debug)]
 pub struct VerifyOutcome {
-    /// The raw similarity; NaN when no signature was scored.
-    pub score: f64,
-    /// The calibrated probability of a genuine signature; 0 when `calibrated` is false.
-    pub probability: f64,
-    pub calibrated: bool,
+    /// The raw similarity; `None` when no signature was scored (the row then holds NULL).
+    pub score: Option<f64>,
+    /// The calibrated probability of a genuine signature; `None` when nothing was calibrated (no
+    /// calibration in force, too few references for the model's per-account stage) or scored.
+    pub probability: Option<f64>,
     /// The cheque's amount in cents as the clerk typed it, when given (amount rules use it).
     pub amount_cents: Option<i64>,
     pub decision: Decision,
@@ -122,6 +122,10 @@ pub struct VerifyOutcome {
     pub reason: String,
     /// The clerk drew or moved the signature box (logged with the row, shown on the Audit screen).
     pub hand_drawn: bool,
+    /// The Verify screen's choice of what the cheque-slot image is, and what it was taken as
+    /// (logged with the row, as `verify` and `batch` log theirs).
+    pub input_kind: crate::verify::InputKind,
+    pub taken_as: crate::verify::QuestionedKind,
 }
 
 /// What the clerk did with a verification.
