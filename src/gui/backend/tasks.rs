@@ -309,11 +309,17 @@ pub fn run_batch(
             "Ask a supervisor to check the thresholds and the model.",
         )
     })?;
-    let out = std::env::temp_dir().join(format!(
-        "countersign-batch-{}-{}.csv",
-        std::process::id(),
-        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-    ));
+    // A private temporary folder (removed when this returns, on every path) holds the results file.
+    let scratch = tempfile::Builder::new()
+        .prefix("countersign-batch-")
+        .tempdir()
+        .map_err(|e| {
+            UserError::new(
+                format!("The batch cannot start: no temporary folder: {e}"),
+                "Free disk space in the temporary folder, then try again.",
+            )
+        })?;
+    let out = scratch.path().join("results.csv");
     // An X9 image cash letter is recognised by its content, whatever its name.
     let is_x9 = crate::x9::looks_like_x9(manifest);
     let opts = if is_x9 {
@@ -368,7 +374,6 @@ pub fn run_batch(
             reason: r.reason,
         });
     }
-    let _ = std::fs::remove_file(&out);
     progress(summary.rows, total.max(summary.rows), &[]);
     if summary.stopped.is_some() && stopped(stop) {
         return Err(stopped_error());
