@@ -121,8 +121,16 @@ pub fn calibration_effect(
     thresholds: Thresholds,
 ) -> Option<CalibrationEffect> {
     let c = calibration?;
-    let genuine: Vec<f64> = s.genuine_scores.iter().map(|&x| c.probability(x)).collect();
-    let forgery: Vec<f64> = s.forgery_scores.iter().map(|&x| c.probability(x)).collect();
+    let genuine: Vec<f64> = s
+        .genuine_scores()
+        .iter()
+        .map(|&x| c.probability(x))
+        .collect();
+    let forgery: Vec<f64> = s
+        .forgery_scores()
+        .iter()
+        .map(|&x| c.probability(x))
+        .collect();
     Some(CalibrationEffect {
         max_genuine: genuine.iter().copied().fold(0.0, f64::max),
         ceiling: s.score_ceiling.map(|x| c.probability(x)),

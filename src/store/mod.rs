@@ -41,7 +41,7 @@ pub use decisions::{
 };
 pub use export::{ExportFormat, ExportSummary};
 pub use operators::{KdfCost, Operator, Permission, Role};
-pub use settings::{AmountRule, Settings, SettingsChange, SettingsRequest};
+pub use settings::{AmountRule, ApprovedOverrides, Settings, SettingsChange, SettingsRequest};
 
 /// Default time a writer waits for another writer's lock before giving up.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

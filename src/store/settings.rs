@@ -21,6 +21,14 @@ pub struct AmountRule {
     pub t_accept: f64,
 }
 
+/// What approved settings changes put in force over the model card ([`Store::approved_overrides`]);
+/// `None` where no change of that kind was ever approved.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ApprovedOverrides {
+    pub thresholds: Option<Thresholds>,
+    pub calibration: Option<Calibration>,
+}
+
 /// The decision settings in force.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -536,6 +544,26 @@ impl Store {
         let mut e = Entry::event("model_card", by.name(), payload);
         e.reason = Some(reason.to_string());
         self.append_event(e)
+    }
+
+    /// The thresholds and the calibration that supervisors' approved changes put in force over the
+    /// model card's. Each is a change of its own: each applies only once a change of it was approved
+    /// (a settings version made by another change, such as a model or an amount rule, does not make
+    /// the stored defaults the ones in force). The one rule for `verify::Policy::resolve` and the
+    /// screens that show what is in force.
+    pub fn approved_overrides(&self) -> Result<ApprovedOverrides, StoreError> {
+        let settings = self.current_settings()?;
+        if settings.version == 0 {
+            return Ok(ApprovedOverrides::default());
+        }
+        let history = self.settings_history()?;
+        let approved = |f: fn(&SettingsChange) -> bool| history.iter().any(|h| f(&h.change));
+        Ok(ApprovedOverrides {
+            thresholds: approved(|c| matches!(c, SettingsChange::Thresholds(_)))
+                .then_some(settings.thresholds),
+            calibration: approved(|c| matches!(c, SettingsChange::Calibration(_)))
+                .then_some(settings.calibration),
+        })
     }
 
     /// Every settings change, oldest first.

@@ -42,7 +42,6 @@ use crate::scoring::{
     Aggregation, Calibration, Decision, DecisionOutcome, DecisionPolicy, Embedding,
     ScoreNormalisation, ScoringError, Thresholds,
 };
-use crate::store::SettingsChange;
 
 pub use audit::{account_references, image_kind, to_new_decision};
 pub use input::{ImageSource, load, sha256_hex};
@@ -480,22 +479,16 @@ impl Policy {
         if settings.version == 0 {
             return Ok(policy);
         }
-        let history = store.settings_history()?;
-        let set_thresholds = history
-            .iter()
-            .any(|h| matches!(h.change, SettingsChange::Thresholds(_)));
-        let set_calibration = history
-            .iter()
-            .any(|h| matches!(h.change, SettingsChange::Calibration(_)));
         // Thresholds and calibration are two changes, each approved on its own: each applies once
         // approved, over the model card's (the Calibrate screen shows what a new calibration does at
         // the thresholds in force before it is requested).
-        if set_thresholds {
-            policy.decision.thresholds = settings.thresholds;
+        let approved = store.approved_overrides()?;
+        if let Some(t) = approved.thresholds {
+            policy.decision.thresholds = t;
             policy.source = PolicySource::Settings;
         }
-        if set_calibration {
-            policy.calibration = Some(settings.calibration);
+        if let Some(c) = approved.calibration {
+            policy.calibration = Some(c);
             policy.source = PolicySource::Settings;
         }
         let from_settings = settings.decision_policy()?;

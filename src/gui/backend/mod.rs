@@ -283,21 +283,19 @@ impl Backend {
             .and_then(|s| s.current_settings().ok())
             .and_then(|s| s.x9_account_rule)
             .unwrap_or_else(|| crate::x9::AccountRule::DEFAULT.to_string());
-        let thresholds_in_force = self
+        // One read, by the rule `verify::Policy::resolve` applies.
+        let approved = self
             .store()
             .ok()
-            .and_then(settings_changes::approved_thresholds);
-        let calibration_in_force = self
-            .store()
-            .ok()
-            .and_then(settings_changes::approved_calibration);
+            .and_then(|s| s.approved_overrides().ok())
+            .unwrap_or_default();
         StatusInfo {
             device,
             model,
             database: self.config.db_path.display().to_string(),
             x9_account_rule,
-            thresholds_in_force,
-            calibration_in_force,
+            thresholds_in_force: approved.thresholds,
+            calibration_in_force: approved.calibration,
         }
     }
 

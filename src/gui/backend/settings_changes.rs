@@ -76,36 +76,6 @@ impl Backend {
     }
 }
 
-/// The thresholds a supervisor's approved threshold change put in force; `None` while none was
-/// approved (then the model card's apply, as [`crate::verify::Policy::resolve`] decides). Another
-/// approved change (a model, an amount rule) does not make the settings' stored default thresholds
-/// the ones in force.
-pub(super) fn approved_thresholds(store: &mut crate::store::Store) -> Option<Thresholds> {
-    let approved = store
-        .settings_history()
-        .ok()?
-        .iter()
-        .any(|h| matches!(h.change, crate::store::SettingsChange::Thresholds(_)));
-    approved
-        .then(|| store.current_settings().ok().map(|s| s.thresholds))
-        .flatten()
-}
-
-/// The calibration a supervisor's approved calibration change put in force; `None` while none was
-/// approved (then the model card's applies, as [`crate::verify::Policy::resolve`] decides).
-pub(super) fn approved_calibration(
-    store: &mut crate::store::Store,
-) -> Option<crate::scoring::Calibration> {
-    let approved = store
-        .settings_history()
-        .ok()?
-        .iter()
-        .any(|h| matches!(h.change, crate::store::SettingsChange::Calibration(_)));
-    approved
-        .then(|| store.current_settings().ok().map(|s| s.calibration))
-        .flatten()
-}
-
 impl Backend {
     /// Requests a new probability calibration alone (four eyes: it takes effect when a second
     /// supervisor approves). Thresholds are a change of their own ([`Backend::save_thresholds`]).

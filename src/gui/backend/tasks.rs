@@ -95,15 +95,6 @@ pub fn evaluate(
         .filter(|p| p.source != crate::verify::PolicySource::BuiltInDefault)
         .map(|p| p.decision.thresholds);
     let calibration_in_force = policy.as_ref().and_then(|p| p.calibration);
-    let raw_split = |genuine: bool| -> Vec<f64> {
-        scores
-            .iter()
-            .zip(&labels)
-            .filter(|(_, l)| **l == genuine)
-            .map(|(s, _)| *s)
-            .collect()
-    };
-    let (genuine_scores, forgery_scores) = (raw_split(true), raw_split(false));
     progress(1.0, "Done");
     let writers = pairs
         .iter()
@@ -127,8 +118,6 @@ pub fn evaluate(
         current,
         calibration: Some(calibration),
         calibration_in_force,
-        genuine_scores,
-        forgery_scores,
         score_ceiling: (model.card().score_normalisation
             == crate::scoring::ScoreNormalisation::None)
             .then_some(1.0),

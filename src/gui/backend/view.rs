@@ -226,9 +226,6 @@ pub struct EvalSummary {
     /// The calibration in force now (store settings, else the model card; `None`: none, so every
     /// cheque is referred), to show before and after.
     pub calibration_in_force: Option<crate::scoring::Calibration>,
-    /// The raw scores behind `genuine` and `forgery`, to see them through either calibration.
-    pub genuine_scores: Vec<f64>,
-    pub forgery_scores: Vec<f64>,
     /// The highest score the model's scoring stage can give (cosine: 1), when it is bounded.
     pub score_ceiling: Option<f64>,
     /// The thresholds `countersign calibrate` chooses on this data with its default target FAR.
@@ -241,6 +238,25 @@ pub struct EvalSummary {
 }
 
 impl EvalSummary {
+    /// The raw scores behind `genuine`, to see them through either calibration.
+    pub fn genuine_scores(&self) -> Vec<f64> {
+        self.scores_labelled(true)
+    }
+
+    /// The raw scores behind `forgery`.
+    pub fn forgery_scores(&self) -> Vec<f64> {
+        self.scores_labelled(false)
+    }
+
+    fn scores_labelled(&self, genuine: bool) -> Vec<f64> {
+        self.scores
+            .iter()
+            .zip(&self.labels)
+            .filter(|(_, l)| **l == genuine)
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
     /// The thresholds `countersign calibrate --target-far TARGET` chooses on this data (same rule,
     /// same refer band), for the fitted calibration.
     pub fn thresholds_for(
