@@ -6,42 +6,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use countersign::gui::Slot;
 use countersign::scoring::Decision;
 use countersign::verify::{InputKind, QuestionedKind};
 use egui_kittest::kittest::Queryable;
 
-use crate::gui_app::{Fixture, harness, load, sign_in, wait_for};
-
-fn cli(f: &Fixture, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .arg("--db")
-        .arg(&f.db)
-        .args(["--device", "cpu"])
-        .env_remove("COUNTERSIGN_OPERATOR")
-        .env_remove("COUNTERSIGN_PIN")
-        .env_remove("COUNTERSIGN_MODEL")
-        .args(["--operator", "sam", "--pin", "sam-pin-1"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::gui_app::{Fixture, harness, load, output_text as text, sign_in, wait_for};
 
 /// (decision, raw score, reason) of `countersign verify --json --dry-run` with `args`.
-fn cli_verify(f: &Fixture, args: &[&str]) -> (Decision, Option<f64>, String) {
+pub(crate) fn cli_verify(f: &Fixture, args: &[&str]) -> (Decision, Option<f64>, String) {
     let mut all = vec!["verify", "--json", "--dry-run"];
     all.extend_from_slice(args);
-    let o = cli(f, &all);
+    let o = f.cli(&all);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let decision = match v["outcome"]["decision"].as_str().unwrap() {
@@ -65,16 +42,13 @@ fn cli_batch(f: &Fixture, manifest: &Path) -> Vec<(String, Option<f64>, String)>
         "{}-results.csv",
         manifest.file_stem().unwrap().to_string_lossy()
     ));
-    let o = cli(
-        f,
-        &[
-            "batch",
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let o = f.cli(&[
+        "batch",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     // A batch with an ERROR row ends with its own exit code; the results file says which row.
     assert!(out.is_file(), "{}", text(&o));
     let mut r = csv::Reader::from_path(&out).unwrap();
@@ -184,19 +158,16 @@ fn a_bare_signature_gets_the_same_decision_in_the_gui_the_cli_and_a_batch() {
     );
 
     // A contradiction is refused rather than guessed.
-    let o = cli(
-        &f,
-        &[
-            "verify",
-            "--dry-run",
-            "--reference",
-            r,
-            "--cheque",
-            q,
-            "--kind",
-            "signature",
-        ],
-    );
+    let o = f.cli(&[
+        "verify",
+        "--dry-run",
+        "--reference",
+        r,
+        "--cheque",
+        q,
+        "--kind",
+        "signature",
+    ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("contradicts"), "{}", text(&o));
     // A manifest's unknown kind is that row's error, not a guess.

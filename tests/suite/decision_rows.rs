@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use countersign::device::DeviceChoice;
 use countersign::gui::Slot;
@@ -16,27 +16,8 @@ use countersign::verify::InputKind;
 
 use crate::gui_app::Fixture;
 
-fn cli(f: &Fixture, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .arg("--db")
-        .arg(&f.db)
-        .args(["--device", "cpu"])
-        .env_remove("COUNTERSIGN_OPERATOR")
-        .env_remove("COUNTERSIGN_PIN")
-        .env_remove("COUNTERSIGN_MODEL")
-        .args(["--operator", "sam", "--pin", "sam-pin-1"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{}", crate::gui_app::output_text(o));
 }
 
 fn backend(f: &Fixture) -> Backend {
@@ -80,12 +61,7 @@ fn latest(f: &Fixture) -> countersign::store::DecisionRow {
 
 /// The raw score of `countersign verify --json --dry-run` with `args`.
 fn cli_score(f: &Fixture, args: &[&str]) -> Option<f64> {
-    let mut all = vec!["verify", "--json", "--dry-run"];
-    all.extend_from_slice(args);
-    let o = cli(f, &all);
-    ok(&o);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["raw_score"].as_f64()
+    crate::controls_kind::cli_verify(f, args).1
 }
 
 fn s(p: &Path) -> &str {
@@ -133,33 +109,27 @@ fn the_kind_the_operator_chose_is_in_the_row_from_the_gui_the_cli_and_a_batch() 
     let gui_cheque = b.record(&o, &FinalAction::Confirm).unwrap().id;
 
     // The CLI: auto, and `--kind signature`.
-    ok(&cli(
-        &f,
-        &[
-            "verify",
-            "--reference",
-            s(&reference),
-            "--image",
-            s(&q),
-            "--cheque-id",
-            "cli-auto",
-        ],
-    ));
+    ok(&f.cli(&[
+        "verify",
+        "--reference",
+        s(&reference),
+        "--image",
+        s(&q),
+        "--cheque-id",
+        "cli-auto",
+    ]));
     let cli_auto = latest(&f).id;
-    ok(&cli(
-        &f,
-        &[
-            "verify",
-            "--reference",
-            s(&reference),
-            "--image",
-            s(&q),
-            "--kind",
-            "signature",
-            "--cheque-id",
-            "cli-signature",
-        ],
-    ));
+    ok(&f.cli(&[
+        "verify",
+        "--reference",
+        s(&reference),
+        "--image",
+        s(&q),
+        "--kind",
+        "signature",
+        "--cheque-id",
+        "cli-signature",
+    ]));
     let cli_signature = latest(&f).id;
 
     // A batch whose manifest says `cheque`.
@@ -174,10 +144,7 @@ fn the_kind_the_operator_chose_is_in_the_row_from_the_gui_the_cli_and_a_batch() 
     )
     .unwrap();
     let results = f.path("kinds-results.csv");
-    let _ = cli(
-        &f,
-        &["batch", "--manifest", s(&manifest), "--out", s(&results)],
-    );
+    let _ = f.cli(&["batch", "--manifest", s(&manifest), "--out", s(&results)]);
     let all = rows(&f);
     let batch_row = all
         .iter()
@@ -223,7 +190,7 @@ fn the_kind_the_operator_chose_is_in_the_row_from_the_gui_the_cli_and_a_batch() 
 
     // The export carries both columns.
     let out = f.path("export.csv");
-    ok(&cli(&f, &["audit", "export", "--out", s(&out)]));
+    ok(&f.cli(&["audit", "export", "--out", s(&out)]));
     let mut r = csv::Reader::from_path(&out).unwrap();
     let headers = r.headers().unwrap().clone();
     let col = |name: &str| headers.iter().position(|h| h == name).unwrap();

@@ -28,6 +28,22 @@ pub(crate) struct Fixture {
 }
 
 impl Fixture {
+    /// Runs the real binary on this fixture's database as supervisor `sam`, on the CPU, with nothing
+    /// taken from the environment.
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .arg("--db")
+            .arg(&self.db)
+            .args(["--device", "cpu"])
+            .env_remove("COUNTERSIGN_OPERATOR")
+            .env_remove("COUNTERSIGN_PIN")
+            .env_remove("COUNTERSIGN_MODEL")
+            .args(["--operator", "sam", "--pin", "sam-pin-1"])
+            .args(args)
+            .output()
+            .expect("run countersign")
+    }
+
     pub(crate) fn new() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("audit.sqlite3");
@@ -169,6 +185,15 @@ pub(crate) fn sign_in(h: &mut Harness<'static, CountersignApp>, name: &str) {
     type_into(h, accesskit::Role::PasswordInput, "PIN", pin);
     h.get_by_label("Sign in").click();
     wait_for(h, &format!("{name} signed in"), |a| a.operator().is_some());
+}
+
+/// The real application on `f`'s database, signed in as `name`, on `screen`.
+pub(crate) fn open_as(f: &Fixture, name: &str, screen: Screen) -> Harness<'static, CountersignApp> {
+    let mut h = harness(f.app());
+    sign_in(&mut h, name);
+    assert!(h.state_mut().open(screen), "{name} may open {screen:?}");
+    h.run_ok();
+    h
 }
 
 pub(crate) fn load(h: &mut Harness<'static, CountersignApp>, slot: Slot, path: &Path) {
@@ -394,10 +419,7 @@ fn the_amount_field_refuses_a_misread_figure_and_the_logged_row_keeps_the_amount
 #[test]
 fn supervisor_trains_a_model_and_activates_it_from_the_train_screen() {
     let f = Fixture::new();
-    let mut h = harness(f.app());
-    sign_in(&mut h, "sam");
-    assert!(h.state_mut().open(Screen::Train));
-    h.run_ok();
+    let mut h = open_as(&f, "sam", Screen::Train);
     let data = f.path("archive");
     let opts = countersign::synth::dataset::DatasetOptions {
         writers: 8,
@@ -532,6 +554,15 @@ fn a_corrupt_file_shows_what_is_wrong() {
 }
 
 /// Whether some widget's text contains `text`.
+/// A finished command's stdout and stderr, for assertion messages.
+pub(crate) fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 pub(crate) fn has_text(h: &Harness<'static, CountersignApp>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
@@ -566,10 +597,7 @@ fn calibration_slider_changes_far_and_frr() {
         },
     )
     .expect("labelled data");
-    let mut h = harness(f.app());
-    sign_in(&mut h, "sam");
-    assert!(h.state_mut().open(Screen::Calibrate));
-    h.run_ok();
+    let mut h = open_as(&f, "sam", Screen::Calibrate);
     type_into(
         &mut h,
         accesskit::Role::TextInput,
@@ -820,10 +848,7 @@ fn a_batch_runs_in_the_background_and_reports_each_cheque() {
         ),
     )
     .expect("manifest");
-    let mut h = harness(f.app());
-    sign_in(&mut h, "clara");
-    assert!(h.state_mut().open(Screen::Batch));
-    h.run_ok();
+    let mut h = open_as(&f, "clara", Screen::Batch);
     type_into(
         &mut h,
         accesskit::Role::TextInput,

@@ -14,7 +14,7 @@ use egui::accesskit;
 use egui_kittest::kittest::Queryable;
 
 use crate::gui_app::{
-    Fixture, confirm_by_keyboard, harness, has_text, load, sign_in, type_into, wait_for,
+    Fixture, confirm_by_keyboard, harness, has_text, load, open_as, sign_in, type_into, wait_for,
 };
 
 fn store(f: &Fixture) -> Store {
@@ -461,10 +461,7 @@ fn the_audit_filters_find_final_decisions() {
 fn the_demo_batch_manifest_runs_and_a_row_shows_its_detail_and_exports_to_a_typed_path() {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/batch.csv");
     let f = Fixture::new();
-    let mut h = harness(f.app());
-    sign_in(&mut h, "clara");
-    assert!(h.state_mut().open(Screen::Batch));
-    h.run_ok();
+    let mut h = open_as(&f, "clara", Screen::Batch);
     type_into(
         &mut h,
         accesskit::Role::TextInput,

@@ -11,7 +11,7 @@ use egui::accesskit;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-use crate::gui_app::{Fixture, harness, has_text, load, sign_in, type_into, wait_for};
+use crate::gui_app::{Fixture, harness, has_text, load, open_as, sign_in, type_into, wait_for};
 
 fn wrong_pin(h: &mut Harness<'static, CountersignApp>, name: &str) {
     h.state_mut().sign_in.name.clear();
@@ -83,10 +83,7 @@ fn archive(f: &Fixture) -> std::path::PathBuf {
 #[test]
 fn stopping_a_training_run_says_it_stopped_and_what_was_kept() {
     let f = Fixture::new();
-    let mut h = harness(f.app());
-    sign_in(&mut h, "sam");
-    assert!(h.state_mut().open(Screen::Train));
-    h.run_ok();
+    let mut h = open_as(&f, "sam", Screen::Train);
     let data = archive(&f);
     let out = f.path("stopped.safetensors");
     {
@@ -127,10 +124,7 @@ fn stopping_a_training_run_says_it_stopped_and_what_was_kept() {
 #[test]
 fn the_train_screen_fine_tunes_an_existing_model() {
     let f = Fixture::new();
-    let mut h = harness(f.app());
-    sign_in(&mut h, "sam");
-    assert!(h.state_mut().open(Screen::Train));
-    h.run_ok();
+    let mut h = open_as(&f, "sam", Screen::Train);
     let data = archive(&f);
     let out = f.path("tuned.safetensors");
     {
@@ -326,10 +320,7 @@ fn calibrate_shows_the_calibration_before_and_after_and_requests_each_change_on_
         },
     )
     .unwrap();
-    let mut h = harness(f.app());
-    sign_in(&mut h, "sam");
-    assert!(h.state_mut().open(Screen::Calibrate));
-    h.run_ok();
+    let mut h = open_as(&f, "sam", Screen::Calibrate);
     type_into(
         &mut h,
         accesskit::Role::TextInput,
@@ -341,8 +332,8 @@ fn calibrate_shows_the_calibration_before_and_after_and_requests_each_change_on_
     let s = h.state().calibrate.summary.clone().unwrap();
     let fitted = s.calibration.unwrap();
     assert_eq!(s.calibration_in_force, None);
-    assert_eq!(s.genuine_scores.len(), s.genuine.len());
-    assert_eq!(s.forgery_scores.len(), s.forgery.len());
+    assert_eq!(s.genuine_scores().len(), s.genuine.len());
+    assert_eq!(s.forgery_scores().len(), s.forgery.len());
 
     // Before and after, side by side, at the thresholds in force.
     assert!(has_text(
