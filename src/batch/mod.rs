@@ -748,7 +748,7 @@ fn process_chunk(
                     timings,
                     latency,
                 );
-                let mut d = crate::verify::to_new_decision(&result, operator, opts.source);
+                let mut d = crate::verify::decision_record(&result, operator, opts.source);
                 if adhoc {
                     d.reason = Some(format!(
                         "{} (given in the manifest by supervisor {}, not the account's enrolled references): {}",
@@ -757,8 +757,12 @@ fn process_chunk(
                         d.reason.as_deref().unwrap_or_default()
                     ));
                 }
-                decisions.push((rows.len(), d));
-                rows.push(result_row(&result, row.line));
+                rows.push(ResultRow::decided(
+                    row.line,
+                    &d,
+                    Some(result.find_confidence),
+                ));
+                decisions.push((rows.len() - 1, d));
             }
         }
     }
@@ -772,7 +776,7 @@ fn process_chunk(
         let mark_taken = |store: &Store,
                           rows: &mut Vec<ResultRow>,
                           i: usize,
-                          d: &crate::store::NewDecision,
+                          d: &crate::store::DecisionRecord,
                           r: Recorded|
          -> Result<(), BatchError> {
             let line = rows[i].line;
@@ -934,25 +938,4 @@ fn earlier_row(store: &Store, row: &ManifestRow, id: i64) -> Result<ResultRow, B
             ),
         ),
     })
-}
-
-/// The results-file row of a decided cheque.
-pub fn result_row(result: &crate::verify::VerifyResult, line: u64) -> ResultRow {
-    ResultRow {
-        cheque_id: result.cheque_id.clone().unwrap_or_default(),
-        line,
-        account_id: result.account.clone(),
-        decision: result.outcome.decision.into(),
-        probability: result.probability,
-        score: result.raw_score,
-        crop_x: result.crop.map(|c| c.x),
-        crop_y: result.crop.map(|c| c.y),
-        crop_width: result.crop.map(|c| c.width),
-        crop_height: result.crop.map(|c| c.height),
-        find_confidence: Some(result.find_confidence),
-        reason: result.outcome.reason.clone(),
-        error: String::new(),
-        run: "this".into(),
-        audit_row: None,
-    }
 }

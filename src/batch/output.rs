@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::output::{OutputFile, Protected};
+use crate::store::{DecisionRecord, DecisionRow};
 
 use serde::Serialize;
 
@@ -111,8 +112,10 @@ impl ResultRow {
         }
     }
 
-    /// The row of a cheque decided by an earlier run, from its audit row.
-    pub fn earlier(line: u64, d: &crate::store::DecisionRow) -> Self {
+    /// The row of a cheque decided by this run: a view of the decision record it is about to store
+    /// (the audit row's id is filled in once the store has it). `find_confidence` is the signature
+    /// finder's, which the record does not keep.
+    pub fn decided(line: u64, d: &DecisionRecord, find_confidence: Option<f64>) -> Self {
         Self {
             cheque_id: d.cheque_id.clone().unwrap_or_default(),
             line,
@@ -124,16 +127,27 @@ impl ResultRow {
             crop_y: d.crop.map(|c| c.y),
             crop_width: d.crop.map(|c| c.w),
             crop_height: d.crop.map(|c| c.h),
-            find_confidence: None,
+            find_confidence,
+            reason: d.reason.clone().unwrap_or_default(),
+            error: String::new(),
+            run: "this".into(),
+            audit_row: None,
+        }
+    }
+
+    /// The row of a cheque decided by an earlier run, from its audit row.
+    pub fn earlier(line: u64, row: &DecisionRow) -> Self {
+        let d = &row.record;
+        Self {
             reason: format!(
                 "decided by an earlier run at {} (audit row {}): {}",
-                d.time,
-                d.id,
+                crate::store::format_time(d.time),
+                row.id,
                 d.reason.as_deref().unwrap_or_default()
             ),
-            error: String::new(),
             run: "earlier".into(),
-            audit_row: Some(d.id),
+            audit_row: Some(row.id),
+            ..Self::decided(line, d, None)
         }
     }
 }

@@ -37,15 +37,16 @@ pub enum ReferralsCommand {
 }
 
 /// One queue line: row, time, account, cheque, amount, probability, source and who referred it.
-pub fn describe(r: &DecisionRow) -> String {
-    let by = r
+pub fn describe(row: &DecisionRow) -> String {
+    let r = &row.record;
+    let by = row
         .action
         .as_ref()
         .map_or(r.operator.as_str(), |a| a.operator.as_str());
     format!(
         "#{}  {}  account {}  cheque {}  amount {}  probability {}  model {}  {}  referred by {}",
-        r.id,
-        r.time,
+        row.id,
+        crate::store::format_time(r.time),
         r.account.as_deref().unwrap_or("-"),
         r.cheque_id.as_deref().unwrap_or("-"),
         r.amount_cents
@@ -55,7 +56,7 @@ pub fn describe(r: &DecisionRow) -> String {
             .map(|p| format!("{:.1}%", p * 100.0))
             .unwrap_or_else(|| "-".into()),
         r.decision.as_str(),
-        r.source,
+        r.source.as_str(),
         by
     )
 }

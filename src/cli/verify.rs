@@ -13,7 +13,7 @@ use crate::scoring::Decision;
 use crate::store::{Operator, Permission, Source, Store, StoreError};
 use crate::verify::{
     ImageSource, InputKind, Questioned, References, Verifier, VerifyRequest, VerifyResult,
-    account_references, format_amount, to_new_decision,
+    account_references, decision_record, format_amount,
 };
 
 #[derive(Debug, clap::Args)]
@@ -269,7 +269,7 @@ pub fn run(global: &GlobalOpts, args: &VerifyArgs) -> anyhow::Result<()> {
 
     let recorded = match (&mut store, &operator) {
         (Some(s), Some(op)) => {
-            let mut row = to_new_decision(&result, op, Source::Cli);
+            let mut row = decision_record(&result, op, Source::Cli);
             if adhoc {
                 row.reason = Some(format!(
                     "{ADHOC_REFERENCES_FLAG} (given by supervisor {}, not account {}'s enrolled references): {}",
@@ -341,28 +341,30 @@ fn show_earlier(store: &Store, id: i64, json: bool) -> anyhow::Result<()> {
     let Some(d) = store.decision(id)? else {
         anyhow::bail!("the earlier decision (audit row {id}) could not be read");
     };
+    let r = &d.record;
+    let time = crate::store::format_time(r.time);
     if json {
         let v = serde_json::json!({
             "recorded": false,
             "repeat_of": d.id,
-            "decision": d.decision.to_string(),
-            "probability": d.probability,
-            "raw_score": d.raw_score,
-            "cheque_id": d.cheque_id,
-            "operator": d.operator,
-            "time": d.time,
-            "reason": d.reason,
+            "decision": r.decision.to_string(),
+            "probability": r.probability,
+            "raw_score": r.raw_score,
+            "cheque_id": r.cheque_id,
+            "operator": r.operator,
+            "time": time,
+            "reason": r.reason,
         });
         out(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
     } else {
         out(&format!(
             "decision     {} (already decided: audit row {} at {} by {})\nreason       {}\naudit        nothing new \
              was recorded: this cheque id was decided before for this same image\n",
-            d.decision,
+            r.decision,
             d.id,
-            d.time,
-            d.operator,
-            d.reason.as_deref().unwrap_or_default()
+            time,
+            r.operator,
+            r.reason.as_deref().unwrap_or_default()
         ))?;
     }
     Ok(())

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use egui::{Color32, RichText, Sense};
 
 use super::app::{PickKind, Shared};
-use super::backend::{AuditFilter, ChainReport, DecisionDetail, DecisionRow};
+use super::backend::{
+    AuditFilter, ChainReport, DecisionDetail, DecisionRow, action_label, shown_time,
+};
 use super::widgets;
 use super::worker::{Event, Job};
 use crate::scoring::Decision;
@@ -382,13 +384,18 @@ impl AuditState {
                                 ui.add_sized([w, ROW_HEIGHT], egui::Label::new(t).truncate());
                             };
                             cell(ui, RichText::new(r.id.to_string()), COLS[0].1);
-                            cell(ui, RichText::new(&r.time), COLS[1].1);
-                            cell(ui, RichText::new(&r.operator), COLS[2].1);
-                            cell(ui, RichText::new(&r.account), COLS[3].1);
+                            let d = &r.record;
+                            cell(ui, RichText::new(shown_time(d.time)), COLS[1].1);
+                            cell(ui, RichText::new(&d.operator), COLS[2].1);
                             cell(
                                 ui,
-                                RichText::new(r.decision.as_str())
-                                    .color(widgets::decision_color(r.decision)),
+                                RichText::new(d.account.as_deref().unwrap_or_default()),
+                                COLS[3].1,
+                            );
+                            cell(
+                                ui,
+                                RichText::new(d.decision.as_str())
+                                    .color(widgets::decision_color(d.decision)),
                                 COLS[4].1,
                             );
                             cell(
@@ -398,20 +405,15 @@ impl AuditState {
                                     .strong(),
                                 COLS[5].1,
                             );
-                            let action = if r.hand_drawn {
-                                format!("{} (box by hand)", r.action)
-                            } else {
-                                r.action.clone()
-                            };
-                            cell(ui, RichText::new(action), COLS[6].1);
+                            cell(ui, RichText::new(action_label(r)), COLS[6].1);
                             cell(
                                 ui,
                                 RichText::new(
-                                    r.probability.map_or("-".into(), |p| format!("{p:.3}")),
+                                    d.probability.map_or("-".into(), |p| format!("{p:.3}")),
                                 ),
                                 COLS[7].1,
                             );
-                            cell(ui, RichText::new(&r.model_id), COLS[8].1);
+                            cell(ui, RichText::new(&d.model_id), COLS[8].1);
                         })
                         .response;
                     let resp = ui.interact(

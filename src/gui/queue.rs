@@ -8,7 +8,7 @@
 use egui::{Color32, RichText, Stroke};
 
 use super::app::Shared;
-use super::backend::{DecisionRow, UserError};
+use super::backend::{DecisionRow, UserError, action_label, shown_time};
 use super::widgets;
 use super::worker::Job;
 use crate::scoring::Decision;
@@ -186,25 +186,22 @@ impl QueueState {
                     if ui.selectable_label(selected, r.id.to_string()).clicked() {
                         self.selected = Some(r.id);
                     }
-                    ui.label(&r.time);
-                    ui.label(&r.account);
-                    ui.label(&r.cheque_id);
+                    let d = &r.record;
+                    ui.label(shown_time(d.time));
+                    ui.label(d.account.as_deref().unwrap_or_default());
+                    ui.label(d.cheque_id.as_deref().unwrap_or_default());
                     ui.label(
-                        r.amount_cents
+                        d.amount_cents
                             .map(crate::verify::format_amount)
                             .unwrap_or_else(|| "-".into()),
                     );
                     ui.label(
-                        r.probability
+                        d.probability
                             .map(|p| format!("{:.1}%", p * 100.0))
                             .unwrap_or_else(|| "-".into()),
                     );
-                    ui.label(if r.hand_drawn {
-                        format!("{} (box by hand)", r.action)
-                    } else {
-                        r.action.clone()
-                    });
-                    ui.label(&r.operator);
+                    ui.label(action_label(r));
+                    ui.label(&d.operator);
                     ui.end_row();
                 }
             });

@@ -13,6 +13,7 @@ use egui::{Color32, Pos2, Rect, RichText, Sense, Stroke, TextureHandle, Vec2};
 use super::app::{PickKind, Shared};
 use super::backend::{
     DecisionRow, FinalAction, LoadedImage, PixelBox, Role, Slot, UserError, VerifyOutcome,
+    shown_time,
 };
 use super::widgets;
 use super::worker::{Event, Job};
@@ -372,13 +373,16 @@ impl VerifyState {
             }
             // Logged quietly (the recent list shows it): a banner here would move the field the
             // clerk is typing in.
-            Event::Recorded(row) if row.action == "abandoned" => {}
+            Event::Recorded(row)
+                if row.effective_action() == crate::store::FinalAction::Abandoned => {}
             Event::Recorded(row) => {
                 self.recording = false;
                 self.override_open = false;
                 shared.notice(format!(
                     "Logged as decision #{}: {} ({}). Press N for the next cheque.",
-                    row.id, row.final_decision, row.action
+                    row.id,
+                    row.final_decision,
+                    row.effective_action().as_str()
                 ));
                 self.recorded = Some(*row);
             }
@@ -1008,7 +1012,9 @@ impl VerifyState {
             ui.label(
                 RichText::new(format!(
                     "Logged as decision #{} ({}, {}).",
-                    row.id, row.final_decision, row.action
+                    row.id,
+                    row.final_decision,
+                    row.effective_action().as_str()
                 ))
                 .color(widgets::GREEN)
                 .strong(),
@@ -1131,15 +1137,15 @@ impl VerifyState {
                 ui.end_row();
                 for r in self.recent.iter().take(12) {
                     ui.label(r.id.to_string());
-                    ui.label(&r.time);
-                    ui.label(&r.account);
+                    ui.label(shown_time(r.record.time));
+                    ui.label(r.record.account.as_deref().unwrap_or_default());
                     ui.label(
                         RichText::new(r.final_decision.as_str())
                             .color(widgets::decision_color(r.final_decision))
                             .strong(),
                     );
-                    ui.label(&r.action);
-                    ui.label(&r.operator);
+                    ui.label(r.effective_action().as_str());
+                    ui.label(&r.record.operator);
                     ui.end_row();
                 }
             });

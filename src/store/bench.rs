@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::{
-    DecisionFilter, ExportFormat, FinalAction, KdfCost, NewDecision, OpenOptions, Role, Source,
+    DecisionFilter, DecisionRecord, ExportFormat, FinalAction, KdfCost, OpenOptions, Role, Source,
     Store,
 };
 use crate::scoring::Decision;
@@ -56,8 +56,8 @@ pub fn bench_with(dir: &Path, rows: u64) -> anyhow::Result<Vec<(String, String)>
     let mut i = 0u64;
     while i < rows {
         let n = batch.min(rows - i);
-        let ds: Vec<NewDecision> = (i..i + n)
-            .map(|k| NewDecision {
+        let ds: Vec<DecisionRecord> = (i..i + n)
+            .map(|k| DecisionRecord {
                 time: base + time::Duration::seconds(k as i64 * 30),
                 operator: "bench".into(),
                 account: Some(format!("ACC-{:05}", k % 20_000)),

@@ -76,6 +76,12 @@ impl Source {
             Source::Batch => "batch",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Source> {
+        [Source::Gui, Source::Cli, Source::Batch]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
 }
 
 /// The one rule for changing a decision by hand, shared by the GUI, the CLI and the store: an
@@ -226,10 +232,13 @@ fn parse_decision(s: &str) -> Option<Decision> {
     }
 }
 
-/// One verification to record.
+/// One verification: the one record of a decision. [`Store::insert_decisions`] takes it, every read
+/// gives it back inside a [`DecisionRow`] (what was recorded, field for field), and the export file,
+/// the batch results file and the GUI's lists are views of it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct NewDecision {
-    /// When the decision was made (stored as UTC RFC 3339 with milliseconds).
+pub struct DecisionRecord {
+    /// When the decision was made (stored as UTC RFC 3339 with milliseconds, so a row read back
+    /// carries the time to the millisecond).
     pub time: OffsetDateTime,
     /// Must be the name of the operator passed to [`Store::insert_decisions`].
     pub operator: String,
@@ -252,8 +261,9 @@ pub struct NewDecision {
     pub final_action: FinalAction,
     /// Mandatory for an override.
     pub reason: Option<String>,
-    /// The decision the operator chose in an override (required then, and checked by
-    /// [`override_rule`]); `None` otherwise.
+    /// The decision the operator chose in an override recorded with the decision itself (required
+    /// then, and checked by [`override_rule`]); `None` otherwise. The decision in force after later
+    /// actions is [`DecisionRow::final_decision`].
     pub final_decision: Option<Decision>,
     /// The operator drew or moved the signature box by hand instead of using the one found.
     pub hand_drawn_box: bool,
@@ -265,16 +275,17 @@ pub struct NewDecision {
     pub latency_ms: f64,
     pub source: Source,
     /// The questioned signature as the network saw it, as a PNG (ink dark), kept beside the row for
-    /// auditors; its SHA-256 goes into the chained row. `None` when no signature was scored.
+    /// auditors; its SHA-256 goes into the chained row. `None` when no signature was scored, and in
+    /// a row read back (the image is read on its own: [`Store::decision_signature`]).
     pub signature_png: Option<Vec<u8>>,
 }
 
 /// Largest logged signature image: a normalised signature is a few kilobytes.
 pub const MAX_SIGNATURE_PNG: usize = 256 * 1024;
 
-impl Default for NewDecision {
+impl Default for DecisionRecord {
     fn default() -> Self {
-        NewDecision {
+        DecisionRecord {
             time: OffsetDateTime::now_utc(),
             operator: String::new(),
             account: None,
@@ -308,7 +319,7 @@ const SIGNATURE_SHA_KEY: &str = "signature_png_sha256";
 /// Keeps each decision's signature image beside its row, in the row's transaction.
 fn store_signatures(
     tx: &rusqlite::Transaction<'_>,
-    rows: &[(i64, &NewDecision)],
+    rows: &[(i64, &DecisionRecord)],
 ) -> rusqlite::Result<()> {
     let mut stmt =
         tx.prepare_cached("INSERT INTO decision_signatures (decision_id, png) VALUES (?1, ?2)")?;
@@ -335,7 +346,7 @@ fn bounded_text(what: &str, s: &str, max: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl NewDecision {
+impl DecisionRecord {
     fn validate(&self, op: &Operator) -> Result<(), StoreError> {
         let bad = |m: String| Err(StoreError::Invalid(m));
         if self.operator != op.name() {
@@ -505,48 +516,36 @@ pub enum Recorded {
     },
 }
 
-/// One recorded decision, with the latest clerk action on it (if any was recorded later).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One recorded decision: its ledger row, the record as it was made, and the latest clerk action on
+/// it (if any was recorded later).
+#[derive(Clone, Debug, PartialEq)]
 pub struct DecisionRow {
     pub id: i64,
-    pub time: String,
-    pub operator: String,
-    pub account: Option<String>,
-    pub cheque_id: Option<String>,
-    pub amount_cents: Option<i64>,
-    pub cheque_sha256: String,
-    pub reference_sha256s: Vec<String>,
-    pub crop: Option<CropBox>,
-    /// `None` (NULL) when nothing was scored; see [`NewDecision::raw_score`].
-    pub raw_score: Option<f64>,
-    /// `None` (NULL) when nothing was calibrated or scored.
-    pub probability: Option<f64>,
-    pub t_accept: f64,
-    pub t_reject: f64,
-    pub decision: Decision,
-    /// The action recorded with the decision itself.
-    pub final_action: FinalAction,
-    pub reason: Option<String>,
-    pub model_id: String,
-    pub device: String,
-    pub latency_ms: f64,
-    pub source: String,
+    /// The row's hash in the chain.
     pub hash: String,
+    /// What was recorded, as it was recorded.
+    pub record: DecisionRecord,
     /// The latest later action row (confirm / override / resolve) on this decision.
     pub action: Option<ActionRow>,
     /// The decision in force: the latest action's, else the override recorded with the row, else
     /// the model's.
     pub final_decision: Decision,
-    /// The signature box was drawn or moved by hand.
-    pub hand_drawn_box: bool,
-    /// What the operator said the questioned image is and what it was taken as, when recorded.
-    pub image_kind: Option<ImageKind>,
 }
 
 impl DecisionRow {
     /// The action in force: the latest later action, else the one recorded with the decision.
     pub fn effective_action(&self) -> FinalAction {
-        self.action.as_ref().map_or(self.final_action, |a| a.action)
+        self.action
+            .as_ref()
+            .map_or(self.record.final_action, |a| a.action)
+    }
+
+    /// The reason that goes with the action in force (the later action's, else the decision's).
+    pub fn effective_reason(&self) -> Option<&str> {
+        match &self.action {
+            Some(a) => a.reason.as_deref(),
+            None => self.record.reason.as_deref(),
+        }
     }
 
     /// Whether the cheque waits in the referral queue: its decision in force is REFER and the
@@ -703,44 +702,53 @@ pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRow> {
         Some(d) => Some(parse_decision(&d).ok_or_else(|| conv(31, "decision"))?),
         None => None,
     };
-    let own_final = own_column
-        .or_else(|| payload_final(d_payload.as_deref()))
-        .or_else(|| {
-            (final_action == FinalAction::Override)
-                .then(|| legacy_override_target(reason.as_deref()))
-                .flatten()
+    // The override recorded with the decision itself: its own column, or where rows from before
+    // that column keep it (the chained payload, then the reason text of the oldest rows).
+    let recorded_override = (final_action == FinalAction::Override)
+        .then(|| {
+            own_column
+                .or_else(|| payload_final(d_payload.as_deref()))
+                .or_else(|| legacy_override_target(reason.as_deref()))
         })
-        .unwrap_or(decision);
+        .flatten();
     let final_decision = action
         .as_ref()
         .and_then(|a| a.final_decision)
-        .unwrap_or(own_final);
+        .or(recorded_override)
+        .unwrap_or(decision);
+    let time: String = r.get(1)?;
+    let source: Option<String> = r.get(22)?;
     Ok(DecisionRow {
         id: r.get(0)?,
-        time: r.get(1)?,
-        operator: r.get(2)?,
-        account: r.get(3)?,
-        cheque_id: r.get(4)?,
-        amount_cents: r.get(5)?,
-        cheque_sha256: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
-        reference_sha256s,
-        crop,
-        raw_score: r.get(12)?,
-        probability: r.get(13)?,
-        t_accept: r.get(14)?,
-        t_reject: r.get(15)?,
-        decision,
-        final_action,
-        reason,
-        model_id: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
-        device: r.get::<_, Option<String>>(20)?.unwrap_or_default(),
-        latency_ms: r.get::<_, Option<f64>>(21)?.unwrap_or_default(),
-        source: r.get::<_, Option<String>>(22)?.unwrap_or_default(),
         hash: r.get(23)?,
+        record: DecisionRecord {
+            time: super::parse_time(&time).map_err(|_| conv(1, "time"))?,
+            operator: r.get(2)?,
+            account: r.get(3)?,
+            cheque_id: r.get(4)?,
+            amount_cents: r.get(5)?,
+            cheque_sha256: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+            reference_sha256s,
+            crop,
+            raw_score: r.get(12)?,
+            probability: r.get(13)?,
+            t_accept: r.get(14)?,
+            t_reject: r.get(15)?,
+            decision,
+            final_action,
+            reason,
+            final_decision: recorded_override,
+            hand_drawn_box: payload_hand_drawn(d_payload.as_deref()),
+            image_kind: payload_image_kind(d_payload.as_deref()),
+            model_id: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
+            device: r.get::<_, Option<String>>(20)?.unwrap_or_default(),
+            latency_ms: r.get::<_, Option<f64>>(21)?.unwrap_or_default(),
+            source: Source::parse(source.as_deref().unwrap_or_default())
+                .ok_or_else(|| conv(22, "source"))?,
+            signature_png: None,
+        },
         action,
         final_decision,
-        hand_drawn_box: payload_hand_drawn(d_payload.as_deref()),
-        image_kind: payload_image_kind(d_payload.as_deref()),
     })
 }
 
@@ -751,14 +759,14 @@ impl Store {
     pub fn insert_decisions(
         &mut self,
         op: &Operator,
-        decisions: &[NewDecision],
+        decisions: &[DecisionRecord],
     ) -> Result<Vec<i64>, StoreError> {
         self.check_new_decisions(op, decisions)?;
-        let entries: Vec<Entry> = decisions.iter().map(NewDecision::entry).collect();
+        let entries: Vec<Entry> = decisions.iter().map(DecisionRecord::entry).collect();
         let m = self.mapper();
         let tx = self.write_tx()?;
         let ids = append(&tx, &entries).map_err(&m)?;
-        let pairs: Vec<(i64, &NewDecision)> = ids.iter().copied().zip(decisions).collect();
+        let pairs: Vec<(i64, &DecisionRecord)> = ids.iter().copied().zip(decisions).collect();
         store_signatures(&tx, &pairs).map_err(&m)?;
         tx.commit().map_err(&m)?;
         Ok(ids)
@@ -771,7 +779,7 @@ impl Store {
     pub fn insert_undecided(
         &mut self,
         op: &Operator,
-        decisions: &[NewDecision],
+        decisions: &[DecisionRecord],
     ) -> Result<Vec<Option<i64>>, StoreError> {
         Ok(self
             .insert_once(op, decisions)?
@@ -792,7 +800,7 @@ impl Store {
     pub fn insert_once(
         &mut self,
         op: &Operator,
-        decisions: &[NewDecision],
+        decisions: &[DecisionRecord],
     ) -> Result<Vec<Recorded>, StoreError> {
         self.check_new_decisions(op, decisions)?;
         let m = self.mapper();
@@ -858,7 +866,7 @@ impl Store {
             .zip(&plan)
             .filter(|(_, p)| p.is_none())
             .map(|(d, _)| d);
-        let pairs: Vec<(i64, &NewDecision)> =
+        let pairs: Vec<(i64, &DecisionRecord)> =
             appended.iter().copied().zip(kept_decisions).collect();
         store_signatures(&tx, &pairs).map_err(&m)?;
         tx.commit().map_err(&m)?;
@@ -925,7 +933,7 @@ impl Store {
     fn check_new_decisions(
         &mut self,
         op: &Operator,
-        decisions: &[NewDecision],
+        decisions: &[DecisionRecord],
     ) -> Result<(), StoreError> {
         self.require(op, Permission::Verify)?;
         for d in decisions {
@@ -949,7 +957,7 @@ impl Store {
     pub fn insert_decision(
         &mut self,
         op: &Operator,
-        decision: &NewDecision,
+        decision: &DecisionRecord,
     ) -> Result<i64, StoreError> {
         Ok(self
             .insert_decisions(op, std::slice::from_ref(decision))?
@@ -1089,9 +1097,9 @@ impl Store {
             kind: "action",
             time: super::now_utc(),
             operator: op.name().to_string(),
-            account: row.account.clone(),
-            cheque_id: row.cheque_id.clone(),
-            decision: Some(row.decision.as_str().to_string()),
+            account: row.record.account.clone(),
+            cheque_id: row.record.cheque_id.clone(),
+            decision: Some(row.record.decision.as_str().to_string()),
             final_action: Some(action.as_str().to_string()),
             reason: reason.map(str::to_string),
             ref_id: Some(row.id),

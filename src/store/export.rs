@@ -25,7 +25,8 @@ pub enum ExportFormat {
     Jsonl,
 }
 
-/// One exported decision: flat, the same columns in CSV and JSON Lines.
+/// One exported decision: a flat view of a [`DecisionRow`] (its record, the action in force and the
+/// chain hash), the same columns in CSV and JSON Lines. A file format, so it keeps its own shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExportRecord {
     pub id: i64,
@@ -70,10 +71,11 @@ pub struct ExportRecord {
 }
 
 impl From<&DecisionRow> for ExportRecord {
-    fn from(d: &DecisionRow) -> Self {
+    fn from(row: &DecisionRow) -> Self {
+        let d = &row.record;
         ExportRecord {
-            id: d.id,
-            time: d.time.clone(),
+            id: row.id,
+            time: format_time(d.time),
             operator: d.operator.clone(),
             account: d.account.clone(),
             cheque_id: d.cheque_id.clone(),
@@ -94,13 +96,13 @@ impl From<&DecisionRow> for ExportRecord {
             model_id: d.model_id.clone(),
             device: d.device.clone(),
             latency_ms: d.latency_ms,
-            source: d.source.clone(),
-            effective_action: d.effective_action().as_str().into(),
-            action_operator: d.action.as_ref().map(|a| a.operator.clone()),
-            action_time: d.action.as_ref().map(|a| a.time.clone()),
-            action_reason: d.action.as_ref().and_then(|a| a.reason.clone()),
-            hash: d.hash.clone(),
-            final_decision: d.final_decision.as_str().into(),
+            source: d.source.as_str().into(),
+            effective_action: row.effective_action().as_str().into(),
+            action_operator: row.action.as_ref().map(|a| a.operator.clone()),
+            action_time: row.action.as_ref().map(|a| a.time.clone()),
+            action_reason: row.action.as_ref().and_then(|a| a.reason.clone()),
+            hash: row.hash.clone(),
+            final_decision: row.final_decision.as_str().into(),
             kind_chosen: d.image_kind.as_ref().map(|k| k.chosen.clone()),
             kind_resolved: d.image_kind.as_ref().map(|k| k.resolved.clone()),
         }

@@ -36,8 +36,8 @@ use time::OffsetDateTime;
 pub use accounts::{Account, Reference};
 pub use chain::{ChainHead, ChainReport, Checkpoint, CheckpointReport};
 pub use decisions::{
-    CropBox, DecisionFilter, DecisionRow, FinalAction, ImageKind, MAX_SIGNATURE_PNG, NewDecision,
-    Recorded, Source, override_rule, override_targets,
+    CropBox, DecisionFilter, DecisionRecord, DecisionRow, FinalAction, ImageKind,
+    MAX_SIGNATURE_PNG, Recorded, Source, override_rule, override_targets,
 };
 pub use export::{ExportFormat, ExportSummary};
 pub use operators::{KdfCost, Operator, Permission, Role};

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::{ImageSource, ReferenceEmbedding, VerifyError, VerifyResult, prepare_reference};
-use crate::store::{NewDecision, Operator, Source, Store};
+use crate::store::{DecisionRecord, Operator, Source, Store};
 
 /// The embeddings of an account's enrolled references under the verifier's model: taken from the
 /// store's cache, or computed once (decoded and normalised in parallel, embedded together) and cached.
@@ -80,8 +80,12 @@ pub fn image_kind(
 ///
 /// When no signature was found there is no score, and without a calibration no probability: the row
 /// records NULL for them (never a stand-in 0), with the decision REFER and the reason saying why.
-pub fn to_new_decision(result: &VerifyResult, operator: &Operator, source: Source) -> NewDecision {
-    NewDecision {
+pub fn decision_record(
+    result: &VerifyResult,
+    operator: &Operator,
+    source: Source,
+) -> DecisionRecord {
+    DecisionRecord {
         time: time::OffsetDateTime::now_utc(),
         operator: operator.name().to_string(),
         account: result.account.clone(),

@@ -43,7 +43,7 @@ use crate::scoring::{
     ScoreNormalisation, ScoringError, Thresholds,
 };
 
-pub use audit::{account_references, image_kind, to_new_decision};
+pub use audit::{account_references, decision_record, image_kind};
 pub use input::{ImageSource, load, sha256_hex};
 pub use kind::InputKind;
 

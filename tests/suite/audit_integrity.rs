@@ -477,12 +477,13 @@ fn a_clerk_cannot_verify_an_account_against_references_they_supply() {
     assert_eq!(rows.len(), 1);
     assert!(
         rows[0]
+            .record
             .reason
             .as_deref()
             .unwrap()
             .starts_with("AD-HOC REFERENCES"),
         "{:?}",
-        rows[0].reason
+        rows[0].record.reason
     );
     // The same in a clerk's batch: an ERROR row.
     let manifest = fx.dir.join("adhoc.csv");
@@ -908,7 +909,7 @@ fn the_gui_names_a_cheque_by_its_image_as_verify_does() {
         let outcome = b.verify(None, Some("ACC-000".into()), None).unwrap();
         let row = b.record(&outcome, &FinalAction::Confirm).unwrap();
         let sha = countersign::digest::sha256_hex(&std::fs::read(path).unwrap());
-        let id = row.cheque_id.clone();
+        let id = row.record.cheque_id.clone().unwrap_or_default();
         assert_eq!(
             id,
             countersign::verify::default_cheque_id(

@@ -65,7 +65,7 @@ fn decided_ids(db: &Path) -> Vec<String> {
         .query_decisions(&DecisionFilter::default(), 0, 1_000_000)
         .unwrap()
         .into_iter()
-        .filter_map(|r| r.cheque_id)
+        .filter_map(|r| r.record.cheque_id)
         .collect()
 }
 

@@ -11,7 +11,8 @@ use countersign::imaging::cheque::ChequeLayout;
 use countersign::model::SignatureModel;
 use countersign::scoring::{Decision, Thresholds};
 use countersign::store::{
-    DecisionFilter, FinalAction, Role, SettingsChange, Store, override_rule, override_targets,
+    DecisionFilter, FinalAction, Role, SettingsChange, Source, Store, override_rule,
+    override_targets,
 };
 use countersign::verify::Verifier;
 
@@ -60,7 +61,7 @@ fn overrides_and_hand_drawn_boxes_are_chained_and_filterable() {
 
     let row = f.store.decision(id).unwrap().unwrap();
     assert_eq!(row.final_decision, Decision::Refer);
-    assert!(row.hand_drawn_box && row.in_referral());
+    assert!(row.record.hand_drawn_box && row.in_referral());
     let by_final = DecisionFilter {
         final_decision: Some(Decision::Refer),
         ..Default::default()
@@ -131,10 +132,13 @@ fn batch_rows_that_end_refer_go_into_the_referral_queue() {
     };
     assert_eq!(store.count_decisions(&refer).unwrap(), 4);
     let queue = store.referral_queue(100).unwrap();
-    let mut ids: Vec<String> = queue.iter().filter_map(|r| r.cheque_id.clone()).collect();
+    let mut ids: Vec<String> = queue
+        .iter()
+        .filter_map(|r| r.record.cheque_id.clone())
+        .collect();
     ids.sort();
     assert_eq!(ids, vec!["Q-0", "Q-1", "Q-2", "Q-3"]);
-    assert!(queue.iter().all(|r| r.source == "batch"));
+    assert!(queue.iter().all(|r| r.record.source == Source::Batch));
     // A supervisor resolves one; it leaves the queue.
     store
         .resolve_referral(

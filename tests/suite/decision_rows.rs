@@ -11,7 +11,7 @@ use std::process::Output;
 use countersign::device::DeviceChoice;
 use countersign::gui::Slot;
 use countersign::gui::backend::{Backend, BackendConfig, FinalAction, PixelBox};
-use countersign::store::{ImageKind, Store};
+use countersign::store::{ImageKind, Source, Store};
 use countersign::verify::InputKind;
 
 use crate::gui_app::Fixture;
@@ -81,7 +81,7 @@ fn a_verification_that_cannot_score_gives_none_never_nan() {
     assert!(!o.signature_found);
     assert_eq!((o.score, o.probability), (None, None));
     let row = b.record(&o, &FinalAction::Confirm).unwrap();
-    assert_eq!((row.score, row.probability), (None, None));
+    assert_eq!((row.record.raw_score, row.record.probability), (None, None));
 
     // Scored, but the fixture's fresh network has no calibration: a score and no probability.
     b.load_image(Slot::Cheque, &f.signature(2, 1)).unwrap();
@@ -89,7 +89,10 @@ fn a_verification_that_cannot_score_gives_none_never_nan() {
     assert!(o.score.is_some_and(f64::is_finite), "{:?}", o.score);
     assert_eq!(o.probability, None);
     let row = b.record(&o, &FinalAction::Confirm).unwrap();
-    assert_eq!((row.score, row.probability), (o.score, None));
+    assert_eq!(
+        (row.record.raw_score, row.record.probability),
+        (o.score, None)
+    );
 }
 
 #[test]
@@ -148,9 +151,9 @@ fn the_kind_the_operator_chose_is_in_the_row_from_the_gui_the_cli_and_a_batch() 
     let all = rows(&f);
     let batch_row = all
         .iter()
-        .find(|r| r.cheque_id.as_deref() == Some("batch-cheque"))
+        .find(|r| r.record.cheque_id.as_deref() == Some("batch-cheque"))
         .expect("the batch row");
-    assert_eq!(batch_row.source, "batch");
+    assert_eq!(batch_row.record.source, Source::Batch);
 
     let want = [
         (gui_auto, ImageKind::new("auto", "signature")),
@@ -162,10 +165,10 @@ fn the_kind_the_operator_chose_is_in_the_row_from_the_gui_the_cli_and_a_batch() 
     for (id, kind) in &want {
         let row = all.iter().find(|r| r.id == *id).unwrap();
         assert_eq!(
-            row.image_kind.as_ref(),
+            row.record.image_kind.as_ref(),
             Some(kind),
             "row {id} ({})",
-            row.source
+            row.record.source.as_str()
         );
     }
 
@@ -227,7 +230,7 @@ fn a_kind_that_contradicts_what_it_was_taken_as_is_refused_by_the_store() {
     d.image_kind = Some(ImageKind::new("auto", "cheque"));
     let id = store.insert_decisions(&op, &[d]).unwrap()[0];
     assert_eq!(
-        store.decision(id).unwrap().unwrap().image_kind,
+        store.decision(id).unwrap().unwrap().record.image_kind,
         Some(ImageKind::new("auto", "cheque"))
     );
 }

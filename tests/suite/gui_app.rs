@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use countersign::device::DeviceChoice;
 use countersign::gui::{CountersignApp, Screen, Slot};
-use countersign::store::{KdfCost, Role, Store};
+use countersign::store::{FinalAction as StoreAction, KdfCost, Role, Source, Store};
 use egui::accesskit;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -305,9 +305,9 @@ fn clerk_verifies_confirms_and_the_auditor_sees_the_row() {
     // Ctrl+Enter confirms, once the result has been on screen.
     confirm_by_keyboard(&mut h);
     let row = h.state().verify.recorded.clone().expect("row");
-    assert_eq!(row.decision, outcome.decision);
-    assert_eq!(row.action, "confirm");
-    assert_eq!(row.operator, "clara");
+    assert_eq!(row.record.decision, outcome.decision);
+    assert_eq!(row.effective_action(), StoreAction::Confirm);
+    assert_eq!(row.record.operator, "clara");
     wait_for(&mut h, "the recent list", |a| {
         a.verify.recent.iter().any(|r| r.id == row.id)
     });
@@ -412,8 +412,8 @@ fn the_amount_field_refuses_a_misread_figure_and_the_logged_row_keeps_the_amount
         .decision(id)
         .expect("read")
         .expect("the row");
-    assert_eq!(row.amount_cents, Some(120_000));
-    assert_eq!(row.source, "gui");
+    assert_eq!(row.record.amount_cents, Some(120_000));
+    assert_eq!(row.record.source, Source::Gui);
 }
 
 #[test]
@@ -683,8 +683,8 @@ fn a_cheque_without_a_signature_is_referred() {
         .decision(id)
         .expect("read")
         .expect("the row");
-    assert_eq!((row.raw_score, row.probability), (None, None));
-    assert_eq!(row.decision, countersign::scoring::Decision::Refer);
+    assert_eq!((row.record.raw_score, row.record.probability), (None, None));
+    assert_eq!(row.record.decision, countersign::scoring::Decision::Refer);
 }
 
 #[test]
@@ -710,7 +710,7 @@ fn a_bare_signature_in_the_cheque_slot_is_scored_whole() {
 
 #[test]
 fn audit_fetches_only_the_visible_page_of_many_rows() {
-    use countersign::store::{FinalAction, NewDecision, Source};
+    use countersign::store::{DecisionRecord, FinalAction, Source};
     let f = Fixture::new();
     let rows = 5_000u64;
     {
@@ -718,8 +718,8 @@ fn audit_fetches_only_the_visible_page_of_many_rows() {
         store.set_kdf_cost(KdfCost::Test);
         let clerk = store.authenticate("clara", "clara-pin-1").expect("clerk");
         let base = time::OffsetDateTime::now_utc() - time::Duration::days(10);
-        let batch: Vec<NewDecision> = (0..rows)
-            .map(|k| NewDecision {
+        let batch: Vec<DecisionRecord> = (0..rows)
+            .map(|k| DecisionRecord {
                 time: base + time::Duration::seconds(k as i64),
                 operator: "clara".into(),
                 account: Some(format!("ACC-{k:05}")),

@@ -8,7 +8,7 @@
 use countersign::gui::{Screen, Slot};
 use countersign::scoring::{Decision, Thresholds};
 use countersign::store::{
-    DecisionFilter, FinalAction, KdfCost, NewDecision, SettingsChange, Source, Store,
+    DecisionFilter, DecisionRecord, FinalAction, KdfCost, SettingsChange, Source, Store,
 };
 use egui::accesskit;
 use egui_kittest::kittest::Queryable;
@@ -24,8 +24,8 @@ fn store(f: &Fixture) -> Store {
 }
 
 /// A decision row as the batch layer writes it (pending), for seeding queues and filters.
-fn seeded(operator: &str, k: u64, decision: Decision) -> NewDecision {
-    NewDecision {
+fn seeded(operator: &str, k: u64, decision: Decision) -> DecisionRecord {
+    DecisionRecord {
         operator: operator.into(),
         account: Some(format!("ACC-{k}")),
         cheque_id: Some(format!("CHQ-{k}")),
@@ -83,7 +83,7 @@ fn a_clerk_cannot_turn_refer_into_accept_and_confirms_it_as_referred() {
     });
     let row = h.state().verify.recorded.clone().unwrap();
     assert_eq!(row.final_decision, Decision::Refer);
-    assert!(row.in_referral, "the cheque waits for a supervisor");
+    assert!(row.in_referral(), "the cheque waits for a supervisor");
     let s = store(&f);
     let queue = s.referral_queue(10).unwrap();
     assert_eq!(queue.iter().map(|r| r.id).collect::<Vec<_>>(), vec![row.id]);
@@ -189,8 +189,8 @@ fn n_logs_a_shown_result_as_abandoned() {
     }
     let rows = store(&f).query_decisions(&abandoned, 0, 10).unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].cheque_sha256, sha);
-    assert_eq!(rows[0].operator, "clara");
+    assert_eq!(rows[0].record.cheque_sha256, sha);
+    assert_eq!(rows[0].record.operator, "clara");
     assert!(
         !rows[0].in_referral(),
         "an abandoned result is not a referral"
@@ -225,8 +225,13 @@ fn a_double_enter_does_not_confirm() {
     // The deliberate key, after looking at the result, does.
     confirm_by_keyboard(&mut h);
     assert_eq!(
-        h.state().verify.recorded.as_ref().unwrap().action,
-        "confirm"
+        h.state()
+            .verify
+            .recorded
+            .as_ref()
+            .unwrap()
+            .effective_action(),
+        countersign::store::FinalAction::Confirm
     );
 }
 
@@ -488,7 +493,7 @@ fn the_demo_batch_manifest_runs_and_a_row_shows_its_detail_and_exports_to_a_type
             1,
         )
         .unwrap();
-    assert_eq!(row[0].amount_cents, Some(2_250_914));
+    assert_eq!(row[0].record.amount_cents, Some(2_250_914));
     drop(s);
 
     h.get_by_label("w0002_c01").click();

@@ -17,6 +17,7 @@ mod batch_pipeline;
 mod controls_cli;
 mod controls_kind;
 mod controls_store;
+mod decision_record;
 mod decision_rows;
 mod gui_app;
 mod gui_controls;

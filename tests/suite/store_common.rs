@@ -5,7 +5,7 @@ use std::path::Path;
 
 use countersign::scoring::Decision;
 use countersign::store::{
-    CropBox, FinalAction, KdfCost, NewDecision, OpenOptions, Operator, Role, Settings,
+    CropBox, DecisionRecord, FinalAction, KdfCost, OpenOptions, Operator, Role, Settings,
     SettingsChange, Source, Store, StoreError,
 };
 
@@ -94,7 +94,7 @@ pub fn sha(i: usize, salt: &str) -> String {
 }
 
 /// A varied, valid decision; `i` picks the outcome, account and day.
-pub fn decision(op: &Operator, i: usize) -> NewDecision {
+pub fn decision(op: &Operator, i: usize) -> DecisionRecord {
     let decision = [Decision::Accept, Decision::Refer, Decision::Reject][i % 3];
     let day = 1 + (i % 5) as u8;
     let time = time::Date::from_calendar_date(2026, time::Month::March, day)
@@ -102,7 +102,7 @@ pub fn decision(op: &Operator, i: usize) -> NewDecision {
         .with_hms_milli(9, (i % 60) as u8, 0, (i % 1000) as u16)
         .expect("time")
         .assume_utc();
-    NewDecision {
+    DecisionRecord {
         time,
         operator: op.name().to_string(),
         account: Some(format!("ACC-{}", i % 4)),

@@ -98,28 +98,27 @@ fn filters_count_and_page_consistently() {
     assert!(
         everything
             .windows(2)
-            .all(|w| (&w[0].time, w[0].id) >= (&w[1].time, w[1].id))
+            .all(|w| (&w[0].record.time, w[0].id) >= (&w[1].record.time, w[1].id))
     );
     for flt in &filters {
         let expected: Vec<i64> = everything
             .iter()
             .filter(|r| {
-                flt.decision.is_none_or(|d| r.decision == d)
-                    && flt.operator.as_deref().is_none_or(|o| r.operator == o)
+                flt.decision.is_none_or(|d| r.record.decision == d)
+                    && flt
+                        .operator
+                        .as_deref()
+                        .is_none_or(|o| r.record.operator == o)
                     && flt
                         .account
                         .as_deref()
-                        .is_none_or(|a| r.account.as_deref() == Some(a))
+                        .is_none_or(|a| r.record.account.as_deref() == Some(a))
                     && flt
                         .cheque_id
                         .as_deref()
-                        .is_none_or(|c| r.cheque_id.as_deref() == Some(c))
-                    && flt
-                        .from
-                        .is_none_or(|t| r.time >= countersign::store::format_time(t))
-                    && flt
-                        .to
-                        .is_none_or(|t| r.time < countersign::store::format_time(t))
+                        .is_none_or(|c| r.record.cheque_id.as_deref() == Some(c))
+                    && flt.from.is_none_or(|t| r.record.time >= t)
+                    && flt.to.is_none_or(|t| r.record.time < t)
             })
             .map(|r| r.id)
             .collect();
@@ -294,7 +293,7 @@ fn insert_undecided_records_each_cheque_once() {
     for (d, id) in ds.iter().zip(&ids) {
         if let Some(id) = id {
             let row = f.store.decision(*id).unwrap().unwrap();
-            assert_eq!(row.cheque_id, d.cheque_id);
+            assert_eq!(row.record.cheque_id, d.cheque_id);
         }
     }
     // Again: every cheque is taken now; a row without a cheque id is still recorded.

@@ -268,7 +268,7 @@ fn clerk_confirms_and_overrides_with_a_reason() {
         .unwrap();
     let row = f.store.decision(id).unwrap().unwrap();
     assert_eq!(
-        row.final_action,
+        row.record.final_action,
         FinalAction::Pending,
         "the decision row itself never changes"
     );

@@ -14,7 +14,7 @@ use countersign::scoring::{Calibration, Decision, Thresholds};
 use countersign::store::{DecisionFilter, SettingsChange, Source, Store};
 use countersign::verify::{
     ImageSource, NO_POLICY_REASON, PolicySource, Questioned, References, Verifier, VerifyError,
-    VerifyRequest, account_references, sha256_hex, to_new_decision,
+    VerifyRequest, account_references, decision_record, sha256_hex,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_countersign");
@@ -164,11 +164,11 @@ fn a_cheque_without_a_signature_is_referred_and_bad_inputs_are_typed_errors() {
     // Such a decision is still recorded (as REFER, with its reason).
     let op = fixture::operator(&mut store).unwrap();
     let id = store
-        .insert_decision(&op, &to_new_decision(&r, &op, Source::Cli))
+        .insert_decision(&op, &decision_record(&r, &op, Source::Cli))
         .unwrap();
     let row = store.decision(id).unwrap().unwrap();
-    assert_eq!(row.decision, Decision::Refer);
-    assert!(row.reason.unwrap().contains("no signature"));
+    assert_eq!(row.record.decision, Decision::Refer);
+    assert!(row.record.reason.unwrap().contains("no signature"));
 
     let corrupt = dir.path().join("corrupt.png");
     let mut bytes = std::fs::read(&w.cheques[0]).unwrap();
@@ -374,10 +374,10 @@ fn cli_verify_end_to_end_records_one_audit_row_and_dry_run_records_none() {
     );
     let rows = decisions(&fx.db);
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].cheque_id.as_deref(), Some("CLI-1"));
-    assert_eq!(rows[0].decision.as_str(), decision);
-    assert_eq!(rows[0].operator, fixture::OPERATOR);
-    assert_eq!(rows[0].source, "cli");
+    assert_eq!(rows[0].record.cheque_id.as_deref(), Some("CLI-1"));
+    assert_eq!(rows[0].record.decision.as_str(), decision);
+    assert_eq!(rows[0].record.operator, fixture::OPERATOR);
+    assert_eq!(rows[0].record.source, Source::Cli);
 
     // The text report, as a dry run: the same decision, and nothing recorded.
     let mut cmd = cli(&fx.db, &model);
@@ -437,7 +437,7 @@ fn cli_verify_with_an_account_uses_its_enrolled_references() {
         .collect();
     assert_eq!(got, want);
     assert_eq!(
-        decisions(&fx.db)[0].account.as_deref(),
+        decisions(&fx.db)[0].record.account.as_deref(),
         Some(w.account.as_str())
     );
 
@@ -596,30 +596,39 @@ fn the_gui_decides_exactly_as_the_cli_with_and_without_an_amount_rule() {
         let rows = decisions(&fx.db);
         let gui_logged = rows.iter().find(|r| r.id == gui_row.id).unwrap();
         let cli_logged = rows.iter().max_by_key(|r| r.id).unwrap();
-        assert_eq!(gui_logged.source, "gui");
-        assert_eq!(cli_logged.source, "cli");
-        let (g, c) = (gui_logged.raw_score.unwrap(), cli_logged.raw_score.unwrap());
+        assert_eq!(gui_logged.record.source, Source::Gui);
+        assert_eq!(cli_logged.record.source, Source::Cli);
+        let (g, c) = (
+            gui_logged.record.raw_score.unwrap(),
+            cli_logged.record.raw_score.unwrap(),
+        );
         assert!(
             (g - c).abs() < 1e-6,
             "GUI score {g} and CLI score {c} differ"
         );
         let (g, c) = (
-            gui_logged.probability.unwrap(),
-            cli_logged.probability.unwrap(),
+            gui_logged.record.probability.unwrap(),
+            cli_logged.record.probability.unwrap(),
         );
         assert!(
             (g - c).abs() < 1e-6,
             "GUI probability {g} and CLI {c} differ"
         );
         assert_eq!(
-            (gui_logged.t_accept, gui_logged.t_reject),
-            (cli_logged.t_accept, cli_logged.t_reject)
+            (gui_logged.record.t_accept, gui_logged.record.t_reject),
+            (cli_logged.record.t_accept, cli_logged.record.t_reject)
         );
-        assert_eq!(gui_logged.decision, cli_logged.decision);
-        assert_eq!(gui_logged.amount_cents, cents);
-        assert_eq!(cli_logged.amount_cents, cents);
-        assert_eq!(gui_logged.account.as_deref(), Some(w.account.as_str()));
-        assert_eq!(gui_logged.cheque_sha256, cli_logged.cheque_sha256);
+        assert_eq!(gui_logged.record.decision, cli_logged.record.decision);
+        assert_eq!(gui_logged.record.amount_cents, cents);
+        assert_eq!(cli_logged.record.amount_cents, cents);
+        assert_eq!(
+            gui_logged.record.account.as_deref(),
+            Some(w.account.as_str())
+        );
+        assert_eq!(
+            gui_logged.record.cheque_sha256,
+            cli_logged.record.cheque_sha256
+        );
         // Both logged the signature they scored, and it is the same image to the byte.
         let store = Store::open_read_only(&fx.db).unwrap();
         let gui_png = store.decision_signature(gui_logged.id).unwrap().unwrap();
@@ -636,7 +645,7 @@ fn the_gui_decides_exactly_as_the_cli_with_and_without_an_amount_rule() {
 
         match cents {
             None => {
-                assert_eq!(gui_logged.t_accept, 0.05);
+                assert_eq!(gui_logged.record.t_accept, 0.05);
                 assert!(
                     outcome.probability.is_some_and(|p| p >= 0.05),
                     "the calibration above accepts this match (probability {:?})",
@@ -645,7 +654,10 @@ fn the_gui_decides_exactly_as_the_cli_with_and_without_an_amount_rule() {
                 assert_eq!(outcome.decision, Decision::Accept);
             }
             Some(_) => {
-                assert_eq!(gui_logged.t_accept, 0.9999, "the amount rule applies");
+                assert_eq!(
+                    gui_logged.record.t_accept, 0.9999,
+                    "the amount rule applies"
+                );
                 assert_eq!(outcome.decision, Decision::Refer);
             }
         }

@@ -15,7 +15,7 @@ use countersign::batch::output::{RowStatus, read_results};
 use countersign::batch::{BatchOptions, BatchSummary};
 use countersign::imaging::cheque::ChequeLayout;
 use countersign::model::SignatureModel;
-use countersign::store::{DecisionFilter, Store};
+use countersign::store::{DecisionFilter, Source, Store};
 use countersign::verify::{ImageSource, Questioned, References, Verifier, VerifyRequest};
 use countersign::x9::synth::{X9SynthOptions, X9Truth, generate, read_truth};
 
@@ -130,21 +130,21 @@ fn ascii_and_ebcdic_files_round_trip_to_audit_rows_matching_the_truth() {
             let id = countersign::x9::batch::cheque_id(&x9.sha256, &t.sequence);
             let row = rows
                 .iter()
-                .find(|r| r.cheque_id.as_deref() == Some(id.as_str()))
+                .find(|r| r.record.cheque_id.as_deref() == Some(id.as_str()))
                 .unwrap_or_else(|| panic!("no audit row for item {}", t.sequence));
             assert_eq!(
                 countersign::x9::batch::sequence_of(&id),
                 Some(t.sequence.as_str())
             );
-            assert_eq!(row.account.as_deref(), Some(t.account.as_str()));
-            assert_eq!(row.amount_cents, Some(t.amount_cents as i64));
-            assert_eq!(row.source, "batch");
+            assert_eq!(row.record.account.as_deref(), Some(t.account.as_str()));
+            assert_eq!(row.record.amount_cents, Some(t.amount_cents as i64));
+            assert_eq!(row.record.source, Source::Batch);
             scores.insert(
                 (
                     file.display().to_string(),
                     format!("{}:{}", t.sequence, t.genuine),
                 ),
-                row.raw_score,
+                row.record.raw_score,
             );
         }
         // The file itself is in the audit chain, with its SHA-256, before its items.
@@ -179,7 +179,10 @@ fn ascii_and_ebcdic_files_round_trip_to_audit_rows_matching_the_truth() {
         // The truth labels travel with the items: half genuine, half skilled forgeries, and every
         // item's signature was found and scored (no REFER for want of a signature).
         assert_eq!(truth.iter().filter(|t| t.genuine).count(), truth.len() / 2);
-        assert!(rows.iter().all(|r| r.raw_score.is_some()), "{rows:?}");
+        assert!(
+            rows.iter().all(|r| r.record.raw_score.is_some()),
+            "{rows:?}"
+        );
         // How well the model separates them on 4 + 4 bitonal cheques is a figure, not a property.
         eprintln!(
             "{}: mean score genuine {:.3}, forged {:.3}",
@@ -306,7 +309,7 @@ fn a_bad_item_is_an_error_with_its_sequence_number_and_a_rerun_resumes() {
         .query_decisions(&DecisionFilter::default(), 0, 100)
         .unwrap()
         .into_iter()
-        .filter_map(|r| r.cheque_id)
+        .filter_map(|r| r.record.cheque_id)
         .collect();
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(ids.len(), 7);

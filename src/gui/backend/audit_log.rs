@@ -14,39 +14,6 @@ fn fmt_opt(v: Option<f64>, none: &str) -> String {
     v.map_or_else(|| none.to_string(), |v| format!("{v:.4}"))
 }
 
-pub(super) fn to_row(r: &crate::store::DecisionRow) -> DecisionRow {
-    let (action, reason) = match &r.action {
-        Some(a) => (a.action, a.reason.clone().unwrap_or_default()),
-        None => (r.final_action, r.reason.clone().unwrap_or_default()),
-    };
-    let final_decision = r.final_decision;
-    DecisionRow {
-        id: r.id,
-        time: r
-            .time
-            .replace('T', " ")
-            .trim_end_matches('Z')
-            .chars()
-            .take(19)
-            .collect(),
-        operator: r.operator.clone(),
-        account: r.account.clone().unwrap_or_default(),
-        decision: r.decision,
-        final_decision,
-        action: action.as_str().to_string(),
-        reason,
-        score: r.raw_score,
-        probability: r.probability,
-        model_id: r.model_id.clone(),
-        cheque_sha256: r.cheque_sha256.clone(),
-        reference_sha256: r.reference_sha256s.join(", "),
-        hand_drawn: r.hand_drawn_box,
-        cheque_id: r.cheque_id.clone().unwrap_or_default(),
-        amount_cents: r.amount_cents,
-        in_referral: r.in_referral(),
-    }
-}
-
 /// A date field of the Audit screen, read by the same rule as `countersign audit --from/--to`.
 fn parse_day(s: &str, what: &str) -> Result<Option<time::OffsetDateTime>, UserError> {
     let s = s.trim();
@@ -180,7 +147,7 @@ impl Backend {
             .store()?
             .query_decisions(&filter, 0, limit as u64)
             .map_err(|e| store_error("Could not read recent decisions", e))?;
-        Ok(rows.iter().map(to_row).collect())
+        Ok(rows)
     }
 
     fn require_audit(&self) -> Result<(), UserError> {
@@ -209,13 +176,13 @@ impl Backend {
             .store()?
             .query_decisions(&f, offset, limit as u64)
             .map_err(|e| store_error("Could not read decisions", e))?;
-        Ok(rows.iter().map(to_row).collect())
+        Ok(rows)
     }
 
     pub fn decision_detail(&mut self, id: i64) -> Result<DecisionDetail, UserError> {
         self.require_audit()?;
         let store = self.store()?;
-        let r = store
+        let row = store
             .decision(id)
             .map_err(|e| store_error("Could not read the decision", e))?
             .ok_or_else(|| {
@@ -224,6 +191,7 @@ impl Backend {
                     "Refresh the list.",
                 )
             })?;
+        let r = &row.record;
         // The store keeps reference images (not cheques); find the compared one by its hash.
         let mut reference = None;
         if let Some(acct) = &r.account
@@ -271,7 +239,7 @@ impl Backend {
             .map(|d| preview(&d.gray, REFERENCE_PREVIEW.0, REFERENCE_PREVIEW.1).0);
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         let mut fields = vec![
-            ("Time (UTC)".to_string(), r.time.clone()),
+            ("Time (UTC)".to_string(), crate::store::format_time(r.time)),
             ("Operator".into(), r.operator.clone()),
             ("Account".into(), opt(&r.account)),
             ("Cheque id".into(), opt(&r.cheque_id)),
@@ -288,8 +256,8 @@ impl Backend {
                 "Thresholds".into(),
                 format!("accept {:.3}, reject {:.3}", r.t_accept, r.t_reject),
             ),
-            ("Final decision".into(), r.final_decision.as_str().into()),
-            ("Action".into(), r.effective_action().as_str().into()),
+            ("Final decision".into(), row.final_decision.as_str().into()),
+            ("Action".into(), row.effective_action().as_str().into()),
             (
                 "Signature box".into(),
                 if r.hand_drawn_box {
@@ -300,18 +268,17 @@ impl Backend {
             ),
             ("Image".into(), image_kind_text(r.image_kind.as_ref())),
         ];
-        if r.in_referral() {
+        if row.in_referral() {
             fields.push((
                 "Referral".into(),
                 "waiting for a supervisor (Queue screen)".into(),
             ));
         }
-        if let Some(a) = &r.action {
+        if let Some(a) = &row.action {
             fields.push(("Action by".into(), format!("{} at {}", a.operator, a.time)));
         }
-        let row = to_row(&r);
-        if !row.reason.is_empty() {
-            fields.push(("Reason".into(), row.reason.clone()));
+        if let Some(reason) = row.effective_reason().filter(|s| !s.is_empty()) {
+            fields.push(("Reason".into(), reason.to_string()));
         }
         fields.extend([
             (
@@ -323,10 +290,10 @@ impl Backend {
             ("Model".into(), r.model_id.clone()),
             ("Device".into(), r.device.clone()),
             ("Latency".into(), format!("{:.1} ms", r.latency_ms)),
-            ("Source".into(), r.source.clone()),
+            ("Source".into(), r.source.as_str().into()),
             ("Cheque SHA-256".into(), r.cheque_sha256.clone()),
             ("Reference SHA-256".into(), r.reference_sha256s.join("\n")),
-            ("Row hash".into(), r.hash.clone()),
+            ("Row hash".into(), row.hash.clone()),
         ]);
         Ok(DecisionDetail {
             row,

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::Backend;
 use super::advice::{UserError, imaging_error, model_error, store_error};
-use super::audit_log::to_row;
 use super::raster::{normalised_gray, overlay};
 use super::session::Decoded;
 use super::view::{DecisionRow, FinalAction, Gray, PixelBox, Rgba, Slot, VerifyOutcome};
@@ -303,7 +302,7 @@ impl Backend {
             }
         };
         let cheque_id = self.images.get(&Slot::Cheque).map(|d| d.source.clone());
-        let nd = crate::store::NewDecision {
+        let nd = crate::store::DecisionRecord {
             time: time::OffsetDateTime::now_utc(),
             operator: op.name().to_string(),
             account: outcome.account.clone(),
@@ -362,6 +361,6 @@ impl Backend {
                     "Check the Audit screen.",
                 )
             })?;
-        Ok(to_row(&row))
+        Ok(row)
     }
 }

@@ -40,7 +40,7 @@ use view::role_of;
 pub use view::{
     AuditFilter, BatchRow, ChainReport, DecisionDetail, DecisionRow, EvalSummary, FinalAction,
     Gray, LoadedImage, Operator, PixelBox, Rgba, Role, Slot, StatusInfo, TrainOptions, TrainUpdate,
-    VerifyOutcome,
+    VerifyOutcome, action_label, shown_time,
 };
 
 /// Where the worker finds its database and model, and which device it runs the network on.

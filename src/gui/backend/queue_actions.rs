@@ -5,7 +5,6 @@
 
 use super::Backend;
 use super::advice::{UserError, store_error};
-use super::audit_log::to_row;
 use super::view::DecisionRow;
 use crate::gui::queue::{QueueEvent, QueueJob, RequestView};
 use crate::scoring::Decision;
@@ -44,10 +43,7 @@ impl Backend {
         let store = self.store()?;
         let referrals = store
             .referral_queue(QUEUE_LIMIT)
-            .map_err(|e| store_error("Could not read the referral queue", e))?
-            .iter()
-            .map(to_row)
-            .collect();
+            .map_err(|e| store_error("Could not read the referral queue", e))?;
         let requests = store
             .pending_settings_requests()
             .map_err(|e| store_error("Could not read the pending settings changes", e))?

@@ -140,29 +140,27 @@ pub enum FinalAction {
     Abandoned,
 }
 
-/// One row of the audit log as the GUI shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DecisionRow {
-    pub id: i64,
-    pub time: String,
-    pub operator: String,
-    pub account: String,
-    pub decision: Decision,
-    pub final_decision: Decision,
-    pub action: String,
-    pub reason: String,
-    /// `None` when nothing was scored or calibrated (the row holds NULL).
-    pub score: Option<f64>,
-    pub probability: Option<f64>,
-    pub model_id: String,
-    pub cheque_sha256: String,
-    pub reference_sha256: String,
-    /// The signature box was drawn by hand.
-    pub hand_drawn: bool,
-    pub cheque_id: String,
-    pub amount_cents: Option<i64>,
-    /// The cheque waits in the referral queue.
-    pub in_referral: bool,
+/// One decision as the screens list it: the store's row (the record, the action and the decision in
+/// force), formatted where it is shown.
+pub use crate::store::DecisionRow;
+
+/// The action in force as the lists show it, saying when the signature box was drawn by hand.
+pub fn action_label(row: &DecisionRow) -> String {
+    let action = row.effective_action().as_str();
+    if row.record.hand_drawn_box {
+        format!("{action} (box by hand)")
+    } else {
+        action.to_string()
+    }
+}
+
+/// A decision's time as the screens show it: `YYYY-MM-DD HH:MM:SS`, UTC.
+pub fn shown_time(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second]"
+        ))
+        .unwrap_or_default()
 }
 
 /// Filters of the Audit screen; empty fields match everything.
