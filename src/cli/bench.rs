@@ -78,9 +78,10 @@ fn run_groups(global: &GlobalOpts, args: &BenchArgs, dir: &std::path::Path) -> a
     }
     if wants("model") {
         let r = group("model", &mut || {
-            let mut v = crate::model::bench::bench(tch::Device::Cpu)?;
+            let model = global.model.as_deref();
+            let mut v = crate::model::bench::bench(tch::Device::Cpu, model)?;
             if tch::Cuda::is_available() {
-                v.extend(crate::model::bench::bench(tch::Device::Cuda(0))?);
+                v.extend(crate::model::bench::bench(tch::Device::Cuda(0), model)?);
             }
             Ok(v)
         });

@@ -1,7 +1,8 @@
-//! Model-only speed: embeddings per second at batch 1 and batch 64, on random inputs of the bundled
-//! model's input size (the shipped model is what a bank runs). Figures are printed, never asserted
-//! (the machine may be shared).
+//! Model-only speed: embeddings per second at batch 1 and batch 64, on random inputs of the input
+//! size of the model named with `--model`, else of the bundled model (the shipped model is what a
+//! bank runs). Figures are printed, never asserted (the machine may be shared).
 
+use std::path::Path;
 use std::time::Instant;
 
 use tch::{Device, Tensor};
@@ -9,12 +10,17 @@ use tch::{Device, Tensor};
 use super::{EmbeddingNet, net};
 use crate::imaging::normalise::NormaliseParams;
 
-/// Runs the benchmark and returns `(name, figure)` rows.
-pub fn bench(device: Device) -> anyhow::Result<Vec<(String, String)>> {
-    // The bundled model's card says its input size; without one, the default parameters.
-    let params = crate::paths::default_model()
-        .and_then(|p| super::read_card(&super::card_path(&p)).ok())
-        .map_or_else(NormaliseParams::default, |c| c.preprocessing.params);
+/// Runs the benchmark and returns `(name, figure)` rows. `model`: weights whose card gives the input
+/// size (a candidate model, say); `None` for the bundled model.
+pub fn bench(device: Device, model: Option<&Path>) -> anyhow::Result<Vec<(String, String)>> {
+    // The card says the input size; without a bundled model, the default parameters. A model named
+    // explicitly must have a readable card: measuring another size than asked would mislead.
+    let params = match model {
+        Some(p) => super::read_card(&super::card_path(p))?.preprocessing.params,
+        None => crate::paths::default_model()
+            .and_then(|p| super::read_card(&super::card_path(&p)).ok())
+            .map_or_else(NormaliseParams::default, |c| c.preprocessing.params),
+    };
     let (h, w) = (i64::from(params.height), i64::from(params.width));
     let vs = tch::nn::VarStore::new(device);
     let model = EmbeddingNet::new(&vs.root());

@@ -158,6 +158,22 @@ fn train_records_the_input_size_and_ink_and_the_model_embeds_at_that_size() {
     assert_eq!((n.width, n.height), (128, 80));
     assert_eq!(model.embed(&[n]).unwrap()[0].len(), 128);
 
+    // `bench` measures the speed of the model named with --model, at its own input size.
+    let o = cs(&[
+        "--model",
+        out.to_str().unwrap(),
+        "bench",
+        "--only",
+        "model",
+        "--quick",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let input = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find(|l| l.trim_start().starts_with("model.input"))
+        .map(|l| l.split_whitespace().last().unwrap_or_default().to_string());
+    assert_eq!(input.as_deref(), Some("128x80"), "{}", text(&o));
+
     // A fine-tune keeps the model's own normalisation, and a size given with --init is refused.
     let o = cs(&[
         "train",
