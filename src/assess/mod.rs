@@ -486,4 +486,54 @@ mod tests {
         .unwrap();
         assert!((alone - twice).abs() < 1e-6, "{alone} vs {twice}");
     }
+
+    fn pair(writer: usize, sample: usize, genuine: bool, score: f64) -> ScoredPair {
+        ScoredPair {
+            writer: format!("w{writer}"),
+            questioned_writer: format!("w{writer}"),
+            sample_id: format!("{sample}"),
+            score,
+            genuine,
+            skilled: !genuine,
+        }
+    }
+
+    /// 12 writers, 4 genuine and 4 skilled pairs each; `noise` pushes every writer's forgeries up.
+    fn pairs(noise: f64) -> Vec<ScoredPair> {
+        let mut out = Vec::new();
+        for w in 0..12 {
+            for i in 0..8 {
+                let genuine = i < 4;
+                let base = if genuine { 0.6 } else { 0.4 };
+                let jitter = ((w * 7 + i * 3) % 10) as f64 / 40.0;
+                let push = if genuine { 0.0 } else { noise };
+                out.push(pair(w, i, genuine, base + jitter - 0.1 + push));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_paired_bootstrap_sees_no_change_for_the_same_scores_and_a_consistent_one_for_better_scores()
+     {
+        let base = pairs(0.0);
+        let same = paired_skilled_eer_change(&base, &base, 200, 1).unwrap();
+        assert_eq!(same.change, 0.0);
+        assert_eq!(same.sd, 0.0);
+        assert_eq!(same.ci95, (0.0, 0.0));
+        // Lower forgery scores for every writer: the EER falls, and the interval stays below zero.
+        let better = paired_skilled_eer_change(&base, &pairs(-0.1), 200, 1).unwrap();
+        assert!(better.eer < better.baseline_eer, "{better:?}");
+        assert!(better.ci95.1 < 0.0, "{better:?}");
+        // Pairs are matched by who and what, not by position.
+        let mut shuffled = pairs(-0.1);
+        shuffled.reverse();
+        assert_eq!(
+            paired_skilled_eer_change(&base, &shuffled, 200, 1).unwrap(),
+            better
+        );
+        // One writer is not enough to resample.
+        let one: Vec<ScoredPair> = base.iter().filter(|p| p.writer == "w0").cloned().collect();
+        assert!(paired_skilled_eer_change(&one, &one, 200, 1).is_none());
+    }
 }

@@ -54,7 +54,13 @@ pub const PASSES: usize = VIEWS.len() + 1;
 pub fn perturb(n: &NormalisedSignature, view: View) -> NormalisedSignature {
     let (w, h) = (n.width as usize, n.height as usize);
     let mut pixels = vec![0f32; w * h];
-    if w == 0 || h == 0 || n.pixels.len() != w * h || !(view.scale > 0.0) {
+    if w == 0
+        || h == 0
+        || n.pixels.len() != w * h
+        || !view.scale.is_finite()
+        || view.scale <= 0.0
+        || !view.rotation_deg.is_finite()
+    {
         return NormalisedSignature {
             width: n.width,
             height: n.height,

@@ -39,9 +39,9 @@ fn evaluate(db: &Path, model: &Path, data: &Path, out: &Path, extra: &[&str]) ->
     let mut args = vec![
         "evaluate",
         "--data",
-        data.to_str().unwrap(),
+        data.to_str().expect("UTF-8 path"),
         "--json",
-        out.to_str().unwrap(),
+        out.to_str().expect("UTF-8 path"),
     ];
     args.extend_from_slice(extra);
     let o = cs(db, model, &args, &[]);
