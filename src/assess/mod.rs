@@ -8,12 +8,13 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
+use crate::imaging::NormalisedSignature;
 use crate::imaging::decode::{DecodeLimits, decode_path};
-use crate::imaging::normalise::normalise;
+use crate::imaging::normalise::{NormaliseParams, normalise};
 use crate::model::{ModelError, SignatureModel};
 use crate::scoring::{
-    Calibration, EvalConfig, EvaluationReport, Forgeries, LabelledEmbedding, OperatingPoint,
-    ScoredPair, ScoringError, ThresholdChoice, Thresholds, choose_thresholds, eer,
+    Calibration, Embedding, EvalConfig, EvaluationReport, Forgeries, LabelledEmbedding,
+    OperatingPoint, ScoredPair, ScoringError, ThresholdChoice, Thresholds, choose_thresholds, eer,
     evaluation_scores, fit_platt, labelled_scores,
 };
 use crate::train::dataset::Dataset;
@@ -39,6 +40,8 @@ pub enum AssessError {
     NothingUsable(usize, String),
     #[error("stopped before every image was embedded")]
     Stopped,
+    #[error("no model to embed with")]
+    NoModel,
 }
 
 /// Decodes, normalises and embeds every sample. Unreadable images and images without ink are listed
@@ -50,17 +53,59 @@ pub fn embed_dataset(
     dataset: &Dataset,
     progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
 ) -> Result<EmbeddedSet, AssessError> {
+    embed_dataset_with(&[model], false, dataset, progress)
+}
+
+/// As [`embed_dataset`], with an ensemble of `models` and optionally test-time augmentation: the levers
+/// `countersign evaluate --ensemble-with / --tta` measures (docs/ACCURACY.md); the decision path uses
+/// neither. Each model preprocesses every image with its own card's parameters and embeds it (with
+/// [`crate::model::tta::embed`] when `tta`); the sample's embedding is [`ensemble_embedding`] of the
+/// models' embeddings, so every scoring step downstream scores with the mean of the models' cosine
+/// similarities. An image that any model cannot use is dropped for all of them and listed in
+/// `failures` with the model that refused it, so every model scores exactly the same samples. With one
+/// model and no TTA this is exactly [`embed_dataset`].
+pub fn embed_dataset_with(
+    models: &[&SignatureModel],
+    tta: bool,
+    dataset: &Dataset,
+    progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+) -> Result<EmbeddedSet, AssessError> {
+    if models.is_empty() {
+        return Err(AssessError::NoModel);
+    }
     let limits = DecodeLimits::default();
-    let params = model.normalise_params().clone();
+    // Models that share normalisation parameters share the normalised images.
+    let mut params: Vec<(NormaliseParams, String)> = Vec::new();
+    let param_of: Vec<usize> = models
+        .iter()
+        .map(|m| {
+            let p = m.normalise_params();
+            params.iter().position(|(q, _)| q == p).unwrap_or_else(|| {
+                params.push((p.clone(), m.id()));
+                params.len() - 1
+            })
+        })
+        .collect();
+    let several = params.len() > 1;
     let total = dataset.samples.len();
     let mut out = EmbeddedSet::default();
     for chunk in dataset.samples.chunks(CHUNK) {
-        let prepared: Vec<_> = chunk
+        let prepared: Vec<Result<Vec<NormalisedSignature>, String>> = chunk
             .par_iter()
             .map(|s| {
-                decode_path(&s.path, &limits)
-                    .and_then(|img| normalise(&img, &params))
-                    .map_err(|e| e.to_string())
+                let img = decode_path(&s.path, &limits).map_err(|e| e.to_string())?;
+                params
+                    .iter()
+                    .map(|(p, id)| {
+                        normalise(&img, p).map_err(|e| {
+                            if several {
+                                format!("{e} (with the preprocessing of model {id})")
+                            } else {
+                                e.to_string()
+                            }
+                        })
+                    })
+                    .collect()
             })
             .collect();
         let mut ok_samples = Vec::with_capacity(chunk.len());
@@ -74,7 +119,23 @@ pub fn embed_dataset(
                 Err(e) => out.failures.push((s.path.clone(), e)),
             }
         }
-        let embeddings = model.embed(&inputs)?;
+        let mut per_model = Vec::with_capacity(models.len());
+        for (model, &pi) in models.iter().zip(&param_of) {
+            let batch: Vec<&NormalisedSignature> = inputs.iter().map(|n| &n[pi]).collect();
+            per_model.push(if tta {
+                crate::model::tta::embed(model, &batch)?
+            } else {
+                model.embed_refs(&batch)?
+            });
+        }
+        let embeddings: Vec<Embedding> = match per_model.len() {
+            1 => per_model.pop().unwrap_or_default(),
+            _ => (0..ok_samples.len())
+                .map(|i| {
+                    ensemble_embedding(&per_model.iter().map(|e| &e[i][..]).collect::<Vec<_>>())
+                })
+                .collect(),
+        };
         for (s, embedding) in ok_samples.into_iter().zip(embeddings) {
             out.samples.push(LabelledEmbedding {
                 writer: s.writer.clone(),
@@ -104,6 +165,127 @@ pub fn embed_dataset(
         ));
     }
     Ok(out)
+}
+
+/// One sample's embedding for an ensemble: each model's embedding L2-normalised, scaled by
+/// `1/sqrt(n)` and concatenated. The result has unit length, and its cosine similarity to another such
+/// concatenation is exactly the mean of the models' cosine similarities, so aggregation, z-norm and
+/// every figure work on an ensemble unchanged. A zero part stays zero (and fails scoring as before).
+pub fn ensemble_embedding(parts: &[&[f32]]) -> Embedding {
+    let scale = 1.0 / (parts.len().max(1) as f64).sqrt();
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        let norm = part
+            .iter()
+            .map(|&x| f64::from(x).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let k = if norm > 0.0 { scale / norm } else { 0.0 };
+        out.extend(part.iter().map(|&x| (f64::from(x) * k) as f32));
+    }
+    out
+}
+
+/// The id a report names for `models` embedded with or without TTA: the model's own id when it is one
+/// model without TTA, so the product's reports are unchanged.
+pub fn embedding_id(models: &[&SignatureModel], tta: bool) -> String {
+    let ids: Vec<String> = models.iter().map(|m| m.id()).collect();
+    let mut id = match ids.as_slice() {
+        [one] => one.clone(),
+        _ => format!("ensemble[{}]", ids.join(" + ")),
+    };
+    if tta {
+        id.push_str(&format!(" with TTA x{}", crate::model::tta::PASSES));
+    }
+    id
+}
+
+/// How a lever moved the skilled-forgery EER against a baseline scored on the same pairs: the
+/// difference (lever minus baseline) on all writers, and its writer-bootstrap standard deviation and
+/// 95 % interval. Both systems are scored on the same resampled writers in each round, so the spread
+/// is that of the *difference*, which is much smaller than either EER's own spread when the two
+/// systems err on the same writers.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct PairedChange {
+    pub baseline_eer: f64,
+    pub eer: f64,
+    pub change: f64,
+    pub sd: f64,
+    pub ci95: (f64, f64),
+}
+
+/// Paired writer bootstrap of the skilled EER of `lever` against `baseline` (`rounds` resamples of the
+/// writers, seeded). Pairs are matched by writer, questioned writer and sample; pairs only one side has
+/// are left out. `None` without skilled forgeries, with fewer than 2 writers, or with no common pair.
+pub fn paired_skilled_eer_change(
+    baseline: &[ScoredPair],
+    lever: &[ScoredPair],
+    rounds: usize,
+    seed: u64,
+) -> Option<PairedChange> {
+    use rand::{Rng, SeedableRng};
+    use std::collections::{BTreeMap, HashMap};
+    let key = |p: &ScoredPair| {
+        (
+            p.writer.clone(),
+            p.questioned_writer.clone(),
+            p.sample_id.clone(),
+        )
+    };
+    let base: HashMap<_, f64> = baseline
+        .iter()
+        .filter(|p| p.genuine || p.skilled)
+        .map(|p| (key(p), p.score))
+        .collect();
+    // Per writer: (baseline score, lever score, genuine) of each common pair.
+    let mut by_writer: BTreeMap<&str, Vec<(f64, f64, bool)>> = BTreeMap::new();
+    for p in lever.iter().filter(|p| p.genuine || p.skilled) {
+        if let Some(&b) = base.get(&key(p)) {
+            by_writer
+                .entry(p.writer.as_str())
+                .or_default()
+                .push((b, p.score, p.genuine));
+        }
+    }
+    let writers: Vec<&Vec<(f64, f64, bool)>> = by_writer.values().collect();
+    if writers.len() < 2 {
+        return None;
+    }
+    let eers = |rows: &mut dyn Iterator<Item = &(f64, f64, bool)>| -> Option<(f64, f64)> {
+        let (mut b, mut l, mut g) = (Vec::new(), Vec::new(), Vec::new());
+        for &(x, y, genuine) in rows {
+            b.push(x);
+            l.push(y);
+            g.push(genuine);
+        }
+        Some((eer(&b, &g).ok()?.eer, eer(&l, &g).ok()?.eer))
+    };
+    let (baseline_eer, lever_eer) = eers(&mut writers.iter().flat_map(|w| w.iter()))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut changes = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let drawn: Vec<usize> = (0..writers.len())
+            .map(|_| rng.random_range(0..writers.len()))
+            .collect();
+        // A resample without one of the classes has no EER; it is left out.
+        if let Some((b, l)) = eers(&mut drawn.iter().flat_map(|&i| writers[i].iter())) {
+            changes.push(l - b);
+        }
+    }
+    if changes.len() < 2 {
+        return None;
+    }
+    changes.sort_by(f64::total_cmp);
+    let mean = changes.iter().sum::<f64>() / changes.len() as f64;
+    let var = changes.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (changes.len() - 1) as f64;
+    let q = |f: f64| changes[((changes.len() - 1) as f64 * f).round() as usize];
+    Some(PairedChange {
+        baseline_eer,
+        eer: lever_eer,
+        change: lever_eer - baseline_eer,
+        sd: var.sqrt(),
+        ci95: (q(0.025), q(0.975)),
+    })
 }
 
 /// The protocol with the model's per-account stage switched on when its card names one, so that every
@@ -274,4 +456,84 @@ pub fn operating_point(
 /// Thresholds as text, e.g. "accept >= 0.912, reject < 0.301".
 pub fn describe_thresholds(t: &Thresholds) -> String {
     format!("accept >= {:.3}, reject < {:.3}", t.accept, t.reject)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scoring::cosine_similarity;
+
+    #[test]
+    fn an_ensemble_embedding_scores_the_mean_of_the_models_cosines() {
+        // Two "models" with embeddings of different lengths and dimensions.
+        let (a1, b1) = (vec![3.0f32, 1.0, -2.0], vec![1.0f32, 2.0, 0.5]);
+        let (a2, b2) = (vec![0.2f32, -0.4, 0.1, 0.9], vec![-0.3f32, 0.5, 0.2, 0.7]);
+        let a = ensemble_embedding(&[&a1, &a2]);
+        let b = ensemble_embedding(&[&b1, &b2]);
+        assert_eq!(a.len(), 7);
+        let unit = a.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+        assert!((unit - 1.0).abs() < 1e-6, "squared length {unit}");
+        let mean =
+            (cosine_similarity(&a1, &b1).unwrap() + cosine_similarity(&a2, &b2).unwrap()) / 2.0;
+        let got = cosine_similarity(&a, &b).unwrap();
+        assert!((got - mean).abs() < 1e-6, "{got} vs {mean}");
+        // A model with itself scores as the model alone.
+        let alone = cosine_similarity(&a1, &b1).unwrap();
+        let twice = cosine_similarity(
+            &ensemble_embedding(&[&a1, &a1]),
+            &ensemble_embedding(&[&b1, &b1]),
+        )
+        .unwrap();
+        assert!((alone - twice).abs() < 1e-6, "{alone} vs {twice}");
+    }
+
+    fn pair(writer: usize, sample: usize, genuine: bool, score: f64) -> ScoredPair {
+        ScoredPair {
+            writer: format!("w{writer}"),
+            questioned_writer: format!("w{writer}"),
+            sample_id: format!("{sample}"),
+            score,
+            genuine,
+            skilled: !genuine,
+        }
+    }
+
+    /// 12 writers, 4 genuine and 4 skilled pairs each; `noise` pushes every writer's forgeries up.
+    fn pairs(noise: f64) -> Vec<ScoredPair> {
+        let mut out = Vec::new();
+        for w in 0..12 {
+            for i in 0..8 {
+                let genuine = i < 4;
+                let base = if genuine { 0.6 } else { 0.4 };
+                let jitter = ((w * 7 + i * 3) % 10) as f64 / 40.0;
+                let push = if genuine { 0.0 } else { noise };
+                out.push(pair(w, i, genuine, base + jitter - 0.1 + push));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_paired_bootstrap_sees_no_change_for_the_same_scores_and_a_consistent_one_for_better_scores()
+     {
+        let base = pairs(0.0);
+        let same = paired_skilled_eer_change(&base, &base, 200, 1).unwrap();
+        assert_eq!(same.change, 0.0);
+        assert_eq!(same.sd, 0.0);
+        assert_eq!(same.ci95, (0.0, 0.0));
+        // Lower forgery scores for every writer: the EER falls, and the interval stays below zero.
+        let better = paired_skilled_eer_change(&base, &pairs(-0.1), 200, 1).unwrap();
+        assert!(better.eer < better.baseline_eer, "{better:?}");
+        assert!(better.ci95.1 < 0.0, "{better:?}");
+        // Pairs are matched by who and what, not by position.
+        let mut shuffled = pairs(-0.1);
+        shuffled.reverse();
+        assert_eq!(
+            paired_skilled_eer_change(&base, &shuffled, 200, 1).unwrap(),
+            better
+        );
+        // One writer is not enough to resample.
+        let one: Vec<ScoredPair> = base.iter().filter(|p| p.writer == "w0").cloned().collect();
+        assert!(paired_skilled_eer_change(&one, &one, 200, 1).is_none());
+    }
 }

@@ -184,6 +184,15 @@ pub fn embed_with_progress(
     model: &SignatureModel,
     ds: &Dataset,
 ) -> anyhow::Result<crate::assess::EmbeddedSet> {
+    embed_with_progress_using(&[model], false, ds)
+}
+
+/// As [`embed_with_progress`], with an ensemble and/or TTA (`assess::embed_dataset_with`).
+pub fn embed_with_progress_using(
+    models: &[&SignatureModel],
+    tta: bool,
+    ds: &Dataset,
+) -> anyhow::Result<crate::assess::EmbeddedSet> {
     let bar = indicatif::ProgressBar::new(ds.samples.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -191,7 +200,7 @@ pub fn embed_with_progress(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let set = crate::assess::embed_dataset(model, ds, &mut |done, _| {
+    let set = crate::assess::embed_dataset_with(models, tta, ds, &mut |done, _| {
         bar.set_position(done as u64);
         std::ops::ControlFlow::Continue(())
     })?;

@@ -3,8 +3,11 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use crate::cli::GlobalOpts;
-use crate::cli::assess_args::{DataArgs, embed_with_progress, load_model};
+use crate::cli::assess_args::{DataArgs, embed_with_progress_using, load_model};
+use crate::model::SignatureModel;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -22,6 +25,16 @@ pub struct EvaluateArgs {
     /// weights and their hash are untouched).
     #[arg(long)]
     pub write_card: bool,
+    /// Also embed with this model and score every pair with the mean of the models' cosine
+    /// similarities (an ensemble). Repeat for more models; each preprocesses with its own card. A
+    /// lever to measure (docs/ACCURACY.md): verify and batch do not use ensembles.
+    #[arg(long = "ensemble-with", value_name = "MODEL")]
+    pub ensemble_with: Vec<PathBuf>,
+    /// Test-time augmentation: embed each image also slightly scaled and rotated (as a scanner and the
+    /// crop vary it) and average the embeddings; costs 5 forward passes per image. A lever to measure
+    /// (docs/ACCURACY.md): verify and batch do not use it.
+    #[arg(long)]
+    pub tta: bool,
 }
 
 pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
@@ -29,23 +42,45 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
     if let Some(p) = &args.json {
         global.protected().check(p)?;
     }
+    // An ensemble's or TTA's figures are not the model's: they must never become its card's.
+    let lever = !args.ensemble_with.is_empty() || args.tta;
+    if lever && args.write_card {
+        anyhow::bail!(
+            "--write-card records the model's own figures; it cannot be combined with --ensemble-with or --tta"
+        );
+    }
     let model = load_model(global)?;
+    let mut extra = Vec::with_capacity(args.ensemble_with.len());
+    for path in &args.ensemble_with {
+        let m = SignatureModel::load(path, global.device.resolve()?)
+            .with_context(|| format!("loading --ensemble-with model {}", path.display()))?;
+        extra.push(m);
+    }
+    let models: Vec<&SignatureModel> = std::iter::once(&model).chain(&extra).collect();
+    let id = crate::assess::embedding_id(&models, args.tta);
     let collections = args.data.collections()?;
     let names: Vec<String> = collections.iter().map(|c| c.name.clone()).collect();
     let ds = args.data.dataset()?;
-    let set = embed_with_progress(&model, &ds)?;
+    let set = embed_with_progress_using(&models, args.tta, &ds)?;
+    // The main model's per-account stage applies to the ensemble's score as it would to its own.
     let mut cfg = crate::assess::protocol_for(&model, args.data.eval_config());
     let settings = super::operator::open_store(global)
         .ok()
         .and_then(|s| s.current_settings().ok());
-    cfg.operating = crate::assess::operating_point(&model, settings.as_ref());
-    let report = crate::assess::evaluate(&model.id(), &set.samples, &cfg)?;
-    crate::outln!(
-        "model {}  data {} ({})",
-        model.id(),
-        names.join(" + "),
-        ds.layout
-    );
+    // A calibration is fitted on one model's scores; rates at its thresholds would be meaningless
+    // for an ensemble's or TTA's scores, so none are reported.
+    cfg.operating = if lever {
+        None
+    } else {
+        crate::assess::operating_point(&model, settings.as_ref())
+    };
+    let report = crate::assess::evaluate(&id, &set.samples, &cfg)?;
+    crate::outln!("model {id}  data {} ({})", names.join(" + "), ds.layout);
+    if lever {
+        crate::outln!(
+            "a lever under measurement: no operating point (the calibration belongs to the model alone)"
+        );
+    }
     if !set.failures.is_empty() {
         crate::outln!(
             "{} images could not be used (listed above)",
@@ -53,6 +88,50 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
         );
     }
     crate::out!("{}", report.summary());
+    // How far the skilled EER moves with the writers drawn: a lever that moves it by less has not
+    // been shown to help (docs/ACCURACY.md).
+    let pairs = crate::scoring::evaluation_scores(&set.samples, &cfg)?;
+    let spread = crate::train::bootstrap_eer(&pairs, 1000, 2011);
+    if let Some((sd, (lo, hi))) = spread {
+        crate::outln!(
+            "  writer bootstrap of the skilled EER: sd {:.2} points, 95% interval {:.2}%-{:.2}%",
+            sd * 100.0,
+            lo * 100.0,
+            hi * 100.0
+        );
+    }
+    // A lever is judged against the main model alone on the very same samples and pairs: the paired
+    // bootstrap's spread is that of the difference, not of either figure.
+    let paired = if lever {
+        let alone = embed_with_progress_using(&[&model], false, &ds)?;
+        let kept: std::collections::HashSet<(&str, &str)> = set
+            .samples
+            .iter()
+            .map(|s| (s.writer.as_str(), s.sample_id.as_str()))
+            .collect();
+        let same: Vec<_> = alone
+            .samples
+            .into_iter()
+            .filter(|s| kept.contains(&(s.writer.as_str(), s.sample_id.as_str())))
+            .collect();
+        let base = crate::scoring::evaluation_scores(&same, &cfg)?;
+        crate::assess::paired_skilled_eer_change(&base, &pairs, 1000, 2011)
+    } else {
+        None
+    };
+    if let Some(c) = &paired {
+        crate::outln!(
+            "  against {} alone on the same pairs: skilled EER {:.2}% -> {:.2}%, change {:+.2} points \
+             (paired writer bootstrap sd {:.2}, 95% interval {:+.2} to {:+.2})",
+            model.id(),
+            c.baseline_eer * 100.0,
+            c.eer * 100.0,
+            c.change * 100.0,
+            c.sd * 100.0,
+            c.ci95.0 * 100.0,
+            c.ci95.1 * 100.0
+        );
+    }
     // Per collection and pooled, with 1 and 5 references: the figure to steer by is the one of a
     // collection the model never saw, which a pooled figure averages away.
     let mut figures = Vec::new();
@@ -78,6 +157,16 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
         let mut value = serde_json::to_value(&report)?;
         if let Some(obj) = value.as_object_mut() {
             obj.insert("collections".into(), serde_json::to_value(&figures)?);
+            obj.insert(
+                "skilled_eer_bootstrap".into(),
+                serde_json::json!(spread.map(|(sd, ci)| serde_json::json!({"sd": sd, "ci95": ci}))),
+            );
+            if lever {
+                obj.insert(
+                    "change_against_model_alone".into(),
+                    serde_json::to_value(paired)?,
+                );
+            }
         }
         let text = serde_json::to_string_pretty(&value)?;
         global.write_output(path, text.as_bytes())?;

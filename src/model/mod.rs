@@ -16,6 +16,7 @@ pub mod in_force;
 pub mod net;
 mod safetensors;
 pub mod slot;
+pub mod tta;
 
 use std::path::{Path, PathBuf};
 

@@ -19,6 +19,7 @@ mod controls_kind;
 mod controls_store;
 mod decision_record;
 mod decision_rows;
+mod ensemble_tta;
 mod gui_app;
 mod gui_controls;
 mod gui_screens;
