@@ -1,0 +1,172 @@
+//! How much an EER would move with other writers: the writer bootstrap. The writers of an evaluation
+//! are resampled with replacement (each keeps all of its genuine and skilled-forgery pairs) and the
+//! skilled-forgery EER is recomputed; its spread over the resamples says how far a figure can be
+//! trusted. Two scorings of the same pairs (a lever on and off) are compared on the *same* resamples
+//! ([`paired_writer_bootstrap`]): the spread of their difference is much smaller than the spread of
+//! either, because the hard and easy writers are shared, and it is the one that says whether a lever
+//! helped.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{ScoredPair, ScoringError, eer};
+
+/// The spread of an EER (or of an EER difference) over writer resamples.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EerSpread {
+    /// The figure on all the writers (not a bootstrap mean).
+    pub value: f64,
+    /// Standard deviation over the resamples.
+    pub sd: f64,
+    /// 2.5 % and 97.5 % quantiles over the resamples.
+    pub ci95: (f64, f64),
+    /// Resamples that had both classes (the others have no EER and are left out).
+    pub rounds: usize,
+}
+
+/// A lever against a baseline on the same pairs: each one's spread and the spread of the difference
+/// (`lever - baseline`, negative when the lever lowers the EER).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairedEerSpread {
+    pub lever: EerSpread,
+    pub baseline: EerSpread,
+    pub difference: EerSpread,
+}
+
+/// Skilled-forgery EER of `pairs`, with its writer-bootstrap spread (`rounds` resamples, seeded).
+/// `None` without skilled forgeries, with fewer than 2 writers, or when fewer than 2 resamples had
+/// both classes.
+pub fn writer_bootstrap(
+    pairs: &[ScoredPair],
+    rounds: usize,
+    seed: u64,
+) -> Result<Option<EerSpread>, ScoringError> {
+    Ok(bootstrap(&[pairs], rounds, seed)?.map(|mut v| v.remove(0).spread))
+}
+
+/// The skilled-forgery EERs of `lever` and `baseline`, two scorings of the same protocol pairs (same
+/// writers and samples in the same order), and the difference, on the same writer resamples.
+pub fn paired_writer_bootstrap(
+    lever: &[ScoredPair],
+    baseline: &[ScoredPair],
+    rounds: usize,
+    seed: u64,
+) -> Result<Option<PairedEerSpread>, ScoringError> {
+    if lever.len() != baseline.len()
+        || lever.iter().zip(baseline).any(|(a, b)| {
+            a.writer != b.writer
+                || a.sample_id != b.sample_id
+                || a.questioned_writer != b.questioned_writer
+                || a.genuine != b.genuine
+                || a.skilled != b.skilled
+        })
+    {
+        return Err(ScoringError::InvalidParameter(
+            "a paired comparison needs two scorings of the same pairs".to_string(),
+        ));
+    }
+    let Some(mut runs) = bootstrap(&[lever, baseline], rounds, seed)? else {
+        return Ok(None);
+    };
+    let (baseline, lever) = (runs.remove(1), runs.remove(0));
+    let diffs: Vec<f64> = lever
+        .samples
+        .iter()
+        .zip(&baseline.samples)
+        .map(|(a, b)| a - b)
+        .collect();
+    Ok(Some(PairedEerSpread {
+        difference: summarise(lever.spread.value - baseline.spread.value, diffs),
+        lever: lever.spread,
+        baseline: baseline.spread,
+    }))
+}
+
+struct Run {
+    spread: EerSpread,
+    samples: Vec<f64>,
+}
+
+/// The skilled EER of each run on all writers and on each resample; only resamples where every run
+/// has an EER are kept, so that the runs stay paired.
+fn bootstrap(
+    runs: &[&[ScoredPair]],
+    rounds: usize,
+    seed: u64,
+) -> Result<Option<Vec<Run>>, ScoringError> {
+    let Some(first) = runs.first() else {
+        return Ok(None);
+    };
+    // Pair indices by writer, from the first run (the others hold the same pairs in the same order).
+    let mut by_writer: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, p) in first.iter().enumerate() {
+        if p.genuine || p.skilled {
+            by_writer.entry(p.writer.as_str()).or_default().push(i);
+        }
+    }
+    let writers: Vec<&Vec<usize>> = by_writer.values().collect();
+    if writers.len() < 2 || !first.iter().any(|p| p.skilled) {
+        return Ok(None);
+    }
+    let skilled_eer = |run: &[ScoredPair], picked: &mut dyn Iterator<Item = usize>| {
+        let (scores, labels): (Vec<f64>, Vec<bool>) =
+            picked.map(|i| (run[i].score, run[i].genuine)).unzip();
+        eer(&scores, &labels).ok().map(|e| e.eer)
+    };
+    let mut full = Vec::with_capacity(runs.len());
+    for run in runs {
+        let mut all = writers.iter().flat_map(|w| w.iter().copied());
+        match skilled_eer(run, &mut all) {
+            Some(e) => full.push(e),
+            None => return Ok(None),
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); runs.len()];
+    for _ in 0..rounds {
+        let picked: Vec<usize> = (0..writers.len())
+            .map(|_| rng.random_range(0..writers.len()))
+            .collect();
+        let eers: Option<Vec<f64>> = runs
+            .iter()
+            .map(|run| {
+                let mut it = picked.iter().flat_map(|&w| writers[w].iter().copied());
+                skilled_eer(run, &mut it)
+            })
+            .collect();
+        if let Some(eers) = eers {
+            for (s, e) in samples.iter_mut().zip(eers) {
+                s.push(e);
+            }
+        }
+    }
+    if samples[0].len() < 2 {
+        return Ok(None);
+    }
+    Ok(Some(
+        full.into_iter()
+            .zip(samples)
+            .map(|(value, s)| Run {
+                spread: summarise(value, s.clone()),
+                samples: s,
+            })
+            .collect(),
+    ))
+}
+
+fn summarise(value: f64, mut samples: Vec<f64>) -> EerSpread {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    let mean = samples.iter().sum::<f64>() / n as f64;
+    let var = samples.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+    let q = |f: f64| samples[((n - 1) as f64 * f).round() as usize];
+    EerSpread {
+        value,
+        sd: var.sqrt(),
+        ci95: (q(0.025), q(0.975)),
+        rounds: n,
+    }
+}
