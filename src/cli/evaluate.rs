@@ -24,8 +24,8 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub write_card: bool,
     /// Measure cohort score normalisation: each score normalised against the other writers of its
-    /// collection (their K references only): tnorm, snorm, atnorm[:N] or asnorm[:N] (adaptive: the N
-    /// highest cohort scores, default 20). With --znorm, averaged with the reference z-norm. For
+    /// collection (their K references only): tnorm, snorm, cznorm (cohort z-norm), or atnorm[:N],
+    /// asnorm[:N], acznorm[:N] (adaptive: the N highest cohort scores, default 20). With --znorm, averaged with the reference z-norm. For
     /// measurement only (no decision path applies it); the figures are compared with reference z-norm
     /// on the same embeddings.
     #[arg(long, value_name = "METHOD", conflicts_with = "write_card")]

@@ -10,8 +10,11 @@
 //! - **s-norm** ([`snorm`]): the mean of the t-norm term and a z-norm term, where the z-norm term
 //!   standardises the score by the cohort's signatures scored *against the account*: the account's
 //!   own impostor distribution, which removes how forgiving the account's references are.
-//! - **Adaptive** variants ([`adaptive_tnorm`], [`adaptive_snorm`]): each side's statistics over its
-//!   `top` highest cohort scores only, the most confusable other writers.
+//! - **Cohort z-norm** ([`cohort_znorm`]): the z-norm term alone, the account's impostor distribution
+//!   estimated from other writers' signatures (reference z-norm, [`super::normalise_score`], estimates
+//!   the account's *genuine* spread from its own references instead).
+//! - **Adaptive** variants ([`adaptive_tnorm`], [`adaptive_snorm`], [`adaptive_cohort_znorm`]): each
+//!   side's statistics over its `top` highest cohort scores only, the most confusable other writers.
 //!
 //! Every score here is one kind: [`score_against_references`] of one questioned embedding against one
 //! set of references with the same [`Aggregation`], so the cohort scores are distributed like the
@@ -38,7 +41,7 @@ pub const DEFAULT_COHORT_TOP: usize = 20;
 pub const MIN_COHORT_ACCOUNTS: usize = 2;
 
 /// Which cohort normalisation to apply. Written and parsed as `tnorm`, `atnorm:N`, `snorm`,
-/// `asnorm:N` (`atnorm` and `asnorm` alone take [`DEFAULT_COHORT_TOP`]).
+/// `asnorm:N`, `cznorm`, `acznorm:N` (the adaptive names alone take [`DEFAULT_COHORT_TOP`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum CohortNormalisation {
@@ -50,6 +53,10 @@ pub enum CohortNormalisation {
     SNorm,
     /// Symmetric normalisation, each side over its `top` highest cohort scores ([`adaptive_snorm`]).
     AdaptiveSNorm { top: usize },
+    /// The z-side alone over the whole cohort ([`cohort_znorm`]).
+    CohortZNorm,
+    /// The z-side alone over its `top` highest cohort scores ([`adaptive_cohort_znorm`]).
+    AdaptiveCohortZNorm { top: usize },
 }
 
 impl CohortNormalisation {
@@ -60,23 +67,36 @@ impl CohortNormalisation {
             CohortNormalisation::AdaptiveTNorm { top } => format!("atnorm:{top}"),
             CohortNormalisation::SNorm => "snorm".to_string(),
             CohortNormalisation::AdaptiveSNorm { top } => format!("asnorm:{top}"),
+            CohortNormalisation::CohortZNorm => "cznorm".to_string(),
+            CohortNormalisation::AdaptiveCohortZNorm { top } => format!("acznorm:{top}"),
         }
     }
 
     /// The number of highest cohort scores each side keeps (`None`: all of them).
     pub fn top(self) -> Option<usize> {
         match self {
-            CohortNormalisation::TNorm | CohortNormalisation::SNorm => None,
+            CohortNormalisation::TNorm
+            | CohortNormalisation::SNorm
+            | CohortNormalisation::CohortZNorm => None,
             CohortNormalisation::AdaptiveTNorm { top }
-            | CohortNormalisation::AdaptiveSNorm { top } => Some(top),
+            | CohortNormalisation::AdaptiveSNorm { top }
+            | CohortNormalisation::AdaptiveCohortZNorm { top } => Some(top),
         }
     }
 
-    /// True when the variant also needs the z-side (the cohort's signatures against the account).
-    pub fn symmetric(self) -> bool {
-        matches!(
+    /// True when the variant needs the t-side (the questioned signature against the cohort).
+    pub fn uses_t(self) -> bool {
+        !matches!(
             self,
-            CohortNormalisation::SNorm | CohortNormalisation::AdaptiveSNorm { .. }
+            CohortNormalisation::CohortZNorm | CohortNormalisation::AdaptiveCohortZNorm { .. }
+        )
+    }
+
+    /// True when the variant needs the z-side (the cohort's signatures against the account).
+    pub fn uses_z(self) -> bool {
+        !matches!(
+            self,
+            CohortNormalisation::TNorm | CohortNormalisation::AdaptiveTNorm { .. }
         )
     }
 
@@ -90,8 +110,12 @@ impl CohortNormalisation {
         agg: Aggregation,
     ) -> Result<f64, ScoringError> {
         let raw = score_against_references(questioned, refs, agg)?;
-        let t = questioned_cohort_scores(questioned, cohort, agg)?;
-        let z = if self.symmetric() {
+        let t = if self.uses_t() {
+            questioned_cohort_scores(questioned, cohort, agg)?
+        } else {
+            Vec::new()
+        };
+        let z = if self.uses_z() {
             account_cohort_scores(refs, cohort, agg)?
         } else {
             Vec::new()
@@ -100,17 +124,17 @@ impl CohortNormalisation {
     }
 
     /// The normalisation from scores already computed: `raw` (the questioned signature against the
-    /// account), `t` ([`questioned_cohort_scores`]) and, for the symmetric variants, `z`
-    /// ([`account_cohort_scores`]). The evaluation protocol calls this with scores it computed once
-    /// per account, so that the formulas exist only here.
+    /// account), `t` ([`questioned_cohort_scores`], read when [`Self::uses_t`]) and `z`
+    /// ([`account_cohort_scores`], read when [`Self::uses_z`]). The evaluation protocol calls this
+    /// with scores it computed once per account, so that the formulas exist only here.
     pub fn normalise(self, raw: f64, t: &[f64], z: &[f64]) -> Result<f64, ScoringError> {
         let top = self.top();
-        let t_term = CohortStats::of(t, top)?.normalise(raw);
-        if !self.symmetric() {
-            return Ok(t_term);
+        let term = |scores: &[f64]| CohortStats::of(scores, top).map(|st| st.normalise(raw));
+        match (self.uses_t(), self.uses_z()) {
+            (true, true) => Ok(0.5 * (term(z)? + term(t)?)),
+            (true, false) => term(t),
+            _ => term(z),
         }
-        let z_term = CohortStats::of(z, top)?.normalise(raw);
-        Ok(0.5 * (z_term + t_term))
     }
 }
 
@@ -137,7 +161,7 @@ impl TryFrom<String> for CohortNormalisation {
 impl std::str::FromStr for CohortNormalisation {
     type Err = ScoringError;
 
-    /// Parses `tnorm`, `snorm`, `atnorm[:N]`, `asnorm[:N]` with N >= 2.
+    /// Parses `tnorm`, `snorm`, `cznorm`, `atnorm[:N]`, `asnorm[:N]`, `acznorm[:N]` with N >= 2.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.trim().to_ascii_lowercase();
         let (name, top) = match lower.split_once(':') {
@@ -155,6 +179,10 @@ impl std::str::FromStr for CohortNormalisation {
         match (name, top) {
             ("tnorm", None) => Ok(CohortNormalisation::TNorm),
             ("snorm", None) => Ok(CohortNormalisation::SNorm),
+            ("cznorm", None) => Ok(CohortNormalisation::CohortZNorm),
+            ("acznorm", _) => Ok(CohortNormalisation::AdaptiveCohortZNorm {
+                top: top_or_default,
+            }),
             ("atnorm", _) => Ok(CohortNormalisation::AdaptiveTNorm {
                 top: top_or_default,
             }),
@@ -162,7 +190,7 @@ impl std::str::FromStr for CohortNormalisation {
                 top: top_or_default,
             }),
             _ => Err(ScoringError::InvalidParameter(format!(
-                "unknown cohort normalisation '{s}' (expected tnorm, snorm, atnorm[:N] or asnorm[:N])"
+                "unknown cohort normalisation '{s}' (expected tnorm, snorm, cznorm, atnorm[:N], asnorm[:N] or acznorm[:N])"
             ))),
         }
     }
@@ -291,6 +319,28 @@ pub fn adaptive_snorm(
     CohortNormalisation::AdaptiveSNorm { top }.apply(questioned, refs, cohort, agg)
 }
 
+/// Cohort z-norm: `(s - mean_z) / max(std_z, floor)` over every cohort signature scored against the
+/// account (the z-side of [`snorm`] alone).
+pub fn cohort_znorm(
+    questioned: &Embedding,
+    refs: &[Embedding],
+    cohort: &[Vec<Embedding>],
+    agg: Aggregation,
+) -> Result<f64, ScoringError> {
+    CohortNormalisation::CohortZNorm.apply(questioned, refs, cohort, agg)
+}
+
+/// Adaptive cohort z-norm: [`cohort_znorm`] over the `top` highest cohort scores.
+pub fn adaptive_cohort_znorm(
+    questioned: &Embedding,
+    refs: &[Embedding],
+    cohort: &[Vec<Embedding>],
+    agg: Aggregation,
+    top: usize,
+) -> Result<f64, ScoringError> {
+    CohortNormalisation::AdaptiveCohortZNorm { top }.apply(questioned, refs, cohort, agg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +401,9 @@ mod tests {
         let want = 0.5 * ((s - z_mean) / z_std + (s - t_mean) / t_std);
         let got = snorm(&q, &refs, &cohort, Aggregation::Mean).unwrap();
         assert!(close(got, want), "{got} vs {want}");
+        // Cohort z-norm is the z term alone.
+        let got = cohort_znorm(&q, &refs, &cohort, Aggregation::Mean).unwrap();
+        assert!(close(got, (s - z_mean) / z_std), "{got}");
     }
 
     #[test]
@@ -375,6 +428,8 @@ mod tests {
         let want = 0.5 * ((s - z_mean) / z_std + (s - t_mean) / t_std);
         let got = adaptive_snorm(&q, &refs, &cohort, Aggregation::Mean, 2).unwrap();
         assert!(close(got, want), "{got} vs {want}");
+        let got = adaptive_cohort_znorm(&q, &refs, &cohort, Aggregation::Mean, 2).unwrap();
+        assert!(close(got, (s - z_mean) / z_std), "{got}");
 
         // With N at least the cohort's size the adaptive variants are the plain ones.
         assert!(close(
@@ -413,6 +468,11 @@ mod tests {
             ("asnorm", CohortNormalisation::AdaptiveSNorm { top: 20 }),
             ("ASNORM:50", CohortNormalisation::AdaptiveSNorm { top: 50 }),
             ("atnorm:30", CohortNormalisation::AdaptiveTNorm { top: 30 }),
+            ("cznorm", CohortNormalisation::CohortZNorm),
+            (
+                "acznorm",
+                CohortNormalisation::AdaptiveCohortZNorm { top: 20 },
+            ),
         ] {
             let got: CohortNormalisation = text.parse().unwrap();
             assert_eq!(got, want);

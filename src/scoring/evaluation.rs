@@ -300,7 +300,8 @@ struct AccountCohort<'a> {
     method: CohortNormalisation,
     /// (writer, references) of each cohort account.
     members: Vec<(&'a str, &'a [Embedding])>,
-    /// `z[i]`: member `i`'s references scored against the account (empty for t-norm variants).
+    /// `z[i]`: member `i`'s references scored against the account (empty when the method has no
+    /// z-side).
     z: Vec<Vec<f64>>,
 }
 
@@ -319,7 +320,7 @@ impl<'a> AccountCohort<'a> {
             .filter(|(w, c, _)| *c == mine && *w != writer)
             .map(|(w, _, r)| (*w, r.as_slice()))
             .collect();
-        let z = if method.symmetric() {
+        let z = if method.uses_z() {
             members
                 .iter()
                 .map(|(_, m)| {
@@ -349,7 +350,9 @@ impl<'a> AccountCohort<'a> {
             if *member == questioned_writer {
                 continue;
             }
-            t.push(score_against_references(questioned, member_refs, agg)?);
+            if self.method.uses_t() {
+                t.push(score_against_references(questioned, member_refs, agg)?);
+            }
             if let Some(zi) = self.z.get(i) {
                 z.extend_from_slice(zi);
             }

@@ -81,7 +81,8 @@ pub use calibration::{
 };
 pub use cohort::{
     CohortNormalisation, CohortStats, DEFAULT_COHORT_TOP, MIN_COHORT_ACCOUNTS,
-    account_cohort_scores, adaptive_snorm, adaptive_tnorm, questioned_cohort_scores, snorm, tnorm,
+    account_cohort_scores, adaptive_cohort_znorm, adaptive_snorm, adaptive_tnorm, cohort_znorm,
+    questioned_cohort_scores, snorm, tnorm,
 };
 pub use decision::{AmountRule, DecisionOutcome, DecisionPolicy, decide};
 pub use error::ScoringError;

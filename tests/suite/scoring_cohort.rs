@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use countersign::scoring::{
     Aggregation, Calibration, CohortNormalisation, EvalConfig, LabelledEmbedding, OperatingPoint,
-    ReferenceStats, Thresholds, evaluate, evaluation_scores, normalise_score,
+    ReferenceStats, Thresholds, evaluate, evaluation_scores, l2_normalise, normalise_score,
     score_against_references,
 };
 use rand::{Rng, SeedableRng};
@@ -24,9 +24,9 @@ fn gaussian(rng: &mut ChaCha8Rng) -> Vec<f32> {
         .collect()
 }
 
+/// The protocol normalises every embedding first; the same function here gives the same inputs.
 fn l2(v: &[f32]) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter().map(|x| x / n).collect()
+    l2_normalise(v).unwrap()
 }
 
 /// Two collections `a` and `b` of 5 writers (4 genuine, 2 skilled forgeries each, all random
@@ -138,6 +138,7 @@ fn a_writer_and_the_questioned_images_never_enter_a_cohort() {
         CohortNormalisation::TNorm,
         CohortNormalisation::SNorm,
         CohortNormalisation::AdaptiveSNorm { top: 2 },
+        CohortNormalisation::CohortZNorm,
     ] {
         for znorm in [false, true] {
             let got = evaluation_scores(&samples, &config(method, znorm)).unwrap();
@@ -154,7 +155,7 @@ fn a_writer_and_the_questioned_images_never_enter_a_cohort() {
                     p.sample_id.clone(),
                 )];
                 assert!(
-                    (p.score - w).abs() < 1e-9,
+                    (p.score - w).abs() < 1e-9 * w.abs().max(1.0),
                     "{method} {p:?}: expected {w} from the rule"
                 );
             }
@@ -176,7 +177,7 @@ fn a_writer_and_the_questioned_images_never_enter_a_cohort() {
                         p.questioned_writer.clone(),
                         p.sample_id.clone(),
                     )];
-                    (p.score - b).abs() > 1e-6
+                    (p.score - b).abs() > 1e-3
                 });
                 assert!(
                     differs.count() > 0,
