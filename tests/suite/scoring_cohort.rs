@@ -26,7 +26,7 @@ fn gaussian(rng: &mut ChaCha8Rng) -> Vec<f32> {
 
 /// The protocol normalises every embedding first; the same function here gives the same inputs.
 fn l2(v: &[f32]) -> Vec<f32> {
-    l2_normalise(v).unwrap()
+    l2_normalise(v).expect("a random vector is not zero")
 }
 
 /// Two collections `a` and `b` of 5 writers (4 genuine, 2 skilled forgeries each, all random
@@ -99,11 +99,11 @@ fn expected(
         .collect();
     let cfg = config(method, znorm);
     let mut out = BTreeMap::new();
-    for p in evaluation_scores(samples, &cfg).unwrap() {
+    for p in evaluation_scores(samples, &cfg).expect("protocol scores") {
         let q = samples
             .iter()
             .find(|s| s.writer == p.questioned_writer && s.sample_id == p.sample_id)
-            .unwrap();
+            .expect("every questioned sample is one of the samples");
         let own = &accounts[p.writer.as_str()];
         let cohort: Vec<Vec<Vec<f32>>> = accounts
             .iter()
@@ -111,10 +111,15 @@ fn expected(
             .map(|(_, r)| r.clone())
             .collect();
         let qn = l2(&q.embedding);
-        let c = method.apply(&qn, own, &cohort, Aggregation::Mean).unwrap();
+        let c = method
+            .apply(&qn, own, &cohort, Aggregation::Mean)
+            .expect("the rule's cohort is large enough");
         let score = if znorm {
-            let raw = score_against_references(&qn, own, Aggregation::Mean).unwrap();
-            0.5 * (normalise_score(raw, &ReferenceStats::from_refs(own).unwrap()) + c)
+            let raw = score_against_references(&qn, own, Aggregation::Mean).expect("raw score");
+            0.5 * (normalise_score(
+                raw,
+                &ReferenceStats::from_refs(own).expect("K = 2 references"),
+            ) + c)
         } else {
             c
         };
