@@ -102,5 +102,8 @@ pub use similarity::{
     Aggregation, MIN_REFERENCE_STD, ReferenceStats, ScoreNormalisation, cosine_similarity,
     l2_normalise, normalise_score, score_against_references,
 };
-pub use spread::{EerSpread, PairedEerSpread, paired_writer_bootstrap, writer_bootstrap};
+pub use spread::{
+    BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED, EerSpread, PairedEerSpread, SpreadRow,
+    paired_writer_bootstrap, spread_rows, spread_table, writer_bootstrap,
+};
 pub use thresholds::{ThresholdChoice, choose_thresholds};

@@ -4,7 +4,9 @@
 //! trusted. Two scorings of the same pairs (a lever on and off) are compared on the *same* resamples
 //! ([`paired_writer_bootstrap`]): the spread of their difference is much smaller than the spread of
 //! either, because the hard and easy writers are shared, and it is the one that says whether a lever
-//! helped.
+//! helped. [`spread_rows`] and [`spread_table`] are what `countersign evaluate` prints: each
+//! collection's and the pooled spread, and with a cohort stage the paired comparison against
+//! reference z-norm.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{ScoredPair, ScoringError, eer};
+use super::{EvalConfig, LabelledEmbedding, ScoredPair, ScoringError, eer};
 
 /// The spread of an EER (or of an EER difference) over writer resamples.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -169,4 +171,131 @@ fn summarise(value: f64, mut samples: Vec<f64>) -> EerSpread {
         ci95: (q(0.025), q(0.975)),
         rounds: n,
     }
+}
+
+/// Writer resamples of `evaluate`'s spread, and their seed (the numbers `train` uses for the card).
+pub const BOOTSTRAP_ROUNDS: usize = 1000;
+pub const BOOTSTRAP_SEED: u64 = 2011;
+
+/// The writer-bootstrap spread of one collection's (or the pooled) skilled EER and, with a cohort
+/// stage, the same against reference z-norm on the same embeddings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpreadRow {
+    pub collection: String,
+    /// The run's skilled EER and spread (`None` without skilled forgeries or with one writer).
+    pub skilled: Option<EerSpread>,
+    pub random_eer: Option<f64>,
+    /// With a cohort stage: the run against the baseline, paired on the same writer resamples.
+    pub against_baseline: Option<PairedEerSpread>,
+    /// The baseline's name (`reference z-norm`, or `raw` with one reference).
+    pub baseline: Option<String>,
+    pub baseline_random_eer: Option<f64>,
+}
+
+fn random_eer(pairs: &[ScoredPair]) -> Option<f64> {
+    let (s, l) = super::labelled_scores(pairs, super::Forgeries::Random);
+    eer(&s, &l).ok().map(|e| e.eer)
+}
+
+/// The spread of the skilled EER of each collection (when there are several) and of all of them,
+/// under `cfg`'s protocol; with a cohort stage, paired against reference z-norm (raw with K = 1) on the
+/// same embeddings. What `countersign evaluate` prints.
+pub fn spread_rows(
+    samples: &[LabelledEmbedding],
+    cfg: &EvalConfig,
+    names: &[String],
+) -> Result<Vec<SpreadRow>, ScoringError> {
+    let mut scopes: Vec<(String, Vec<LabelledEmbedding>)> = Vec::new();
+    if names.len() > 1 {
+        for name in names {
+            scopes.push((name.clone(), super::collection_samples(samples, name)));
+        }
+    }
+    let all = if names.len() > 1 {
+        "pooled"
+    } else {
+        names.first().map_or("data", String::as_str)
+    };
+    scopes.push((all.to_string(), samples.to_vec()));
+    // The shipped per-account stage (reference z-norm) is the baseline a cohort stage must beat.
+    let baseline = cfg.cohort.map(|_| EvalConfig {
+        cohort: None,
+        znorm: cfg.references >= 2,
+        operating: None,
+        ..cfg.clone()
+    });
+    let mut rows = Vec::new();
+    for (collection, scope) in scopes {
+        let pairs = super::evaluation_scores(&scope, cfg)?;
+        let mut row = SpreadRow {
+            collection,
+            skilled: None,
+            random_eer: random_eer(&pairs),
+            against_baseline: None,
+            baseline: None,
+            baseline_random_eer: None,
+        };
+        match &baseline {
+            Some(b) => {
+                let base_pairs = super::evaluation_scores(&scope, b)?;
+                row.against_baseline =
+                    paired_writer_bootstrap(&pairs, &base_pairs, BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED)?;
+                row.skilled = row.against_baseline.map(|p| p.lever);
+                row.baseline = Some(if b.znorm { "reference z-norm" } else { "raw" }.to_string());
+                row.baseline_random_eer = random_eer(&base_pairs);
+            }
+            None => {
+                row.skilled = writer_bootstrap(&pairs, BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED)?;
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The rows of [`spread_rows`] as text.
+pub fn spread_table(rows: &[SpreadRow], cfg: &EvalConfig) -> String {
+    use std::fmt::Write as _;
+    let pct = |v: f64| format!("{:.2}%", 100.0 * v);
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), pct);
+    let spread = |s: &EerSpread| {
+        format!(
+            "{} (sd {:.2}, 95% {:.2}..{:.2})",
+            pct(s.value),
+            100.0 * s.sd,
+            100.0 * s.ci95.0,
+            100.0 * s.ci95.1
+        )
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "spread: skilled EER K={} over {BOOTSTRAP_ROUNDS} writer resamples (seed {BOOTSTRAP_SEED}); sd and interval in points",
+        cfg.references
+    );
+    for r in rows {
+        let _ = write!(
+            out,
+            "  {:<20} {}  random {}",
+            r.collection,
+            r.skilled.as_ref().map_or_else(|| "-".to_string(), spread),
+            opt(r.random_eer)
+        );
+        if let (Some(p), Some(name)) = (&r.against_baseline, &r.baseline) {
+            let _ = write!(
+                out,
+                "\n  {:<20} {name} on the same embeddings: {}  random {}\n  {:<20} difference {:+.2} points (paired sd {:.2}, 95% {:+.2}..{:+.2})",
+                "",
+                spread(&p.baseline),
+                opt(r.baseline_random_eer),
+                "",
+                100.0 * p.difference.value,
+                100.0 * p.difference.sd,
+                100.0 * p.difference.ci95.0,
+                100.0 * p.difference.ci95.1
+            );
+        }
+        let _ = writeln!(out);
+    }
+    out
 }
