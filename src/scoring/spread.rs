@@ -299,3 +299,60 @@ pub fn spread_table(rows: &[SpreadRow], cfg: &EvalConfig) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Four writers, each with two genuine and two skilled pairs; scores chosen so that the classes
+    /// overlap (the EER is neither 0 nor 1).
+    fn pairs(shift: f64) -> Vec<ScoredPair> {
+        let mut out = Vec::new();
+        for w in 0..4 {
+            for (i, (score, genuine)) in [(0.9, true), (0.5, true), (0.6, false), (0.2, false)]
+                .into_iter()
+                .enumerate()
+            {
+                out.push(ScoredPair {
+                    writer: format!("w{w}"),
+                    questioned_writer: format!("w{w}"),
+                    sample_id: format!("s{i}"),
+                    score: score + shift * f64::from(w) * if genuine { 1.0 } else { -1.0 },
+                    genuine,
+                    skilled: !genuine,
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_value_is_the_eer_on_all_writers_and_a_scoring_against_itself_differs_by_nothing() {
+        let p = pairs(0.0);
+        let (s, l) = crate::scoring::labelled_scores(&p, crate::scoring::Forgeries::Skilled);
+        let all = eer(&s, &l).unwrap().eer;
+        let single = writer_bootstrap(&p, 200, 1).unwrap().unwrap();
+        assert_eq!(single.value, all);
+        let paired = paired_writer_bootstrap(&p, &p, 200, 1).unwrap().unwrap();
+        assert_eq!(paired.lever, paired.baseline);
+        assert_eq!(paired.lever, single);
+        assert_eq!(paired.difference.value, 0.0);
+        assert_eq!(paired.difference.sd, 0.0);
+    }
+
+    #[test]
+    fn a_better_scoring_differs_by_its_eer_gap_and_other_pairs_are_refused() {
+        // Writers 1-3 separate their classes better in the lever: its EER is lower.
+        let (lever, base) = (pairs(0.1), pairs(0.0));
+        let c = paired_writer_bootstrap(&lever, &base, 200, 1)
+            .unwrap()
+            .unwrap();
+        assert!(c.lever.value < c.baseline.value, "{c:?}");
+        assert_eq!(c.difference.value, c.lever.value - c.baseline.value);
+        assert!(c.difference.ci95.1 <= 0.0, "{c:?}");
+        let mut other = base.clone();
+        other.swap(0, 1);
+        assert!(paired_writer_bootstrap(&lever, &other, 200, 1).is_err());
+        assert!(paired_writer_bootstrap(&lever, &base[1..], 200, 1).is_err());
+    }
+}
