@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::cli::GlobalOpts;
 use crate::cli::assess_args::{DataArgs, embed_with_progress_using, load_model};
 use crate::model::SignatureModel;
+use crate::scoring::{BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED, CohortNormalisation, EvalConfig};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -35,6 +36,13 @@ pub struct EvaluateArgs {
     /// (docs/ACCURACY.md): verify and batch do not use it.
     #[arg(long)]
     pub tta: bool,
+    /// Measure cohort score normalisation: each score normalised against the other writers of its
+    /// collection (their K references only): tnorm, snorm, cznorm (cohort z-norm), or atnorm[:N],
+    /// asnorm[:N], acznorm[:N] (adaptive: the N highest cohort scores, default 20). With --znorm,
+    /// averaged with the reference z-norm. For measurement only (no decision path applies it); the
+    /// figures are compared with reference z-norm on the same embeddings.
+    #[arg(long, value_name = "METHOD", conflicts_with = "write_card")]
+    pub cohort: Option<CohortNormalisation>,
 }
 
 pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
@@ -62,8 +70,24 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
     let names: Vec<String> = collections.iter().map(|c| c.name.clone()).collect();
     let ds = args.data.dataset()?;
     let set = embed_with_progress_using(&models, args.tta, &ds)?;
-    // The main model's per-account stage applies to the ensemble's score as it would to its own.
-    let mut cfg = crate::assess::protocol_for(&model, args.data.eval_config());
+    let base = EvalConfig {
+        collections: if names.len() > 1 {
+            names.clone()
+        } else {
+            Vec::new()
+        },
+        ..args.data.eval_config()
+    };
+    let mut cfg = match args.cohort {
+        // A measurement of another per-account stage: the model's own stage is not switched on
+        // underneath it (with --znorm it is, on purpose).
+        Some(c) => EvalConfig {
+            cohort: Some(c),
+            ..base
+        },
+        // The main model's per-account stage applies to an ensemble's score as it would to its own.
+        None => crate::assess::protocol_for(&model, base),
+    };
     let settings = super::operator::open_store(global)
         .ok()
         .and_then(|s| s.current_settings().ok());
@@ -88,18 +112,6 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
         );
     }
     crate::out!("{}", report.summary());
-    // How far the skilled EER moves with the writers drawn: a lever that moves it by less has not
-    // been shown to help (docs/ACCURACY.md).
-    let pairs = crate::scoring::evaluation_scores(&set.samples, &cfg)?;
-    let spread = crate::train::bootstrap_eer(&pairs, 1000, 2011);
-    if let Some((sd, (lo, hi))) = spread {
-        crate::outln!(
-            "  writer bootstrap of the skilled EER: sd {:.2} points, 95% interval {:.2}%-{:.2}%",
-            sd * 100.0,
-            lo * 100.0,
-            hi * 100.0
-        );
-    }
     // A lever is judged against the main model alone on the very same samples and pairs: the paired
     // bootstrap's spread is that of the difference, not of either figure.
     let paired = if lever {
@@ -114,8 +126,9 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
             .into_iter()
             .filter(|s| kept.contains(&(s.writer.as_str(), s.sample_id.as_str())))
             .collect();
+        let pairs = crate::scoring::evaluation_scores(&set.samples, &cfg)?;
         let base = crate::scoring::evaluation_scores(&same, &cfg)?;
-        crate::assess::paired_skilled_eer_change(&base, &pairs, 1000, 2011)
+        crate::scoring::paired_writer_bootstrap(&pairs, &base, BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED)?
     } else {
         None
     };
@@ -124,12 +137,12 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
             "  against {} alone on the same pairs: skilled EER {:.2}% -> {:.2}%, change {:+.2} points \
              (paired writer bootstrap sd {:.2}, 95% interval {:+.2} to {:+.2})",
             model.id(),
-            c.baseline_eer * 100.0,
-            c.eer * 100.0,
-            c.change * 100.0,
-            c.sd * 100.0,
-            c.ci95.0 * 100.0,
-            c.ci95.1 * 100.0
+            c.baseline.value * 100.0,
+            c.lever.value * 100.0,
+            c.difference.value * 100.0,
+            c.difference.sd * 100.0,
+            c.difference.ci95.0 * 100.0,
+            c.difference.ci95.1 * 100.0
         );
     }
     // Per collection and pooled, with 1 and 5 references: the figure to steer by is the one of a
@@ -152,15 +165,15 @@ pub fn run(global: &GlobalOpts, args: &EvaluateArgs) -> anyhow::Result<()> {
     )?);
     crate::outln!();
     crate::out!("{}", crate::scoring::figures_table(&figures));
+    let spread = crate::scoring::spread_rows(&set.samples, &cfg, &names)?;
+    crate::outln!();
+    crate::out!("{}", crate::scoring::spread_table(&spread, &cfg));
     if let Some(path) = &args.json {
         // The report as before, plus the per-collection rows.
         let mut value = serde_json::to_value(&report)?;
         if let Some(obj) = value.as_object_mut() {
             obj.insert("collections".into(), serde_json::to_value(&figures)?);
-            obj.insert(
-                "skilled_eer_bootstrap".into(),
-                serde_json::json!(spread.map(|(sd, ci)| serde_json::json!({"sd": sd, "ci95": ci}))),
-            );
+            obj.insert("spread".into(), serde_json::to_value(&spread)?);
             if lever {
                 obj.insert(
                     "change_against_model_alone".into(),

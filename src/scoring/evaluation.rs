@@ -17,7 +17,13 @@
 //!    used for the writers in order. The draw is therefore the same on every machine and every run.
 //! 4. Each questioned sample is scored with [`score_against_references`] using
 //!    `EvalConfig::aggregation`, then z-normalised against the writer's references
-//!    ([`normalise_score`]) when `EvalConfig::znorm` is set.
+//!    ([`normalise_score`]) when `EvalConfig::znorm` is set. With `EvalConfig::cohort` the raw score
+//!    is cohort-normalised instead ([`super::cohort`]; with `znorm` too, the mean of the two). The
+//!    writer's cohort is the other writers of its collection (`EvalConfig::collections`) that are not
+//!    skipped, each with its K references only; the writer itself is never in it, and neither is the
+//!    questioned sample's own writer (for a random forgery), so no questioned image and nothing of the
+//!    account enters the cohort. Other writers' questioned genuine signatures and all skilled
+//!    forgeries never enter any cohort.
 //! 5. Metrics use one global threshold for all writers: EER and AUC of genuine vs skilled forgeries
 //!    and of genuine vs random forgeries (conventions in [`super::metrics`]); per-writer EERs with
 //!    a threshold per writer; and, when `EvalConfig::operating` gives a calibration and thresholds,
@@ -31,6 +37,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::cohort::CohortNormalisation;
 use super::metrics::{
     DetPoint, Histogram, RocPoint, WriterEer, auc, det_from_roc, downsample, eer_from_roc,
     histogram, join, per_writer_eer, roc_points,
@@ -102,6 +109,15 @@ pub struct EvalConfig {
     pub histogram_bins: usize,
     /// Calibration and thresholds for FAR/FRR/REFER rates at deployment; `None` to skip them.
     pub operating: Option<OperatingPoint>,
+    /// Cohort-normalise each score against the other writers of the writer's collection (module
+    /// documentation, step 4). An evaluation-only measurement: no decision path applies it, so no
+    /// calibration fits its scores and deployment rates are not reported with it. Default none.
+    #[serde(default)]
+    pub cohort: Option<CohortNormalisation>,
+    /// The collections of pooled samples, whose writers are named `COLLECTION:WRITER`; a writer's
+    /// cohort is drawn from its own collection. Empty: all writers form one collection.
+    #[serde(default)]
+    pub collections: Vec<String>,
 }
 
 impl Default for EvalConfig {
@@ -114,6 +130,8 @@ impl Default for EvalConfig {
             seed: 2011,
             histogram_bins: 40,
             operating: None,
+            cohort: None,
+            collections: Vec::new(),
         }
     }
 }
@@ -255,6 +273,94 @@ fn natural_cmp(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// The collection a writer belongs to: the `COLLECTION` of `COLLECTION:WRITER` among `collections`, or
+/// the one unnamed collection when none are listed.
+fn collection_of<'a>(writer: &str, collections: &'a [String]) -> Result<&'a str, ScoringError> {
+    if collections.is_empty() {
+        return Ok("");
+    }
+    collections
+        .iter()
+        .find(|c| {
+            writer
+                .strip_prefix(c.as_str())
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .map(String::as_str)
+        .ok_or_else(|| {
+            ScoringError::InvalidParameter(format!(
+                "writer '{writer}' belongs to none of the collections {collections:?} (expected COLLECTION:WRITER)"
+            ))
+        })
+}
+
+/// One account's cohort in the protocol: the other accounts of its collection, and the z-side scores
+/// (each of their references questioned against the account) computed once per account.
+struct AccountCohort<'a> {
+    method: CohortNormalisation,
+    /// (writer, references) of each cohort account.
+    members: Vec<(&'a str, &'a [Embedding])>,
+    /// `z[i]`: member `i`'s references scored against the account (empty when the method has no
+    /// z-side).
+    z: Vec<Vec<f64>>,
+}
+
+impl<'a> AccountCohort<'a> {
+    fn new(
+        method: CohortNormalisation,
+        writer: &str,
+        refs: &[Embedding],
+        accounts: &'a [(&'a str, &'a str, Vec<Embedding>)],
+        collections: &[String],
+        agg: Aggregation,
+    ) -> Result<AccountCohort<'a>, ScoringError> {
+        let mine = collection_of(writer, collections)?;
+        let members: Vec<(&str, &[Embedding])> = accounts
+            .iter()
+            .filter(|(w, c, _)| *c == mine && *w != writer)
+            .map(|(w, _, r)| (*w, r.as_slice()))
+            .collect();
+        let z = if method.uses_z() {
+            members
+                .iter()
+                .map(|(_, m)| {
+                    m.iter()
+                        .map(|c| score_against_references(c, refs, agg))
+                        .collect::<Result<Vec<f64>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(AccountCohort { method, members, z })
+    }
+
+    /// The cohort-normalised score of `questioned` (written by `questioned_writer`), whose raw score
+    /// against the account is `raw`. The questioned writer's own account is left out of the cohort.
+    fn normalise(
+        &self,
+        raw: f64,
+        questioned: &Embedding,
+        questioned_writer: &str,
+        agg: Aggregation,
+    ) -> Result<f64, ScoringError> {
+        let mut t = Vec::with_capacity(self.members.len());
+        let mut z = Vec::new();
+        for (i, (member, member_refs)) in self.members.iter().enumerate() {
+            if *member == questioned_writer {
+                continue;
+            }
+            if self.method.uses_t() {
+                t.push(score_against_references(questioned, member_refs, agg)?);
+            }
+            if let Some(zi) = self.z.get(i) {
+                z.extend_from_slice(zi);
+            }
+        }
+        self.method.normalise(raw, &t, &z)
+    }
+}
+
 /// Normalised samples of one writer, in protocol order.
 struct WriterSamples<'a> {
     genuine: Vec<(&'a LabelledEmbedding, Embedding)>,
@@ -317,6 +423,23 @@ fn score_protocol(
         .collect();
 
     let k = cfg.references;
+    // The accounts a cohort is drawn from: every writer with K references, with its collection. Only
+    // the first K genuine samples (the references) are taken.
+    let accounts: Vec<(&str, &str, Vec<Embedding>)> = if cfg.cohort.is_some() {
+        writers
+            .iter()
+            .filter(|(_, w)| w.genuine.len() >= k)
+            .map(|(&name, w)| {
+                Ok((
+                    name,
+                    collection_of(name, &cfg.collections)?,
+                    w.genuine[..k].iter().map(|(_, e)| e.clone()).collect(),
+                ))
+            })
+            .collect::<Result<_, ScoringError>>()?
+    } else {
+        Vec::new()
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut pairs = Vec::new();
     let mut skipped = Vec::new();
@@ -342,19 +465,38 @@ fn score_protocol(
         } else {
             None
         };
-        let score = |q: &Embedding| -> Result<f64, ScoringError> {
+        let cohort = match cfg.cohort {
+            Some(method) => Some(
+                AccountCohort::new(
+                    method,
+                    writer,
+                    &refs,
+                    &accounts,
+                    &cfg.collections,
+                    cfg.aggregation,
+                )
+                .map_err(|e| cohort_error(writer, e))?,
+            ),
+            None => None,
+        };
+        let score = |q: &Embedding, questioned_writer: &str| -> Result<f64, ScoringError> {
             let raw = score_against_references(q, &refs, cfg.aggregation)?;
-            Ok(match &stats {
-                Some(st) => normalise_score(raw, st),
-                None => raw,
-            })
+            let znormed = stats.as_ref().map(|st| normalise_score(raw, st));
+            let Some(cohort) = &cohort else {
+                return Ok(znormed.unwrap_or(raw));
+            };
+            let c = cohort
+                .normalise(raw, q, questioned_writer, cfg.aggregation)
+                .map_err(|e| cohort_error(writer, e))?;
+            // Both stages: the mean of the two standardised scores.
+            Ok(znormed.map_or(c, |z| 0.5 * (z + c)))
         };
         for (s, e) in &w.genuine[k..] {
             pairs.push(ScoredPair {
                 writer: writer.to_string(),
                 questioned_writer: writer.to_string(),
                 sample_id: s.sample_id.clone(),
-                score: score(e)?,
+                score: score(e, writer)?,
                 genuine: true,
                 skilled: false,
             });
@@ -364,7 +506,7 @@ fn score_protocol(
                 writer: writer.to_string(),
                 questioned_writer: writer.to_string(),
                 sample_id: s.sample_id.clone(),
-                score: score(e)?,
+                score: score(e, writer)?,
                 genuine: false,
                 skilled: true,
             });
@@ -384,7 +526,7 @@ fn score_protocol(
                     writer: writer.to_string(),
                     questioned_writer: s.writer.clone(),
                     sample_id: s.sample_id.clone(),
-                    score: score(e)?,
+                    score: score(e, &s.writer)?,
                     genuine: false,
                     skilled: false,
                 });
@@ -392,6 +534,14 @@ fn score_protocol(
         }
     }
     Ok((pairs, skipped))
+}
+
+/// Names the account whose cohort could not be used (e.g. a collection of two writers).
+fn cohort_error(writer: &str, e: ScoringError) -> ScoringError {
+    ScoringError::InvalidParameter(format!(
+        "cohort normalisation of writer '{writer}' (its cohort is the other writers of its collection \
+         with enough references): {e}"
+    ))
 }
 
 /// Scores every questioned comparison of the protocol (module documentation, steps 1-4). This is the
@@ -631,11 +781,12 @@ impl EvaluationReport {
             skilled: skilled_metrics,
             random: random_metrics,
             // A calibration maps the scores it was fitted on; on scores of the other kind (raw vs
-            // z-normalised) deployment rates would be fiction.
+            // z-normalised, or cohort-normalised, which no calibration is fitted on) deployment rates
+            // would be fiction.
             operating: cfg
                 .operating
                 .as_ref()
-                .filter(|op| op.znorm == cfg.znorm)
+                .filter(|op| op.znorm == cfg.znorm && cfg.cohort.is_none())
                 .map(|op| OperatingRates::compute(pairs, op)),
             histograms,
             per_writer,
@@ -666,6 +817,18 @@ impl EvaluationReport {
             self.config.random_forgeries_per_writer,
             self.config.seed
         );
+        if let Some(c) = self.config.cohort {
+            let _ = writeln!(
+                s,
+                "  cohort       {c}{}: against the other writers of each collection, their {} references only",
+                if self.config.znorm {
+                    ", averaged with the reference z-norm"
+                } else {
+                    ""
+                },
+                self.config.references
+            );
+        }
         let _ = writeln!(
             s,
             "  counts       {} writers ({} skipped), {} genuine, {} skilled forgeries, {} random forgeries",

@@ -7,7 +7,8 @@
 //!
 //! - [`score_against_references`]: cosine similarity of the questioned embedding to each reference,
 //!   aggregated ([`Aggregation`]); optionally z-normalised per account ([`ReferenceStats`],
-//!   [`normalise_score`]).
+//!   [`normalise_score`]). Cohort normalisation against other writers ([`cohort`]) is measured by
+//!   the evaluation protocol only.
 //! - [`Calibration::probability`]: Platt scaling fitted by [`fit_platt`] (or [`fit_isotonic`] with a
 //!   large archive, via [`CalibrationModel`]).
 //! - [`decide`]: ACCEPT / REFER / REJECT against a [`DecisionPolicy`].
@@ -65,16 +66,23 @@ impl std::fmt::Display for Decision {
 
 pub mod bench;
 pub mod calibration;
+pub mod cohort;
 pub mod decision;
 pub mod error;
 pub mod evaluation;
 pub mod metrics;
 pub mod similarity;
+pub mod spread;
 pub mod thresholds;
 
 pub use calibration::{
     CalibrationModel, ISOTONIC_MIN_PAIRS, ISOTONIC_MIN_PER_CLASS, IsotonicCalibration,
     fit_isotonic, fit_platt,
+};
+pub use cohort::{
+    CohortNormalisation, CohortStats, DEFAULT_COHORT_TOP, MIN_COHORT_ACCOUNTS,
+    account_cohort_scores, adaptive_cohort_znorm, adaptive_snorm, adaptive_tnorm, cohort_znorm,
+    questioned_cohort_scores, snorm, tnorm,
 };
 pub use decision::{AmountRule, DecisionOutcome, DecisionPolicy, decide};
 pub use error::ScoringError;
@@ -93,5 +101,9 @@ pub use metrics::{
 pub use similarity::{
     Aggregation, MIN_REFERENCE_STD, ReferenceStats, ScoreNormalisation, cosine_similarity,
     l2_normalise, normalise_score, score_against_references,
+};
+pub use spread::{
+    BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED, EerSpread, PairedEerSpread, SpreadRow,
+    paired_writer_bootstrap, spread_rows, spread_table, writer_bootstrap,
 };
 pub use thresholds::{ThresholdChoice, choose_thresholds};

@@ -824,47 +824,6 @@ fn validation_eer(
         .map(|m| m.eer))
 }
 
-/// Standard deviation and 95% interval of the skilled-forgery EER when the writers are resampled with
-/// replacement (`rounds` times, seeded). `None` without skilled forgeries or with fewer than 2 writers.
-pub fn bootstrap_eer(
-    pairs: &[crate::scoring::ScoredPair],
-    rounds: usize,
-    seed: u64,
-) -> Option<(f64, (f64, f64))> {
-    let mut by_writer: std::collections::BTreeMap<&str, Vec<&crate::scoring::ScoredPair>> =
-        Default::default();
-    for p in pairs.iter().filter(|p| p.genuine || p.skilled) {
-        by_writer.entry(p.writer.as_str()).or_default().push(p);
-    }
-    let writers: Vec<&Vec<&crate::scoring::ScoredPair>> = by_writer.values().collect();
-    if writers.len() < 2 {
-        return None;
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut eers = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let (mut scores, mut labels) = (Vec::new(), Vec::new());
-        for _ in 0..writers.len() {
-            for p in writers[rng.random_range(0..writers.len())] {
-                scores.push(p.score);
-                labels.push(p.genuine);
-            }
-        }
-        // A resample without one of the classes has no EER; it is left out.
-        if let Ok(e) = crate::scoring::eer(&scores, &labels) {
-            eers.push(e.eer);
-        }
-    }
-    if eers.len() < 2 {
-        return None;
-    }
-    eers.sort_by(f64::total_cmp);
-    let mean = eers.iter().sum::<f64>() / eers.len() as f64;
-    let var = eers.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / (eers.len() - 1) as f64;
-    let q = |f: f64| eers[((eers.len() - 1) as f64 * f).round() as usize];
-    Some((var.sqrt(), (q(0.025), q(0.975))))
-}
-
 /// The card's validation figures: EER with 1 and K references, FRR at 1% FAR, AUC (module docs).
 fn final_metrics(
     model: &SignatureModel,
@@ -886,7 +845,13 @@ fn final_metrics(
     } else {
         None
     };
-    let spread = bootstrap_eer(&pairs, 1000, 2011);
+    // The spread `evaluate` prints, with the same resamples and seed.
+    let spread = crate::scoring::writer_bootstrap(
+        &pairs,
+        crate::scoring::BOOTSTRAP_ROUNDS,
+        crate::scoring::BOOTSTRAP_SEED,
+    )?
+    .map(|s| (s.sd, s.ci95));
     // Per held-out collection as well as pooled, when several collections hold writers out.
     let mut collections = Vec::new();
     if loaded.val_sources.len() > 1 {

@@ -85,11 +85,14 @@ fn an_ensemble_of_a_model_with_itself_gives_the_models_own_figures() {
         assert_eq!(alone["counts"], twice["counts"]);
         let id = twice["model_id"].as_str().unwrap();
         assert!(id.starts_with("ensemble["), "{id}");
-        assert!(alone["skilled_eer_bootstrap"]["sd"].as_f64().unwrap() >= 0.0);
+        assert!(alone["spread"][0]["skilled"]["sd"].as_f64().unwrap() >= 0.0);
         // Judged against the model alone on the same pairs, the change is nil.
         let change = &twice["change_against_model_alone"];
-        assert_eq!(change["baseline_eer"], alone["skilled"]["eer"]);
-        assert!(change["change"].as_f64().unwrap().abs() < 1e-12, "{change}");
+        assert_eq!(change["baseline"]["value"], alone["skilled"]["eer"]);
+        assert!(
+            change["difference"]["value"].as_f64().unwrap().abs() < 1e-12,
+            "{change}"
+        );
         assert!(alone.get("change_against_model_alone").is_none());
     }
 }
@@ -256,8 +259,8 @@ fn test_time_augmentation_is_deterministic_and_changes_the_scores() {
     );
     assert_ne!(first["histograms"], plain["histograms"]);
     let change = &first["change_against_model_alone"];
-    assert_eq!(change["baseline_eer"], plain["skilled"]["eer"]);
-    assert_eq!(change["eer"], first["skilled"]["eer"]);
+    assert_eq!(change["baseline"]["value"], plain["skilled"]["eer"]);
+    assert_eq!(change["lever"]["value"], first["skilled"]["eer"]);
     assert!(
         first["model_id"].as_str().unwrap().ends_with("with TTA x5"),
         "{}",

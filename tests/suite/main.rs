@@ -36,6 +36,7 @@ mod imaging_decode;
 mod layering;
 mod model_load;
 mod scoring_calibration;
+mod scoring_cohort;
 mod scoring_evaluation;
 mod scoring_metrics;
 mod store_chain;
