@@ -123,6 +123,32 @@ pub enum ModelError {
     },
 }
 
+impl ModelError {
+    /// The same error with the batch index it names mapped by `at` (an error found in one chunk of a
+    /// larger batch names the index in the whole batch).
+    pub fn at_batch_index(self, at: impl Fn(usize) -> usize) -> ModelError {
+        match self {
+            ModelError::InputShape {
+                index,
+                found_w,
+                found_h,
+                found_len,
+                expected_w,
+                expected_h,
+            } => ModelError::InputShape {
+                index: at(index),
+                found_w,
+                found_h,
+                found_len,
+                expected_w,
+                expected_h,
+            },
+            ModelError::InputNotFinite { index } => ModelError::InputNotFinite { index: at(index) },
+            other => other,
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     move |source| ModelError::Io {
         path: path.display().to_string(),
@@ -506,27 +532,9 @@ impl SignatureModel {
     pub fn embed_refs(&self, batch: &[&NormalisedSignature]) -> Result<Vec<Embedding>, ModelError> {
         let mut out = Vec::with_capacity(batch.len());
         for (c, chunk) in batch.chunks(EMBED_CHUNK).enumerate() {
-            let input = self.to_input(chunk).map_err(|e| match e {
-                ModelError::InputShape {
-                    index,
-                    found_w,
-                    found_h,
-                    found_len,
-                    expected_w,
-                    expected_h,
-                } => ModelError::InputShape {
-                    index: index + c * EMBED_CHUNK,
-                    found_w,
-                    found_h,
-                    found_len,
-                    expected_w,
-                    expected_h,
-                },
-                ModelError::InputNotFinite { index } => ModelError::InputNotFinite {
-                    index: index + c * EMBED_CHUNK,
-                },
-                other => other,
-            })?;
+            let input = self
+                .to_input(chunk)
+                .map_err(|e| e.at_batch_index(|i| i + c * EMBED_CHUNK))?;
             let emb = tch::no_grad(|| self.net.try_forward_t(&input, false))?;
             out.extend(tensor_rows(&emb)?);
         }

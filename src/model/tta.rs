@@ -122,25 +122,9 @@ pub fn embed(
         }
         // An input's own pass comes before its views, so a bad input is reported at its own index.
         let at = |index: usize| index / PASSES + c * per_chunk;
-        let embeddings = model.embed_refs(&inputs).map_err(|e| match e {
-            ModelError::InputShape {
-                index,
-                found_w,
-                found_h,
-                found_len,
-                expected_w,
-                expected_h,
-            } => ModelError::InputShape {
-                index: at(index),
-                found_w,
-                found_h,
-                found_len,
-                expected_w,
-                expected_h,
-            },
-            ModelError::InputNotFinite { index } => ModelError::InputNotFinite { index: at(index) },
-            other => other,
-        })?;
+        let embeddings = model
+            .embed_refs(&inputs)
+            .map_err(|e| e.at_batch_index(at))?;
         out.extend(embeddings.chunks(PASSES).map(mean_direction));
     }
     Ok(out)

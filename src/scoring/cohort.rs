@@ -3,17 +3,17 @@
 //! other accounts' enrolled references. The variants follow speaker verification (Auckenthaler et al.
 //! 2000 for t-norm; Matějka et al. 2017 for adaptive s-norm):
 //!
-//! - **t-norm** ([`tnorm`]): the questioned signature is scored against every cohort account; the
+//! - **t-norm** ([`CohortNormalisation::TNorm`]): the questioned signature is scored against every cohort account; the
 //!   account's score is standardised by the mean and standard deviation of those cohort scores. It
 //!   asks "is this signature closer to the account than to other people?", which removes how
 //!   "typical" the questioned signature itself is.
-//! - **s-norm** ([`snorm`]): the mean of the t-norm term and a z-norm term, where the z-norm term
+//! - **s-norm** ([`CohortNormalisation::SNorm`]): the mean of the t-norm term and a z-norm term, where the z-norm term
 //!   standardises the score by the cohort's signatures scored *against the account*: the account's
 //!   own impostor distribution, which removes how forgiving the account's references are.
-//! - **Cohort z-norm** ([`cohort_znorm`]): the z-norm term alone, the account's impostor distribution
+//! - **Cohort z-norm** ([`CohortNormalisation::CohortZNorm`]): the z-norm term alone, the account's impostor distribution
 //!   estimated from other writers' signatures (reference z-norm, [`super::normalise_score`], estimates
 //!   the account's *genuine* spread from its own references instead).
-//! - **Adaptive** variants ([`adaptive_tnorm`], [`adaptive_snorm`], [`adaptive_cohort_znorm`]): each
+//! - **Adaptive** variants (`AdaptiveTNorm`, `AdaptiveSNorm`, `AdaptiveCohortZNorm`): each
 //!   side's statistics over its `top` highest cohort scores only, the most confusable other writers.
 //!
 //! Every score here is one kind: [`score_against_references`] of one questioned embedding against one
@@ -45,17 +45,21 @@ pub const MIN_COHORT_ACCOUNTS: usize = 2;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum CohortNormalisation {
-    /// t-norm over the whole cohort ([`tnorm`]).
+    /// t-norm over the whole cohort: `(s - mean_t) / max(std_t, floor)`, with `s` the questioned
+    /// signature's score against the account and `mean_t`, `std_t` over its scores against each cohort
+    /// account.
     TNorm,
-    /// t-norm over the `top` highest cohort scores ([`adaptive_tnorm`]).
+    /// t-norm over the `top` highest cohort scores.
     AdaptiveTNorm { top: usize },
-    /// Symmetric normalisation over the whole cohort ([`snorm`]).
+    /// Symmetric normalisation over the whole cohort: `((s - mean_z) / std_z + (s - mean_t) / std_t) / 2`,
+    /// the z-side over every cohort signature scored against the account, the t-side as in t-norm
+    /// (both divisors floored).
     SNorm,
-    /// Symmetric normalisation, each side over its `top` highest cohort scores ([`adaptive_snorm`]).
+    /// Symmetric normalisation, each side over its `top` highest cohort scores.
     AdaptiveSNorm { top: usize },
-    /// The z-side alone over the whole cohort ([`cohort_znorm`]).
+    /// The z-side alone over the whole cohort: `(s - mean_z) / max(std_z, floor)`.
     CohortZNorm,
-    /// The z-side alone over its `top` highest cohort scores ([`adaptive_cohort_znorm`]).
+    /// The z-side alone over its `top` highest cohort scores.
     AdaptiveCohortZNorm { top: usize },
 }
 
@@ -275,72 +279,6 @@ pub fn account_cohort_scores(
         .collect()
 }
 
-/// t-norm: `(s - mean_t) / max(std_t, floor)`, with `s` the questioned signature's score against the
-/// account and `mean_t`, `std_t` over its scores against each cohort account.
-pub fn tnorm(
-    questioned: &Embedding,
-    refs: &[Embedding],
-    cohort: &[Vec<Embedding>],
-    agg: Aggregation,
-) -> Result<f64, ScoringError> {
-    CohortNormalisation::TNorm.apply(questioned, refs, cohort, agg)
-}
-
-/// Adaptive t-norm: [`tnorm`] with the statistics over the `top` highest cohort scores.
-pub fn adaptive_tnorm(
-    questioned: &Embedding,
-    refs: &[Embedding],
-    cohort: &[Vec<Embedding>],
-    agg: Aggregation,
-    top: usize,
-) -> Result<f64, ScoringError> {
-    CohortNormalisation::AdaptiveTNorm { top }.apply(questioned, refs, cohort, agg)
-}
-
-/// s-norm: `((s - mean_z) / std_z + (s - mean_t) / std_t) / 2`, the z-side over every cohort signature
-/// scored against the account, the t-side as in [`tnorm`] (both divisors floored).
-pub fn snorm(
-    questioned: &Embedding,
-    refs: &[Embedding],
-    cohort: &[Vec<Embedding>],
-    agg: Aggregation,
-) -> Result<f64, ScoringError> {
-    CohortNormalisation::SNorm.apply(questioned, refs, cohort, agg)
-}
-
-/// Adaptive s-norm: [`snorm`] with each side's statistics over its `top` highest cohort scores.
-pub fn adaptive_snorm(
-    questioned: &Embedding,
-    refs: &[Embedding],
-    cohort: &[Vec<Embedding>],
-    agg: Aggregation,
-    top: usize,
-) -> Result<f64, ScoringError> {
-    CohortNormalisation::AdaptiveSNorm { top }.apply(questioned, refs, cohort, agg)
-}
-
-/// Cohort z-norm: `(s - mean_z) / max(std_z, floor)` over every cohort signature scored against the
-/// account (the z-side of [`snorm`] alone).
-pub fn cohort_znorm(
-    questioned: &Embedding,
-    refs: &[Embedding],
-    cohort: &[Vec<Embedding>],
-    agg: Aggregation,
-) -> Result<f64, ScoringError> {
-    CohortNormalisation::CohortZNorm.apply(questioned, refs, cohort, agg)
-}
-
-/// Adaptive cohort z-norm: [`cohort_znorm`] over the `top` highest cohort scores.
-pub fn adaptive_cohort_znorm(
-    questioned: &Embedding,
-    refs: &[Embedding],
-    cohort: &[Vec<Embedding>],
-    agg: Aggregation,
-    top: usize,
-) -> Result<f64, ScoringError> {
-    CohortNormalisation::AdaptiveCohortZNorm { top }.apply(questioned, refs, cohort, agg)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,7 +317,9 @@ mod tests {
         let tb = (cos(170.0) + cos(180.0)) / 2.0;
         let mean = (ta + tb) / 2.0;
         let std = ((ta - mean).abs()).max(MIN_REFERENCE_STD); // population std of two values
-        let got = tnorm(&q, &refs, &cohort, Aggregation::Mean).unwrap();
+        let got = CohortNormalisation::TNorm
+            .apply(&q, &refs, &cohort, Aggregation::Mean)
+            .unwrap();
         assert!(close(got, (s - mean) / std), "{got}");
     }
 
@@ -399,10 +339,14 @@ mod tests {
         let z_mean = z.iter().sum::<f64>() / 4.0;
         let z_std = (z.iter().map(|v| (v - z_mean).powi(2)).sum::<f64>() / 4.0).sqrt();
         let want = 0.5 * ((s - z_mean) / z_std + (s - t_mean) / t_std);
-        let got = snorm(&q, &refs, &cohort, Aggregation::Mean).unwrap();
+        let got = CohortNormalisation::SNorm
+            .apply(&q, &refs, &cohort, Aggregation::Mean)
+            .unwrap();
         assert!(close(got, want), "{got} vs {want}");
         // Cohort z-norm is the z term alone.
-        let got = cohort_znorm(&q, &refs, &cohort, Aggregation::Mean).unwrap();
+        let got = CohortNormalisation::CohortZNorm
+            .apply(&q, &refs, &cohort, Aggregation::Mean)
+            .unwrap();
         assert!(close(got, (s - z_mean) / z_std), "{got}");
     }
 
@@ -417,7 +361,9 @@ mod tests {
         // top 2 of the t-side: C and A (B is far below both).
         let t_mean = (ta + tc) / 2.0;
         let t_std = (tc - t_mean).abs();
-        let got = adaptive_tnorm(&q, &refs, &cohort, Aggregation::Mean, 2).unwrap();
+        let got = CohortNormalisation::AdaptiveTNorm { top: 2 }
+            .apply(&q, &refs, &cohort, Aggregation::Mean)
+            .unwrap();
         assert!(close(got, (s - t_mean) / t_std), "{got}");
 
         // z-side, top 2 of six cohort signatures: C's signatures at 30 and 40 degrees.
@@ -426,15 +372,23 @@ mod tests {
         let z_mean = (z1 + z2) / 2.0;
         let z_std = ((z1 - z_mean).abs()).max(MIN_REFERENCE_STD);
         let want = 0.5 * ((s - z_mean) / z_std + (s - t_mean) / t_std);
-        let got = adaptive_snorm(&q, &refs, &cohort, Aggregation::Mean, 2).unwrap();
+        let got = CohortNormalisation::AdaptiveSNorm { top: 2 }
+            .apply(&q, &refs, &cohort, Aggregation::Mean)
+            .unwrap();
         assert!(close(got, want), "{got} vs {want}");
-        let got = adaptive_cohort_znorm(&q, &refs, &cohort, Aggregation::Mean, 2).unwrap();
+        let got = CohortNormalisation::AdaptiveCohortZNorm { top: 2 }
+            .apply(&q, &refs, &cohort, Aggregation::Mean)
+            .unwrap();
         assert!(close(got, (s - z_mean) / z_std), "{got}");
 
         // With N at least the cohort's size the adaptive variants are the plain ones.
         assert!(close(
-            adaptive_snorm(&q, &refs, &cohort, Aggregation::Mean, 50).unwrap(),
-            snorm(&q, &refs, &cohort, Aggregation::Mean).unwrap()
+            CohortNormalisation::AdaptiveSNorm { top: 50 }
+                .apply(&q, &refs, &cohort, Aggregation::Mean)
+                .unwrap(),
+            CohortNormalisation::SNorm
+                .apply(&q, &refs, &cohort, Aggregation::Mean)
+                .unwrap()
         ));
     }
 
@@ -452,11 +406,15 @@ mod tests {
     #[test]
     fn a_cohort_of_one_account_is_refused_and_the_floor_holds() {
         let (q, refs, cohort) = setup();
-        let err = tnorm(&q, &refs, &cohort[..1], Aggregation::Mean).unwrap_err();
+        let err = CohortNormalisation::TNorm
+            .apply(&q, &refs, &cohort[..1], Aggregation::Mean)
+            .unwrap_err();
         assert!(matches!(err, ScoringError::NotEnoughData(_)), "{err}");
         // Two identical cohort accounts: std 0, so the floor divides.
         let same = vec![vec![at(90.0)], vec![at(90.0)]];
-        let got = tnorm(&q, &refs, &same, Aggregation::Mean).unwrap();
+        let got = CohortNormalisation::TNorm
+            .apply(&q, &refs, &same, Aggregation::Mean)
+            .unwrap();
         assert!(close(got, (cos(10.0) - cos(80.0)) / MIN_REFERENCE_STD));
     }
 

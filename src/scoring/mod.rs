@@ -81,8 +81,7 @@ pub use calibration::{
 };
 pub use cohort::{
     CohortNormalisation, CohortStats, DEFAULT_COHORT_TOP, MIN_COHORT_ACCOUNTS,
-    account_cohort_scores, adaptive_cohort_znorm, adaptive_snorm, adaptive_tnorm, cohort_znorm,
-    questioned_cohort_scores, snorm, tnorm,
+    account_cohort_scores, questioned_cohort_scores,
 };
 pub use decision::{AmountRule, DecisionOutcome, DecisionPolicy, decide};
 pub use error::ScoringError;

@@ -40,6 +40,32 @@ pub(crate) fn text(o: &Output) -> String {
     )
 }
 
+/// A JSON report written by the binary.
+pub(crate) fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("JSON")
+}
+
+/// `countersign evaluate` on `data` with `extra` options; it must succeed; its JSON report.
+pub(crate) fn evaluate(
+    db: &Path,
+    model: &Path,
+    data: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let mut args = vec![
+        "evaluate",
+        "--data",
+        data.to_str().expect("UTF-8 path"),
+        "--json",
+        out.to_str().expect("UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let o = cs(db, model, &args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    json(out)
+}
+
 /// 5 synthetic writers x 8 genuine + 3 skilled forgeries, and a seeded random model.
 pub(crate) fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("data");

@@ -11,7 +11,7 @@ use countersign::model::SignatureModel;
 use countersign::scoring::{LabelledEmbedding, cosine_similarity};
 use countersign::train::dataset::{Layout, scan};
 
-use super::assess_cli::{cs, fixture, text};
+use super::assess_cli::{cs, evaluate, fixture, text};
 
 /// A second network, unlike the fixture's in weights *and* preprocessing (input size, ink), so that
 /// each model must preprocess with its own card.
@@ -29,24 +29,6 @@ fn binary_220x150() -> NormaliseParams {
         ink: InkMode::Binary,
         ..NormaliseParams::default()
     }
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("JSON")
-}
-
-fn evaluate(db: &Path, model: &Path, data: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "evaluate",
-        "--data",
-        data.to_str().expect("UTF-8 path"),
-        "--json",
-        out.to_str().expect("UTF-8 path"),
-    ];
-    args.extend_from_slice(extra);
-    let o = cs(db, model, &args, &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    json(out)
 }
 
 fn no_progress() -> impl FnMut(usize, usize) -> std::ops::ControlFlow<()> {

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use crate::assess_cli::{cs, fixture, text};
+use crate::assess_cli::{cs, evaluate as evaluate_cli, fixture, text};
 
 const DIM: usize = 16;
 const K: usize = 2;
@@ -334,26 +334,13 @@ fn evaluate_cohort_draws_each_cohort_from_its_own_collection() {
     std::fs::rename(&data, &other).unwrap();
     let (data, _) = fixture(dir.path());
     let db = dir.path().join("audit.sqlite3");
-    let json = dir.path().join("two.json");
-    let o = cs(
+    let report = evaluate_cli(
         &db,
         &weights,
-        &[
-            "evaluate",
-            "--data",
-            data.to_str().unwrap(),
-            "--data",
-            other.to_str().unwrap(),
-            "--cohort",
-            "tnorm",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        &[],
+        &data,
+        &dir.path().join("two.json"),
+        &["--data", other.to_str().unwrap(), "--cohort", "tnorm"],
     );
-    assert!(o.status.success(), "{}", text(&o));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["config"]["collections"][0], "data");
     assert_eq!(report["config"]["collections"][1], "second");
     // One spread row per collection and the pooled one.
@@ -363,24 +350,13 @@ fn evaluate_cohort_draws_each_cohort_from_its_own_collection() {
     // The two collections hold the same images. Had the cohorts been drawn across collections, each
     // writer's identical twin would sit in its cohort; drawn within, the first collection scores its
     // genuine signatures and skilled forgeries exactly as it does alone.
-    let alone = dir.path().join("alone.json");
-    let o = cs(
+    let alone = evaluate_cli(
         &db,
         &weights,
-        &[
-            "evaluate",
-            "--data",
-            data.to_str().unwrap(),
-            "--cohort",
-            "tnorm",
-            "--json",
-            alone.to_str().unwrap(),
-        ],
-        &[],
+        &data,
+        &dir.path().join("alone.json"),
+        &["--cohort", "tnorm"],
     );
-    assert!(o.status.success(), "{}", text(&o));
-    let alone: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&alone).unwrap()).unwrap();
     assert_eq!(
         rows[0]["skilled"]["value"].as_f64(),
         alone["skilled"]["eer"].as_f64()
