@@ -481,29 +481,17 @@ fn handle_job(
             thresholds,
             calibration,
             reason,
-        } => match backend.save_thresholds(thresholds, calibration, &reason) {
-            Ok(msg) => {
-                notify.send(Event::ThresholdsSaved(msg));
-                notify.send(Event::Status(backend.status()));
-            }
-            Err(error) => notify.send(Event::TaskFailed {
-                task: TaskKind::Evaluate,
-                error,
-            }),
-        },
+        } => {
+            let requested = backend.save_thresholds(thresholds, calibration, &reason);
+            report_settings_request(backend, notify, requested);
+        }
         Job::SaveCalibration {
             calibration,
             reason,
-        } => match backend.request_calibration(calibration, &reason) {
-            Ok(msg) => {
-                notify.send(Event::ThresholdsSaved(msg));
-                notify.send(Event::Status(backend.status()));
-            }
-            Err(error) => notify.send(Event::TaskFailed {
-                task: TaskKind::Evaluate,
-                error,
-            }),
-        },
+        } => {
+            let requested = backend.request_calibration(calibration, &reason);
+            report_settings_request(backend, notify, requested);
+        }
         Job::Train { options } => {
             let config = config.clone();
             spawn_task(
@@ -582,6 +570,25 @@ fn handle_job(
                 notify.send(Event::Status(backend.status()));
             }
         }
+    }
+}
+
+/// What the Calibrate screen hears about a four-eyes request it made (thresholds or calibration):
+/// the request's message and the refreshed status, or why it was refused.
+fn report_settings_request(
+    backend: &mut Backend,
+    notify: &Notifier,
+    requested: Result<String, UserError>,
+) {
+    match requested {
+        Ok(msg) => {
+            notify.send(Event::ThresholdsSaved(msg));
+            notify.send(Event::Status(backend.status()));
+        }
+        Err(error) => notify.send(Event::TaskFailed {
+            task: TaskKind::Evaluate,
+            error,
+        }),
     }
 }
 
