@@ -22,6 +22,11 @@
 //!
 //! Global pooling makes the network accept any input size, but a model is only ever used at the size
 //! its card records, because the preprocessing and the learnt filters are tied to that size.
+//!
+//! Inference (`try_forward_t(.., false)`) runs the same function faster than the layers as written:
+//! BatchNorm folded into the convolutions, channels-last layout, ReLU in place. At 220x150, batch 64,
+//! 2 threads, that took the default model from about 1,140 to about 1,740 embeddings/s on the 2-core
+//! machine (`bench --only model`); the outputs agree to about 1e-7.
 
 use tch::{Tensor, nn, nn::ModuleT};
 
@@ -91,7 +96,11 @@ impl EmbeddingNet {
     /// Every libtorch call goes through its fallible variant, so a bad tensor or an exhausted GPU
     /// becomes an error rather than a panic.
     pub fn try_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor, tch::TchError> {
-        self.forward_inner(xs, train, None)
+        if train {
+            self.forward_with_batch_norm(xs, true, None)
+        } else {
+            self.forward_inference(xs)
+        }
     }
 
     /// Training forward pass with a caller-made dropout mask `[n, 256]` (entries 0 or `1 / (1 - p)`),
@@ -101,10 +110,13 @@ impl EmbeddingNet {
         xs: &Tensor,
         mask: &Tensor,
     ) -> Result<Tensor, tch::TchError> {
-        self.forward_inner(xs, true, Some(mask))
+        self.forward_with_batch_norm(xs, true, Some(mask))
     }
 
-    fn forward_inner(
+    /// The pass as the layers are written: convolution, BatchNorm (batch statistics while training,
+    /// running statistics otherwise), ReLU. Training uses it; inference uses the equal, faster
+    /// [`Self::forward_inference`].
+    fn forward_with_batch_norm(
         &self,
         xs: &Tensor,
         train: bool,
@@ -132,9 +144,7 @@ impl EmbeddingNet {
             )?;
             x = x.f_relu()?;
         }
-        let avg = x.f_mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float)?;
-        let max = x.f_amax([2i64, 3].as_slice(), false)?;
-        let pooled = Tensor::f_cat(&[avg, max], 1)?;
+        let pooled = global_pool(&x)?;
         let pooled = match mask {
             Some(m) => pooled.f_mul(m)?,
             None => pooled.f_dropout(DROPOUT, train)?,
@@ -142,6 +152,73 @@ impl EmbeddingNet {
         let out = pooled.f_linear(&self.fc.ws, self.fc.bs.as_ref())?;
         l2_normalise(&out)
     }
+
+    /// The same function as the evaluation-mode pass above, computed faster. `try_forward_t(.., false)` runs it: each BatchNorm is folded
+    /// into the convolution before it (`w * g / sqrt(v + eps)`, bias `b - m * g / sqrt(v + eps)`;
+    /// equal up to float rounding, about 1e-7), activations and weights are laid out channels-last
+    /// (oneDNN's native layout, so no reordering between layers) and ReLU works in place (a fresh
+    /// buffer per layer costs page faults that took as long as the ReLU itself). Measured on the
+    /// 2-core machine at 220x150, batch 64: about 1.7x the plain pass. The folding is redone on every
+    /// call (a few small tensor operations) so that it can never go stale while a model trains.
+    fn forward_inference(&self, xs: &Tensor) -> Result<Tensor, tch::TchError> {
+        let mut x = xs.shallow_clone();
+        for (conv, (stride, padding), bn) in &self.convs {
+            let (weight, bias) = fold_batch_norm(&conv.ws, bn)?;
+            x = x
+                .f_conv2d(
+                    &channels_last(&weight)?,
+                    Some(&bias),
+                    [*stride; 2],
+                    [*padding; 2],
+                    [1i64; 2],
+                    1,
+                )?
+                .f_relu_()?;
+        }
+        let pooled = global_pool(&x)?;
+        let out = pooled.f_linear(&self.fc.ws, self.fc.bs.as_ref())?;
+        l2_normalise(&out)
+    }
+}
+
+/// Global average ++ global max over the spatial dimensions: `[n, c, h, w]` -> `[n, 2c]`.
+fn global_pool(x: &Tensor) -> Result<Tensor, tch::TchError> {
+    let avg = x.f_mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float)?;
+    let max = x.f_amax([2i64, 3].as_slice(), false)?;
+    Tensor::f_cat(&[avg, max], 1)
+}
+
+/// A convolution's weight and bias with the evaluation-mode BatchNorm after it folded in.
+fn fold_batch_norm(weight: &Tensor, bn: &nn::BatchNorm) -> Result<(Tensor, Tensor), tch::TchError> {
+    let scale = bn.running_var.f_add_scalar(BN_EPS)?.f_rsqrt()?;
+    let scale = match &bn.ws {
+        Some(gamma) => scale.f_mul(gamma)?,
+        None => scale,
+    };
+    let folded_weight = weight.f_mul(&scale.f_view([-1, 1, 1, 1])?)?;
+    let shift = bn.running_mean.f_mul(&scale)?.f_neg()?;
+    let folded_bias = match &bn.bs {
+        Some(beta) => shift.f_add(beta)?,
+        None => shift,
+    };
+    Ok((folded_weight, folded_bias))
+}
+
+/// The same 4-d tensor stored channels-last (NHWC in memory, NCHW in shape). The strides are set
+/// explicitly: a plain permute-and-copy gives a one-channel weight (conv1's) the ordinary strides,
+/// and then libtorch runs that layer and everything after it in the slower NCHW layout.
+fn channels_last(t: &Tensor) -> Result<Tensor, tch::TchError> {
+    let size = t.size();
+    let [n, c, h, w] = size[..] else {
+        return Err(tch::TchError::Shape(format!(
+            "channels-last needs a 4-d tensor, got {size:?}"
+        )));
+    };
+    t.f_permute([0i64, 2, 3, 1])?.f_contiguous()?.f_as_strided(
+        [n, c, h, w],
+        [h * w * c, 1, w * c, c],
+        0,
+    )
 }
 
 impl ModuleT for EmbeddingNet {
@@ -228,4 +305,66 @@ pub fn parameter_count(vs: &nn::VarStore) -> u64 {
         .iter()
         .map(|t| t.numel() as u64)
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    fn uniform(rng: &mut impl Rng, size: &[i64], lo: f32, hi: f32) -> Tensor {
+        let n: i64 = size.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
+        Tensor::from_slice(&values).reshape(size)
+    }
+
+    #[test]
+    fn the_fast_inference_pass_equals_the_pass_with_batch_norm() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = EmbeddingNet::new(&vs.root());
+        seeded_init(&vs, 7).unwrap();
+        // BatchNorm statistics and affine maps far from the identity, as training leaves them.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        tch::no_grad(|| {
+            for (name, mut var) in vs.variables() {
+                let range = match name.rsplit('.').next() {
+                    _ if !name.starts_with("bn") => continue,
+                    Some("running_var") => (0.2, 3.0),
+                    Some("running_mean") => (-1.0, 1.0),
+                    Some("weight") => (0.3, 2.0),
+                    _ => (-0.5, 0.5),
+                };
+                var.copy_(&uniform(&mut rng, &var.size(), range.0, range.1));
+            }
+        });
+        let x = uniform(&mut rng, &[3, 1, 150, 220], 0.0, 1.0);
+        let (fast, plain) = tch::no_grad(|| {
+            (
+                net.try_forward_t(&x, false).unwrap(),
+                net.forward_with_batch_norm(&x, false, None).unwrap(),
+            )
+        });
+        let gap = (&fast - &plain).abs().max().double_value(&[]);
+        assert!(gap < 1e-5, "the two passes differ by {gap}");
+        // The three inputs give three different embeddings (so the comparison above compared something).
+        let between = (fast.get(0) - fast.get(1)).abs().max().double_value(&[]);
+        assert!(
+            between > 1e-3,
+            "embeddings of different inputs differ by only {between}"
+        );
+    }
+
+    #[test]
+    fn channels_last_keeps_the_values_and_strides_even_one_channel_as_nhwc() {
+        for (c, h, w) in [(1, 8, 8), (3, 5, 7)] {
+            let t = Tensor::arange(2 * c * h * w, (tch::Kind::Float, tch::Device::Cpu))
+                .reshape([2, c, h, w]);
+            let cl = channels_last(&t).unwrap();
+            assert_eq!(cl.size(), t.size());
+            assert_eq!(cl.stride(), vec![h * w * c, 1, w * c, c]);
+            assert!(cl.equal(&t));
+        }
+        assert!(channels_last(&Tensor::zeros([2, 3], tch::kind::FLOAT_CPU)).is_err());
+    }
 }
