@@ -35,6 +35,7 @@ mod imaging_cheque;
 mod imaging_decode;
 mod layering;
 mod model_load;
+mod per_account_stage;
 mod scoring_calibration;
 mod scoring_cohort;
 mod scoring_evaluation;
