@@ -66,7 +66,7 @@ train-default: build
 	  --data $(BHSIG)/hindi --licence "BHSig260 Hindi (Pal et al., DAS 2016): $(LICENCE)" \
 	  --holdout models/holdout-writers.txt --synthetic 200 --synthetic-genuine 10 --synthetic-forgeries 4 \
 	  --synthetic-weight 0.5 --input 220x150 --ink binary --epochs 12 --steps 150 --forgeries 3 --warmup 150 \
-	  --seed 2026 --out models/countersign-default.safetensors --quiet
+	  --seed 2026 --no-augment --out models/countersign-default.safetensors --quiet
 	rm -f models/countersign-default.checkpoint.* models/countersign-default.best.*
 
 ## The accuracy protocol (docs/ACCURACY.md): leave each real collection out in turn; OUT= a folder.
