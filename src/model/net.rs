@@ -153,8 +153,8 @@ impl EmbeddingNet {
         l2_normalise(&out)
     }
 
-    /// The same function as the evaluation-mode pass above, computed faster. `try_forward_t(.., false)` runs it: each BatchNorm is folded
-    /// into the convolution before it (`w * g / sqrt(v + eps)`, bias `b - m * g / sqrt(v + eps)`;
+    /// The same function as the evaluation-mode pass above, computed faster; `try_forward_t(..,
+    /// false)` runs it. Each BatchNorm is folded into the convolution before it (`w * g / sqrt(v + eps)`, bias `b - m * g / sqrt(v + eps)`;
     /// equal up to float rounding, about 1e-7), activations and weights are laid out channels-last
     /// (oneDNN's native layout, so no reordering between layers) and ReLU works in place (a fresh
     /// buffer per layer costs page faults that took as long as the ReLU itself). Measured on the
@@ -163,7 +163,7 @@ impl EmbeddingNet {
     fn forward_inference(&self, xs: &Tensor) -> Result<Tensor, tch::TchError> {
         let mut x = xs.shallow_clone();
         for (conv, (stride, padding), bn) in &self.convs {
-            let (weight, bias) = fold_batch_norm(&conv.ws, bn)?;
+            let (weight, bias) = fold_batch_norm(conv, bn)?;
             x = x
                 .f_conv2d(
                     &channels_last(&weight)?,
@@ -189,14 +189,22 @@ fn global_pool(x: &Tensor) -> Result<Tensor, tch::TchError> {
 }
 
 /// A convolution's weight and bias with the evaluation-mode BatchNorm after it folded in.
-fn fold_batch_norm(weight: &Tensor, bn: &nn::BatchNorm) -> Result<(Tensor, Tensor), tch::TchError> {
+fn fold_batch_norm(
+    conv: &nn::Conv2D,
+    bn: &nn::BatchNorm,
+) -> Result<(Tensor, Tensor), tch::TchError> {
     let scale = bn.running_var.f_add_scalar(BN_EPS)?.f_rsqrt()?;
     let scale = match &bn.ws {
         Some(gamma) => scale.f_mul(gamma)?,
         None => scale,
     };
-    let folded_weight = weight.f_mul(&scale.f_view([-1, 1, 1, 1])?)?;
-    let shift = bn.running_mean.f_mul(&scale)?.f_neg()?;
+    let folded_weight = conv.ws.f_mul(&scale.f_view([-1, 1, 1, 1])?)?;
+    // (conv bias - running mean) * scale + shift; the trunk's convolutions have no bias today.
+    let centred = match &conv.bs {
+        Some(b) => b.f_sub(&bn.running_mean)?,
+        None => bn.running_mean.f_neg()?,
+    };
+    let shift = centred.f_mul(&scale)?;
     let folded_bias = match &bn.bs {
         Some(beta) => shift.f_add(beta)?,
         None => shift,
